@@ -1,0 +1,56 @@
+# Two entry points for a fresh machine: `make train` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+POOL := scripts/condor-pool
+# pip on these machines warns once per missing local index entry; keep the log readable.
+PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
+
+.PHONY: help venv train sweep test lint bench pool-install pool-start pool-stop pool-status clean
+
+help:
+	@echo "make train   - set up .venv and train the CNN for 4 epochs (bundled MNIST when offline)"
+	@echo "make test    - set up .venv and the local HTCondor pool, run ruff and the whole test suite"
+	@echo "make sweep   - a two-job local sweep (model.lr=0.5,1.0)"
+	@echo "make bench   - run the benchmarks in benchmarks/"
+	@echo "make pool-start / pool-stop / pool-status - the local HTCondor test pool"
+
+$(VENV)/.installed: pyproject.toml launchers/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e ./launchers -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import mnist_app, torch, lightning, hydra, htcondor2" # fail here, not later
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(BIN)/python -m mnist_app trainer.max_epochs=4
+
+sweep: venv
+	$(BIN)/python -m mnist_app -m model.lr=0.5,1.0 trainer.max_epochs=1
+
+lint: venv
+	$(BIN)/ruff check .
+
+pool-install: venv
+	$(POOL) install
+
+pool-start: pool-install
+	$(POOL) start
+
+pool-stop:
+	$(POOL) stop
+
+pool-status:
+	$(POOL) status
+
+test: venv pool-install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/bench_training.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

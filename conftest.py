@@ -1,0 +1,176 @@
+"""Repository-wide pytest wiring: the local HTCondor pool fixture and the `condor`/`gpu` markers.
+
+Tests marked `condor` get the session fixture `condor_pool` automatically, set up before any of their other
+fixtures, so `CONDOR_CONFIG` is in `os.environ` before a test (or its fixtures) talks to htcondor2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent
+POOL_SCRIPT = REPO / "scripts" / "condor-pool"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclasses.dataclass(frozen=True)
+class CondorPool:
+    """Where the pool used by this test session lives."""
+
+    config: Path  # the CONDOR_CONFIG file
+    address: str  # collector host:port
+    env: dict[str, str]  # variables to add to a subprocess' environment (CONDOR_CONFIG, PATH)
+    pool_dir: Path | None  # scripts/condor-pool folder; None for a pool named by a pre-set CONDOR_CONFIG
+    log_dir: Path | None  # the daemons' logs (MasterLog, SchedLog, StartLog, ShadowLog, ...)
+    started: bool  # True if this session started it (and will stop it)
+
+    def daemon_log(self, name: str) -> Path | None:
+        """Path of a daemon log such as "SchedLog", for failure messages."""
+        return self.log_dir / name if self.log_dir else None
+
+    def subprocess_env(self, **extra: str) -> dict[str, str]:
+        """os.environ plus what a CLI subprocess needs to reach this pool."""
+        return {**os.environ, **self.env, **extra}
+
+
+def _run_pool(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([str(POOL_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error:" in ln]
+    return (errors or lines or [f"exit code {proc.returncode}"])[-1]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally; under CI a pool that cannot start fails the run (never a silent skip)."""
+    msg = f"local HTCondor pool unavailable: {reason}"
+    if _in_ci():
+        pytest.fail(msg + " (CI=true: not skipping)", pytrace=False)
+    pytest.skip(msg)
+
+
+def _own_pool() -> tuple[dict, bool]:
+    """Reuse the running scripts/condor-pool pool, or install and start it; returns (env --json, started)."""
+    try:
+        status = _run_pool("status", timeout=60)
+        started = False
+        if status.returncode != 0:
+            install = _run_pool("install", timeout=900)
+            if install.returncode != 0:
+                _unavailable(f"scripts/condor-pool install failed: {_one_line(install)}")
+            start = _run_pool("start", timeout=300)
+            if start.returncode != 0:
+                _unavailable(f"scripts/condor-pool start failed: {_one_line(start)}")
+            # A concurrent session may have won the race; then it owns the pool, not us.
+            started = "started in" in start.stdout
+        env = _run_pool("env", "--json", timeout=60)
+        if env.returncode != 0:
+            _unavailable(f"scripts/condor-pool env failed: {_one_line(env)}")
+        return json.loads(env.stdout), started
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(f"scripts/condor-pool: {exc}")
+        raise  # unreachable: _unavailable raises
+
+
+def _check_reachable(address_hint: str) -> str:
+    """Ask the collector for the schedd; returns the collector address the bindings use."""
+    import htcondor2
+
+    htcondor2.reload_config()  # CONDOR_CONFIG may have changed since htcondor2 was first imported
+    collector = str(htcondor2.param.get("COLLECTOR_HOST", address_hint))
+    try:
+        ads = htcondor2.Collector().query(htcondor2.AdTypes.Schedd, projection=["Name"])
+    except Exception as exc:  # the bindings raise HTCondorException and friends
+        _unavailable(f"collector {collector} (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}) "
+                     f"did not answer: {exc}")
+    if not ads:
+        _unavailable(f"collector {collector} knows no schedd (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']})")
+    return collector
+
+
+@pytest.fixture(scope="session")
+def condor_pool() -> Iterator[CondorPool]:
+    """The HTCondor pool for tests marked `condor`.
+
+    A pre-set CONDOR_CONFIG names the pool to use as is. Otherwise the default scripts/condor-pool pool
+    (CONDOR_POOL_DIR/CONDOR_POOL_PORT honoured) is reused if running, or installed and started, and then
+    stopped at session end.
+    """
+    saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH")}
+    preset = os.environ.get("CONDOR_CONFIG")
+    started = False
+    if preset:
+        config = Path(preset)
+        if not config.is_file():
+            _unavailable(f"CONDOR_CONFIG={preset} is not a file")
+        env = {"CONDOR_CONFIG": str(config)}
+        pool_dir = log_dir = None
+        address = _check_reachable("?")
+        import htcondor2
+
+        log = htcondor2.param.get("LOG")
+        log_dir = Path(log) if log else None
+    else:
+        info, started = _own_pool()
+        config = Path(info["CONDOR_CONFIG"])
+        env = {"CONDOR_CONFIG": str(config), "PATH": f"{info['bin']}:{os.environ.get('PATH', '')}"}
+        pool_dir, log_dir = Path(info["pool_dir"]), Path(info["log_dir"])
+        os.environ.update(env)
+        address = info["address"]
+        try:
+            _check_reachable(address)
+        except BaseException:
+            if started:
+                _run_pool("stop", timeout=120)
+            raise
+    os.environ.update(env)
+    pool = CondorPool(config=config, address=address, env=env, pool_dir=pool_dir, log_dir=log_dir,
+                      started=started)
+    try:
+        yield pool
+    finally:
+        if started:
+            stop = _run_pool("stop", timeout=120)
+            if stop.returncode != 0:
+                print(f"scripts/condor-pool stop failed: {_one_line(stop)}")
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("condor") is not None:
+            # Like @pytest.mark.usefixtures("condor_pool"), but first in line: a marker added here would
+            # come too late (fixture closures are computed at collection), and other session/module
+            # fixtures of the test may already need CONDOR_CONFIG.
+            names = getattr(item, "fixturenames", None)
+            if names is not None and "condor_pool" not in names:
+                names.insert(0, "condor_pool")
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu_items and not _cuda_available():  # torch is only imported when a gpu test was collected
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+        for item in gpu_items:
+            item.add_marker(skip)

@@ -1,0 +1,89 @@
+"""Structured config of the HTCondor launcher, registered as ``hydra/launcher: htcondor``."""
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class HTCondorLauncherConf:
+    _target_: str = "hydra_plugins.hydra_htcondor_launcher.htcondor_launcher.HTCondorLauncher"
+
+    # --- resources (one slot per job) ---
+    # CPU cores per job (submit command request_cpus).
+    request_cpus: int = 1
+    # GPUs per job (request_gpus); 0 asks for none.
+    request_gpus: int = 0
+    # Memory per job: an integer in MiB or a number with a unit (KB, MB, GB, TB), e.g. "4GB".
+    request_memory: str = "2GB"
+    # Scratch disk per job, same syntax as request_memory.
+    request_disk: str = "2GB"
+    # Minimum CUDA compute capability of the GPU, e.g. 7.0 (only with request_gpus > 0).
+    gpus_minimum_capability: float | None = None
+    # Minimum GPU memory in MiB (only with request_gpus > 0).
+    gpus_minimum_memory: int | None = None
+    # Extra ClassAd requirement expressions; all of them are AND-combined (with each other and with the
+    # GPU constraints above), none replaces another.
+    requirements: list[str] = field(default_factory=list)
+
+    # --- where and with which Python the job runs ---
+    # HTCondor universe: vanilla or container (env_mode=container implies container).
+    universe: str = "vanilla"
+    # How the worker gets Python: shared (the interpreter path is valid on the worker, e.g. a shared
+    # filesystem or the local pool), container (universe=container with container_image) or packed (a
+    # packed environment archive travels with the job and is unpacked before the job runs).
+    env_mode: str = "shared"
+    # Image for env_mode=container: docker://..., oras://... or a path to a .sif file.
+    container_image: str | None = None
+    # Worker Python. null means: the submitting interpreter (shared), "python3" on the image's PATH
+    # (container), or bin/python inside the unpacked environment (packed; a relative path is taken
+    # relative to the unpacked folder).
+    python: str | None = None
+    # env_mode=packed: path of the archive on the submit side (a .tar/.tar.gz/.tgz/.tar.xz/.tar.zst tarball
+    # of a venv or conda/pixi environment, a pixi-pack .tar, or a self-extracting .sh).
+    packed_env: str | None = None
+    # env_mode=packed: shell command that unpacks the archive into ./env on the worker; null picks one
+    # from the archive's suffix ($ARCHIVE is the archive's file name in the job's scratch folder).
+    packed_unpack: str | None = None
+
+    # --- files ---
+    # False: the sweep folder is on a filesystem shared with the workers. True: HTCondor file transfer
+    # (the job spec travels in, the job folder and result travel back into the same sweep folder).
+    transfer_files: bool = False
+    # Extra input files/folders sent with every job (absolute, or relative to the submitting cwd).
+    transfer_input_files: list[str] = field(default_factory=list)
+    # Where job specs, results, stdout/stderr and the HTCondor event log go.
+    htcondor_dir: str = "${hydra.sweep.dir}/.htcondor"
+
+    # --- pass-through ---
+    # Extra submit commands passed through verbatim, e.g. {"+JobDurationCategory": '"Medium"'}.
+    submit_commands: dict[str, str] = field(default_factory=dict)
+    # Environment variables set in every job.
+    environment: dict[str, str] = field(default_factory=dict)
+    # JobBatchName of the cluster (groups the jobs in condor_q).
+    batch_name: str = "${hydra.job.name}"
+
+    # --- pool ---
+    # Schedd name; null means the local schedd (the one CONDOR_CONFIG describes).
+    schedd: str | None = None
+    # Collector host[:port] used to locate the schedd; null means the one CONDOR_CONFIG names.
+    collector: str | None = None
+
+    # --- waiting ---
+    # Seconds between reads of the job event log.
+    poll_interval: float = 0.5
+    # Seconds between live status lines (a line is also logged whenever a job finishes).
+    status_interval: float = 15.0
+    # Deadline per batch in minutes: then the cluster is removed and every unfinished job fails.
+    timeout_min: float = 1440.0
+    # A held job is released up to this many times before it is removed and failed with its hold reason;
+    # 0 removes it at the first hold.
+    max_releases: int = 0
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher",
+    name="htcondor",
+    node=HTCondorLauncherConf,
+    provider="hydra_htcondor_launcher",
+)

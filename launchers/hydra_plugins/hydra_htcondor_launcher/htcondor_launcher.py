@@ -1,0 +1,46 @@
+"""The Hydra ``Launcher`` plugin class. Light on purpose: Hydra imports this module at every start-up, so the
+HTCondor bindings, cloudpickle and the launching logic load only inside ``launch``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class HTCondorLauncher(Launcher):
+    """Runs every job of a sweep batch as one proc of one HTCondor cluster and returns the real JobReturns."""
+
+    def __init__(self, **params: Any) -> None:
+        # Resolved plain values (interpolations like ${hydra.sweep.dir} are resolved at launch time).
+        self.params: dict[str, Any] = {}
+        for key, value in params.items():
+            self.params[key] = (
+                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            )
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self,
+        *,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from . import _core
+
+        return _core.launch(self, job_overrides=job_overrides, initial_job_idx=initial_job_idx)

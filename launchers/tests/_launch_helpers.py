@@ -1,0 +1,46 @@
+"""Build a configured HTCondorLauncher the way Hydra does, so tests can inspect every JobReturn of a batch
+(Hydra's sweeper would stop at the first failed one)."""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.callbacks import Callbacks
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, RunMode
+
+
+def launch(
+    sweep_dir: Path,
+    task: Callable[[Any], Any],
+    jobs: Sequence[Sequence[str]],
+    launcher_overrides: Sequence[str] = (),
+) -> list[JobReturn]:
+    search_path = create_config_search_path(None)
+    hydra = Hydra.create_main_hydra2(task_name="pool_test", config_search_path=search_path)
+    try:
+        cfg = hydra.compose_config(
+            config_name=None,
+            overrides=[
+                f"hydra.sweep.dir={sweep_dir}",
+                "hydra/launcher=htcondor",
+                "hydra.launcher.poll_interval=0.1",
+                "hydra.launcher.request_memory=256MB",
+                *launcher_overrides,
+            ],
+            run_mode=RunMode.MULTIRUN,
+            with_log_configuration=False,
+        )
+        HydraConfig.instance().set_config(cfg)
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task, config=cfg
+        )
+        return list(launcher.launch([list(j) for j in jobs], initial_job_idx=0))
+    finally:
+        GlobalHydra.instance().clear()

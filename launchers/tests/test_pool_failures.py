@@ -1,0 +1,250 @@
+"""Failure handling, file transfer and GPU matching, each on the real HTCondor test pool."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _launch_helpers import launch
+from hydra.core.utils import JobStatus
+from hydra_plugins.hydra_htcondor_launcher._errors import HeldJobError, JobFailedError
+
+pytestmark = [pytest.mark.condor, pytest.mark.usefixtures("hydra_restore_singletons")]
+
+
+def _mixed_task(cfg):
+    """What job x does depends on cfg.x; runs on the pool."""
+    import htcondor2
+    from hydra.core.hydra_config import HydraConfig
+
+    x = cfg.x
+    if x == "raise":
+        raise ValueError("task failed on purpose")
+    if x == "exit3":
+        os._exit(3)
+    if x == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if x == "hold":
+        os._exit(5)  # the test's on_exit_hold policy holds exit code 5
+    if x == "remove":
+        job_id = HydraConfig.get().job.id
+        htcondor2.Schedd().act(htcondor2.JobAction.Remove, job_id)
+        time.sleep(60)
+    Path("written-by-task.txt").write_text(str(x))
+    return f"ok:{x}"
+
+
+def test_failures_keep_the_other_results(tmp_path):
+    kinds = ["ok", "raise", "exit3", "kill", "hold", "remove"]
+    condor_config = os.environ["CONDOR_CONFIG"]
+    results = launch(
+        tmp_path / "sweep",
+        _mixed_task,
+        [[f"+x={k}"] for k in kinds],
+        [
+            "hydra.job.chdir=true",
+            "+hydra.launcher.submit_commands.on_exit_hold='ExitCode =?= 5'",
+            """+hydra.launcher.submit_commands.on_exit_hold_reason='"exit code 5 holds"'""",
+            f"+hydra.launcher.environment.CONDOR_CONFIG={condor_config}",
+        ],
+    )
+    by = dict(zip(kinds, results, strict=True))
+    htdir = tmp_path / "sweep" / ".htcondor"
+    for ret in results:
+        assert ret.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+    ok = by["ok"]
+    assert ok.status == JobStatus.COMPLETED and ok.return_value == "ok:ok"
+    assert (tmp_path / "sweep" / "0" / "written-by-task.txt").read_text() == "ok"
+    assert (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").exists()
+
+    raised = by["raise"]
+    assert raised.status == JobStatus.FAILED
+    assert isinstance(raised._return_value, ValueError)
+    assert "task failed on purpose" in str(raised._return_value)
+    with pytest.raises(ValueError, match="task failed on purpose"):
+        _ = raised.return_value
+
+    exit3 = by["exit3"]._return_value
+    assert isinstance(exit3, JobFailedError)
+    assert "exited with code 3" in str(exit3)
+    assert str(htdir / "2.err") in str(exit3) and str(htdir / "batch-0-5.log") in str(exit3)
+
+    killed = by["kill"]._return_value
+    assert isinstance(killed, JobFailedError) and "signal 9" in str(killed)
+
+    held = by["hold"]._return_value
+    assert isinstance(held, HeldJobError)
+    assert "exit code 5 holds" in str(held) and str(htdir / "4.out") in str(held)
+
+    removed = by["remove"]._return_value
+    assert isinstance(removed, JobFailedError) and "was removed" in str(removed)
+
+    for num in range(len(kinds)):
+        assert (htdir / f"{num}.out").exists() and (htdir / f"{num}.err").exists()
+    assert not any(p.name.endswith(".tmp") or ".tmp." in p.name for p in htdir.iterdir())
+
+
+def _slow_task(cfg):
+    if cfg.x == "slow":
+        time.sleep(300)
+    return cfg.x
+
+
+def test_deadline_removes_unfinished_jobs(tmp_path):
+    results = launch(
+        tmp_path / "sweep", _slow_task, [["+x=fast"], ["+x=slow"]], ["hydra.launcher.timeout_min=0.2"]
+    )
+    assert results[0].status == JobStatus.COMPLETED and results[0].return_value == "fast"
+    err = results[1]._return_value
+    assert results[1].status == JobStatus.FAILED
+    assert isinstance(err, JobFailedError)
+    assert "deadline" in str(err) and "timeout_min=0.2" in str(err)
+
+
+def _transfer_task(cfg):
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    (out / "model.txt").write_text(f"weights for {cfg.x}")
+    (out / "nested").mkdir()
+    (out / "nested" / "deep.txt").write_text("deep")
+    return {"x": cfg.x, "cwd": os.getcwd(), "output_dir": str(out)}
+
+
+def test_transfer_files_round_trip(tmp_path):
+    sweep = tmp_path / "sweep"
+    results = launch(
+        sweep,
+        _transfer_task,
+        [["+x=1"], ["+x=2"]],
+        ["hydra.launcher.transfer_files=true", "hydra.sweep.subdir=run_${hydra.job.override_dirname}"],
+    )
+    for ret, x in zip(results, (1, 2), strict=True):
+        assert ret.status == JobStatus.COMPLETED
+        value = ret.return_value
+        job_dir = sweep / f"run_+x={x}"
+        # The job ran in a scratch folder, not in the sweep folder...
+        assert not value["output_dir"].startswith(str(sweep))
+        # ...and its folder came back to the same place a shared-filesystem run would use.
+        assert (job_dir / "model.txt").read_text() == f"weights for {x}"
+        assert (job_dir / "nested" / "deep.txt").read_text() == "deep"
+        assert (job_dir / ".hydra" / "overrides.yaml").exists()
+        assert (job_dir / "pool_test.log").exists()
+        assert ret.hydra_cfg.hydra.runtime.output_dir == str(job_dir)
+        assert ret.hydra_cfg.hydra.job.id.count(".") == 1  # ClusterId.ProcId
+    # Only the job folders and the launcher's own folder travel back.
+    assert sorted(p.name for p in sweep.iterdir()) == [".htcondor", "run_+x=1", "run_+x=2"]
+
+
+def _cuda_env_task(cfg):
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_gpu_job_matches_the_simulated_gpu(tmp_path):
+    results = launch(
+        tmp_path / "sweep",
+        _cuda_env_task,
+        [[]],
+        ["hydra.launcher.request_gpus=1", "hydra.launcher.gpus_minimum_capability=7.0"],
+    )
+    assert results[0].status == JobStatus.COMPLETED
+    assert results[0].return_value == "0"
+
+
+def test_unreachable_pool_is_one_line_and_creates_no_job_folder(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import hydra\n"
+        "@hydra.main(version_base=None, config_path=None)\n"
+        "def main(cfg):\n    return 1\n"
+        "if __name__ == '__main__':\n    main()\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(app),
+            "-m",
+            "hydra/launcher=htcondor",
+            "+x=1,2",
+            "hydra.launcher.collector=127.0.0.1:1",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if "HTCondor pool unreachable" in line]
+    assert len(lines) == 1, proc.stderr
+    assert "127.0.0.1:1" in lines[0]
+    assert "Traceback" not in proc.stderr
+    sweep = tmp_path / "sweep"
+    assert not (sweep / "0").exists() and not (sweep / ".htcondor").exists()
+
+
+def _exit5_task(cfg):
+    os._exit(5)
+
+
+def test_held_job_is_released_max_releases_times_then_removed(tmp_path):
+    results = launch(
+        tmp_path / "sweep",
+        _exit5_task,
+        [[]],
+        [
+            "hydra.launcher.max_releases=1",
+            "+hydra.launcher.submit_commands.on_exit_hold='ExitCode =?= 5'",
+            """+hydra.launcher.submit_commands.on_exit_hold_reason='"exit code 5 holds"'""",
+        ],
+    )
+    err = results[0]._return_value
+    assert results[0].status == JobStatus.FAILED and isinstance(err, HeldJobError)
+    assert "held 2 time(s)" in str(err) and "exit code 5 holds" in str(err)
+
+
+def test_ctrl_c_removes_the_cluster_and_says_so(tmp_path):
+    import htcondor2
+
+    app = tmp_path / "sleepy.py"
+    app.write_text(
+        "import time, hydra\n"
+        "@hydra.main(version_base=None, config_path=None)\n"
+        "def main(cfg):\n    time.sleep(300)\n"
+        "if __name__ == '__main__':\n    main()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(app), "-m", "hydra/launcher=htcondor", "+x=1,2", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    cluster = None
+    try:
+        for line in proc.stdout:
+            output.append(line)
+            if "submitted as cluster" in line:
+                cluster = int(line.split("submitted as cluster")[1].split()[0])
+            if cluster is not None and " running" in line and "0 running" not in line:
+                break
+        assert cluster is not None, "".join(output)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(output) + rest
+    assert proc.returncode != 0
+    assert f"Interrupted: removed HTCondor cluster {cluster}" in text
+    # The jobs left the queue (removed, not left running on the pool).
+    schedd = htcondor2.Schedd()
+    deadline = time.monotonic() + 30
+    while schedd.query(constraint=f"ClusterId == {cluster}", projection=["JobStatus"]):
+        assert time.monotonic() < deadline, "cluster still queued 30 s after Ctrl-C"
+        time.sleep(0.5)

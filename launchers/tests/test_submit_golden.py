@@ -1,0 +1,147 @@
+"""Golden files of the generated submit description (and packed-mode wrapper) for every environment mode.
+
+Regenerate after an intended change:
+    UPDATE_GOLDEN=1 python -m pytest launchers/tests/test_submit_golden.py
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra_plugins.hydra_htcondor_launcher import _submit
+from hydra_plugins.hydra_htcondor_launcher._settings import validate
+
+GOLDEN = Path(__file__).parent / "golden"
+SWEEP = "/data/sweeps/2026-01-01/12-00-00"
+CWD = "/home/user/project"
+
+
+def _params(**overrides):
+    params = {
+        "request_cpus": 2,
+        "request_gpus": 1,
+        "request_memory": "8GB",
+        "request_disk": "10GB",
+        "gpus_minimum_capability": 7.5,
+        "gpus_minimum_memory": 10000,
+        "requirements": ["OpSysMajorVer == 9", 'Arch == "X86_64"'],
+        "universe": "vanilla",
+        "env_mode": "shared",
+        "container_image": None,
+        "python": "/opt/venv/bin/python",
+        "packed_env": None,
+        "packed_unpack": None,
+        "transfer_files": False,
+        "transfer_input_files": [],
+        "htcondor_dir": f"{SWEEP}/.htcondor",
+        "submit_commands": {"+JobDurationCategory": '"Medium"', "+WantGPULab": "true"},
+        "environment": {"OMP_NUM_THREADS": "2", "GREETING": "hello world"},
+        "batch_name": "mnist_app",
+        "schedd": None,
+        "collector": None,
+        "poll_interval": 0.5,
+        "status_interval": 15.0,
+        "timeout_min": 60.0,
+        "max_releases": 0,
+    }
+    params.update(overrides)
+    return params
+
+
+CASES = {
+    "shared": {},
+    "shared_transfer": {"transfer_files": True},
+    "container_transfer": {
+        "env_mode": "container",
+        "container_image": "docker://ghcr.io/example/mnist-app:gpu",
+        "python": None,
+        "transfer_files": True,
+    },
+    "container_shared": {"env_mode": "container", "container_image": "/images/mnist-app.sif", "python": None},
+    "packed_transfer": {"env_mode": "packed", "packed_env": "PACKED", "python": None, "transfer_files": True},
+    "packed_shared": {"env_mode": "packed", "packed_env": "PACKED", "python": None},
+    "cpu_minimal": {
+        "request_gpus": 0,
+        "gpus_minimum_capability": None,
+        "gpus_minimum_memory": None,
+        "requirements": [],
+        "submit_commands": {},
+        "environment": {},
+        "request_cpus": 1,
+    },
+}
+
+
+def _check(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{name} differs from its golden file (UPDATE_GOLDEN=1 regenerates)"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_submit_description_matches_golden(case, tmp_path):
+    overrides = dict(CASES[case])
+    archive = None
+    if overrides.get("packed_env") == "PACKED":
+        # The archive must exist to validate; its folder is replaced by a fixed one in the golden text.
+        archive = tmp_path / "mnist-env.tar.gz"
+        archive.write_bytes(b"")
+        overrides["packed_env"] = str(archive)
+    settings = validate(_params(**overrides), cwd=CWD, default_python="/unused/python")
+    plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6])
+    text = _submit.render(plan)
+    if archive is not None:
+        text = text.replace(str(tmp_path), "/home/user/envs")
+    _check(f"{case}.sub", text)
+    if plan.wrapper_text is not None:
+        _check("packed-env-wrapper.sh", plan.wrapper_text)
+        assert plan.wrapper_path == f"{SWEEP}/.htcondor/packed-env-wrapper.sh"
+
+
+def test_itemdata_is_one_proc_per_job():
+    settings = validate(_params(), cwd=CWD, default_python="/unused")
+    plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[0, 1, 2])
+    assert plan.itemdata == [{"job_num": "0"}, {"job_num": "1"}, {"job_num": "2"}]
+    assert plan.description["log"] == f"{SWEEP}/.htcondor/batch-0-2.log"
+
+
+def test_requirements_are_and_combined_never_replaced():
+    settings = validate(_params(requirements=["A == 1", "B =?= True"]), cwd=CWD, default_python="/x")
+    desc = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[0]).description
+    assert desc["requirements"] == "(A == 1) && (B =?= True)"
+    # The GPU constraints stay separate commands; HTCondor ANDs them with requirements itself.
+    assert desc["gpus_minimum_capability"] == "7.5" and desc["gpus_minimum_memory"] == "10000"
+
+
+def test_packed_wrapper_runs_python_from_the_unpacked_env(tmp_path):
+    """Run the generated wrapper for real on a tarball of a tiny fake environment."""
+    import subprocess
+    import tarfile
+
+    env = tmp_path / "src"
+    (env / "bin").mkdir(parents=True)
+    py = env / "bin" / "python"
+    py.write_text('#!/bin/sh\necho "fake python args: $*"\nexit 7\n')
+    py.chmod(0o755)
+    archive = tmp_path / "job" / "env.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(env / "bin", arcname="bin")
+    settings = validate(
+        _params(env_mode="packed", packed_env=str(archive), python=None), cwd=CWD, default_python="/x"
+    )
+    wrapper = tmp_path / "job" / "wrapper.sh"
+    wrapper.write_text(_submit.wrapper_script(settings))
+    proc = subprocess.run(
+        ["sh", str(wrapper), "env.tar.gz", "env/bin/python", "-m", "mod", "spec"],
+        cwd=tmp_path / "job",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 7, proc.stderr
+    assert "fake python args: -m mod spec" in proc.stdout
+    # Neither the archive nor the unpacked env is left to travel back as output.
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["wrapper.sh"]

@@ -1,0 +1,50 @@
+"""``python -m mnist_app`` / ``mnist-app``: the Hydra entry point.
+
+Thin on purpose: composing the config, ``--help`` and ``--cfg job`` import only Hydra and this package's light
+modules; torch and Lightning load inside ``train``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_app.config import config_dir
+from mnist_app.errors import MnistAppError
+
+log = logging.getLogger("mnist_app")
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Train once and return ``cfg.optimized_metric`` (test accuracy by default) for sweepers."""
+    from mnist_app.train import train
+
+    try:
+        metrics = train(cfg)
+    except MnistAppError as err:
+        if _in_sweep():
+            raise  # the launcher records the failed job and its error
+        log.error("%s", err)
+        sys.exit(1)
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        log.warning(
+            "optimized_metric=%s is not among the metrics (%s)", cfg.optimized_metric, ", ".join(metrics)
+        )
+        return None
+    return float(value)
+
+
+if __name__ == "__main__":
+    main()

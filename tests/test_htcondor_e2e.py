@@ -1,0 +1,109 @@
+"""mnist_app end to end on the local HTCondor pool: real command lines, real training, real results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import yaml
+from hydra.core.utils import JobStatus
+
+pytestmark = [pytest.mark.condor, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and offline (bundled MNIST sample), as the app's own tests run.
+FAST = [
+    "data.source=bundled",
+    "trainer.progress_bar=false",
+    "trainer.tensorboard=false",
+    "trainer.max_epochs=1",
+]
+
+
+def _run(tmp_path: Path, *args: str, timeout: float = 480) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ)  # CONDOR_CONFIG comes from the condor_pool fixture
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop("MNIST_DATA_ROOT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_app", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    dirs = list((tmp_path / "outputs" / "sweeps").glob("*/*"))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
+    proc = _run(
+        tmp_path,
+        "-m",
+        "launcher=htcondor",
+        "device=cpu",
+        "hydra.launcher.request_gpus=0",
+        "model.lr=0.5,1.0",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "submitted as cluster" in proc.stdout + proc.stderr
+    sweep = _sweep_dir(tmp_path)
+    for num, lr in ((0, 0.5), (1, 1.0)):
+        job = sweep / str(num)
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert 0.0 < metrics["test/acc"] <= 1.0
+        assert (job / "checkpoints" / "last.ckpt").exists()
+        assert (job / "mnist_app.log").exists()
+        assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["model"]["lr"] == lr
+        # The real return value came back: the app returns optimized_metric (test/acc).
+        with open(sweep / ".htcondor" / f"{num}.result.pkl", "rb") as f:
+            ret = cloudpickle.load(f)
+        assert ret.status == JobStatus.COMPLETED
+        assert ret.return_value == pytest.approx(metrics["test/acc"])
+
+
+def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU would make this job succeed")
+    proc = _run(tmp_path, "-m", "launcher=htcondor", "device=cuda", *FAST)
+    assert proc.returncode == 1
+    assert "device=cuda but no usable CUDA GPU" in proc.stderr
+    sweep = _sweep_dir(tmp_path)
+    with open(sweep / ".htcondor" / "0.result.pkl", "rb") as f:
+        ret = cloudpickle.load(f)
+    assert ret.status == JobStatus.FAILED
+    assert type(ret._return_value).__name__ == "MnistAppError"
+    assert "CUDA_VISIBLE_DEVICES=0" in str(ret._return_value)  # it ran on the pool's GPU slot
+    assert "\n" not in str(ret._return_value).split("\n[remote traceback")[0]
+
+
+def test_optuna_sweeper_gets_real_values_from_the_pool(tmp_path):
+    proc = _run(
+        tmp_path,
+        "-m",
+        "launcher=htcondor_cpu",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.direction=maximize",
+        "model.lr=interval(0.3,1.0)",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = _sweep_dir(tmp_path)
+    accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 1)]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(accs))
