@@ -33,7 +33,7 @@ sweep: venv
 lint: venv
 	$(BIN)/ruff check .
 
-pool-install: venv
+pool-install:
 	$(POOL) install
 
 pool-start: pool-install

@@ -43,9 +43,22 @@ def wait_for_jobs(log: Path, expected: int, deadline_s: float = JOB_DEADLINE_S,
                 done[(event.cluster, event.proc)] = event
         if len(done) >= expected:
             break
-        assert time.monotonic() < deadline, f"{len(done)}/{expected} jobs done after {deadline_s} s; {log}"
+        assert time.monotonic() < deadline, (
+            f"{len(done)}/{expected} jobs done after {deadline_s} s; {log}; {queue_summary()}")
         time.sleep(0.05)
     return done
+
+
+def queue_summary() -> str:
+    """Why a job may be waiting: a pool shared with other sessions can be full."""
+    import htcondor2
+
+    try:
+        ads = htcondor2.Schedd().query(projection=["JobStatus"])
+    except Exception as exc:  # only used inside a failure message
+        return f"schedd query failed: {exc}"
+    states = [ad.get("JobStatus") for ad in ads]
+    return f"queue: {states.count(1)} idle, {states.count(2)} running, {states.count(5)} held (all users)"
 
 
 def python_job(path: Path, body: str) -> Path:
@@ -55,11 +68,27 @@ def python_job(path: Path, body: str) -> Path:
     return path
 
 
+_submitted: list[int] = []
+
+
 def submit(desc: dict[str, str], itemdata: list[dict[str, str]] | None = None) -> int:
     import htcondor2
 
     result = htcondor2.Schedd().submit(htcondor2.Submit(desc), itemdata=iter(itemdata) if itemdata else None)
+    _submitted.append(result.cluster())
     return result.cluster()
+
+
+@pytest.fixture(autouse=True)
+def _remove_leftover_jobs():
+    """A failed test must not leave its jobs in a pool that other tests (or sessions) share."""
+    yield
+    if _submitted:
+        import htcondor2
+
+        constraint = " || ".join(f"ClusterId == {c}" for c in _submitted)
+        htcondor2.Schedd().act(htcondor2.JobAction.Remove, constraint)
+        _submitted.clear()
 
 
 def base_desc(tmp_path: Path, executable: Path) -> dict[str, str]:

@@ -248,3 +248,44 @@ def test_ctrl_c_removes_the_cluster_and_says_so(tmp_path):
     while schedd.query(constraint=f"ClusterId == {cluster}", projection=["JobStatus"]):
         assert time.monotonic() < deadline, "cluster still queued 30 s after Ctrl-C"
         time.sleep(0.5)
+
+
+def _where_am_i(cfg):
+    import sys as _sys
+
+    return {"executable": _sys.executable, "packed": os.environ.get("PACKED_ENV_USED"), "x": cfg.x}
+
+
+@pytest.mark.parametrize("transfer", [False, True], ids=["shared_fs", "transfer"])
+def test_packed_env_is_unpacked_and_used_on_the_worker(tmp_path, transfer):
+    """A tiny archive whose env/bin/python hands over to this venv's interpreter stands in for a real pack
+    (the real ones need conda-forge); the generated wrapper, archive transfer and cleanup run for real."""
+    import tarfile
+
+    src = tmp_path / "envsrc" / "bin"
+    src.mkdir(parents=True)
+    (src / "python").write_text(f'#!/bin/sh\nexport PACKED_ENV_USED=1\nexec {sys.executable} "$@"\n')
+    (src / "python").chmod(0o755)
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="bin")
+    sweep = tmp_path / "sweep"
+    results = launch(
+        sweep,
+        _where_am_i,
+        [["+x=1"]],
+        [
+            "hydra.launcher.env_mode=packed",
+            f"hydra.launcher.packed_env={archive}",
+            f"hydra.launcher.transfer_files={str(transfer).lower()}",
+        ],
+    )
+    ret = results[0]
+    assert ret.status == JobStatus.COMPLETED, ret._return_value
+    assert ret.return_value["x"] == 1
+    assert ret.return_value["packed"] == "1"  # it ran through env/bin/python from the archive
+    assert (sweep / ".htcondor" / "packed-env-wrapper.sh").exists()
+    assert (sweep / "0" / ".hydra" / "config.yaml").exists()
+    # Neither the archive nor the unpacked environment came back.
+    assert not (sweep / "env").exists() and not (sweep / "env.tar.gz").exists()
+    assert not (tmp_path / "env").exists()
