@@ -118,7 +118,7 @@ def run_lightning(cfg, images, labels, device: str) -> tuple[float, float]:
         model = build_model(cfg)
         trainer, _ = build_trainer(cfg, Path(tmp), [clock])
         # The progress bar still renders (its cost counts); only its text is dropped.
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             trainer.fit(model, datamodule=build_datamodule(cfg, arrays))
     return clock.images / clock.elapsed, clock.first_step_s
 
@@ -192,7 +192,7 @@ def time_to_accuracy(device: str, source: str, target: float, max_epochs: int) -
     reach = ReachTarget(target)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, _ = build_trainer(cfg, Path(tmp), [reach])
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             trainer.fit(build_model(cfg), datamodule=build_datamodule(cfg, arrays))
     if reach.reached_s is None:
         return f"not reached in {max_epochs} epochs ({source} data)"
@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=0, help="epochs per measurement (0: 2 on CPU, 3 on CUDA)"
     )
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure with device.compile=true (CUDA)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy runs")
     parser.add_argument("--cpu-accuracy", action="store_true", help="also time 97%% val accuracy on CPU")

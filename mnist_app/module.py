@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +22,8 @@ class MnistClassifier(L.LightningModule):
     """Wraps a ``net`` (log-probabilities out) with NLL loss, accuracy, and configurable optimizer/scheduler.
 
     Batches arrive normalised (``MnistDataModule`` converts the uint8 images on the training device).
-    Only the per-step training loss is logged on step; accuracy is summed on the device and reduced
-    once per epoch, so no step forces a device sync beyond the progress bar's refresh.
+    Only the training loss is logged on step (and only on steps that a logger or the progress bar reads);
+    accuracy is averaged on the device and reduced once per epoch, so no step forces a device sync.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class MnistClassifier(L.LightningModule):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
         self.channels_last = channels_last
+        self._log_every = 1
         # Kept out of nn.Module registration so checkpoints hold the plain net's keys.
         self.__dict__["_compiled"] = None
         if channels_last:
@@ -56,10 +58,20 @@ class MnistClassifier(L.LightningModule):
         compiled = self.__dict__["_compiled"]
         return compiled(x) if compiled is not None else self.net(x)
 
+    def on_train_start(self) -> None:
+        # Each self.log() costs Lightning ~1-2 ms of bookkeeping (5% of a CPU step at batch 64), so the
+        # training loss is logged only on the steps a logger writes or the progress bar redraws.
+        trainer = self.trainer
+        every = max(int(trainer.log_every_n_steps), 1)
+        bar = trainer.progress_bar_callback
+        refresh = int(getattr(bar, "refresh_rate", 0) or 0) if bar is not None else 0
+        self._log_every = math.gcd(every, refresh) if refresh > 0 else every
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.nll_loss(self(x), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        if (self.global_step + 1) % self._log_every == 0:
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         return loss
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:

@@ -121,6 +121,17 @@ def test_apptainer_definition_matches_the_dockerfile():
     assert "%files from build" in text
 
 
+def test_docs_name_the_images_interpreter():
+    """The container examples run the image's environment by absolute path: it must be where the image
+    installs it."""
+    python = "/app/.pixi/envs/{}/bin/python".format(dockerfile_args()["ENVIRONMENT"])
+    for doc in (CONTAINERS / "README.md", ROOT / "docs" / "worker-environments.md"):
+        assert f"hydra.launcher.python={python}" in doc.read_text(), doc
+    assert (
+        "WORKDIR /app" in DOCKERFILE.read_text() and "COPY --from=build /app /app" in DOCKERFILE.read_text()
+    )
+
+
 def test_readme_has_one_build_command_each():
     readme = (CONTAINERS / "README.md").read_text()
     assert "docker build -f containers/Dockerfile -t mnist-app:gpu ." in readme
