@@ -60,26 +60,26 @@ def make_launcher(sweep_dir: Path, extra: list[str]):
     )
 
 
-def submit_overhead(tmp: Path, n_jobs: int, repeats: int) -> dict[str, float]:
+def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> dict[str, float]:
     schedd = htcondor2.Schedd()
     rows: dict[str, list[float]] = {
-        "compose sweep configs": [],
         "validate + build description": [],
+        "compose job configs": [],
         "pickle + write specs": [],
         "schedd.submit (1 cluster)": [],
     }
     for r in range(repeats):
-        sweep = tmp / f"overhead{r}"
-        launcher = make_launcher(sweep, [])
+        sweep = tmp / f"overhead{len(extra)}-{r}"
+        launcher = make_launcher(sweep, extra)
         overrides = [[f"+x={i}"] for i in range(n_jobs)]
         t0 = time.perf_counter()
-        jobs = _core._build_jobs(launcher, overrides, 0)
-        t1 = time.perf_counter()
         settings = validate(launcher.params, cwd=os.getcwd(), default_python=sys.executable)
         os.makedirs(settings.htcondor_dir, exist_ok=True)
         plan = _submit.build_submit(
-            settings, sweep_dir=str(sweep), cwd=os.getcwd(), job_nums=[j.num for j in jobs]
+            settings, sweep_dir=str(sweep), cwd=os.getcwd(), job_nums=list(range(n_jobs))
         )
+        t1 = time.perf_counter()
+        jobs = _core._build_jobs(launcher, settings, overrides, 0)
         t2 = time.perf_counter()
         _core._write_specs(launcher, settings, jobs, os.getcwd(), str(sweep))
         t3 = time.perf_counter()
@@ -147,13 +147,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-launcher-") as tmpname:
         tmp = Path(tmpname)
-        over = submit_overhead(tmp, args.jobs, args.repeats)
-        total = sum(over.values())
-        print(f"\nSubmit-side overhead, {args.jobs} jobs as one cluster (median of {args.repeats})")
-        print(f"{'step':<32}{'total s':>10}{'ms/job':>10}")
-        for key, value in over.items():
-            print(f"{key:<32}{value:>10.3f}{1000 * value / args.jobs:>10.2f}")
-        print(f"{'all':<32}{total:>10.3f}{1000 * total / args.jobs:>10.2f}")
+        for label, extra in (
+            ("shared filesystem: workers compose their configs", []),
+            ("transfer_files=true: submit side composes", ["hydra.launcher.transfer_files=true"]),
+        ):
+            over = submit_overhead(tmp, args.jobs, args.repeats, extra)
+            total = sum(over.values())
+            print(
+                f"\nSubmit-side overhead, {args.jobs} jobs as one cluster, {label} (median of {args.repeats})"
+            )
+            print(f"{'step':<32}{'total s':>10}{'ms/job':>10}")
+            for key, value in over.items():
+                print(f"{key:<32}{value:>10.3f}{1000 * value / args.jobs:>10.2f}")
+            print(f"{'all':<32}{total:>10.3f}{1000 * total / args.jobs:>10.2f}")
 
         launched, bare = [], []
         for r in range(args.repeats):

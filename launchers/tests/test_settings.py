@@ -39,6 +39,11 @@ def test_defaults_are_valid():
             {"submit_commands": {"executable": "/bin/true"}},
             "submit_commands.executable is set by the launcher",
         ),
+        (
+            {"submit_commands": {"Requirements": "x"}},
+            "use hydra.launcher.requirements (a list, AND-combined)",
+        ),
+        ({"submit_commands": {"request_GPUs": "2"}}, "use hydra.launcher.request_gpus instead"),
         ({"environment": {"BAD-NAME": "1"}}, "bad key 'BAD-NAME'"),
         ({"timeout_min": 0}, "timeout_min=0 is invalid: expected a number > 0"),
         ({"max_releases": -2}, "max_releases=-2 is invalid"),

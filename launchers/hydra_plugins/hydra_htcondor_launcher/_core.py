@@ -36,9 +36,27 @@ log = logging.getLogger(__name__)
 class _Job:
     num: int
     overrides: list[str]
-    sweep_config: DictConfig
-    job_dir: str  # as computed on the submit side
-    subdir: str
+    # Composed on the submit side only where the worker cannot compose it (see _compose_on_worker).
+    sweep_config: DictConfig | None = None
+    job_dir: str = ""  # as computed on the submit side ("" when composed on the worker)
+    subdir: str = ""
+
+
+def _compose_on_worker(settings: Settings) -> bool:
+    """Composing a job's config costs ~50 ms (Hydra re-composes everything per job); on a shared filesystem
+    the workers do it in parallel, with the same config sources. Elsewhere (file transfer, containers,
+    packed environments) the config folders may not exist on the worker, so the submit side composes."""
+    return settings.env_mode == "shared" and not settings.transfer_files
+
+
+def _compose(launcher: HTCondorLauncher, overrides: Sequence[str], num: int) -> DictConfig:
+    assert launcher.config is not None and launcher.hydra_context is not None
+    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(sweep_config):
+        # Provisional; the worker sets the real HTCondor id (ClusterId.ProcId).
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
+        sweep_config.hydra.job.num = num
+    return sweep_config
 
 
 def _import_htcondor() -> Any:
@@ -82,15 +100,22 @@ def _job_paths(settings: Settings, num: int, log_file: str) -> str:
     )
 
 
-def _failed(job: _Job, exc: BaseException) -> JobReturn:
-    cfg = OmegaConf.masked_copy(job.sweep_config, [k for k in job.sweep_config if k != "hydra"])
-    hydra_cfg = OmegaConf.masked_copy(job.sweep_config, ["hydra"])
+def _failed(launcher: HTCondorLauncher, job: _Job, exc: BaseException) -> JobReturn:
+    sweep_config = (
+        job.sweep_config if job.sweep_config is not None else _compose(launcher, job.overrides, job.num)
+    )
+    cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+    hydra_cfg = OmegaConf.masked_copy(sweep_config, ["hydra"])
+    job_dir = job.job_dir or os.path.join(
+        os.path.abspath(str(sweep_config.hydra.sweep.dir)),
+        str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")),
+    )
     return JobReturn(
         overrides=list(job.overrides),
         cfg=cfg,
         hydra_cfg=hydra_cfg,
-        working_dir=job.job_dir,
-        task_name=str(job.sweep_config.hydra.job.name),
+        working_dir=job_dir,
+        task_name=str(sweep_config.hydra.job.name),
         status=JobStatus.FAILED,
         _return_value=exc,
     )
@@ -111,6 +136,7 @@ def _fix_transferred(ret: JobReturn, job: _Job, sweep_dir_cfg: Any, cwd: str) ->
 
 
 def collect(
+    launcher: HTCondorLauncher,
     settings: Settings,
     jobs: Sequence[_Job],
     states: dict[int, _events.ProcState],
@@ -171,24 +197,24 @@ def collect(
                 f"job #{job.num} (HTCondor {htid}) ended in state {st.state} without a result; {where}"
             )
         log.error("%s", error)
-        results.append(_failed(job, error))
+        results.append(_failed(launcher, job, error))
     return results
 
 
-def _build_jobs(launcher: HTCondorLauncher, job_overrides: Sequence[Sequence[str]], first: int) -> list[_Job]:
-    """Compose every job's sweep config on the submit side: a bad override fails before any submission."""
-    assert launcher.config is not None and launcher.hydra_context is not None
+def _build_jobs(
+    launcher: HTCondorLauncher, settings: Settings, job_overrides: Sequence[Sequence[str]], first: int
+) -> list[_Job]:
+    """One _Job per job; composes the sweep configs here unless the workers will (bad overrides were already
+    caught by the sweeper's own validation of the batch)."""
+    assert launcher.config is not None
     jobs = []
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     for idx, overrides in enumerate(job_overrides):
         num = first + idx
-        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
-            launcher.config, list(overrides)
-        )
-        with open_dict(sweep_config):
-            # Provisional; the worker sets the real HTCondor id (ClusterId.ProcId).
-            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
-            sweep_config.hydra.job.num = num
+        if _compose_on_worker(settings):
+            jobs.append(_Job(num, list(overrides)))
+            continue
+        sweep_config = _compose(launcher, overrides, num)
         subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
         jobs.append(_Job(num, list(overrides), sweep_config, os.path.join(sweep_dir, subdir), subdir))
     return jobs
@@ -219,6 +245,8 @@ def _write_specs(
             "hydra_context": launcher.hydra_context,
             "singleton_state": Singleton.get_state(),
             "cwd": cwd,
+            # The sweep's own config, from which a worker composes its job's config (_compose_on_worker).
+            "config": launcher.config,
         }
     )
     sys_path = _user_sys_path()
@@ -227,6 +255,7 @@ def _write_specs(
         per_job = cloudpickle.dumps(
             {
                 "sweep_config": job.sweep_config,
+                "overrides": job.overrides,
                 "num": job.num,
                 "result_path": result,
                 "job_subdir": job.subdir,
@@ -267,7 +296,7 @@ def launch(
 
     htcondor = _import_htcondor()
     schedd = connect(htcondor, settings)  # before any folder is created
-    jobs = _build_jobs(launcher, job_overrides, initial_job_idx)
+    jobs = _build_jobs(launcher, settings, job_overrides, initial_job_idx)
     nums = [job.num for job in jobs]
 
     tic = time.perf_counter()
@@ -334,4 +363,4 @@ def launch(
             sweep_dir,
         )
         raise
-    return collect(settings, jobs, states, cluster, log_file, sweep_dir_cfg, cwd)
+    return collect(launcher, settings, jobs, states, cluster, log_file, sweep_dir_cfg, cwd)

@@ -12,23 +12,35 @@ from ._errors import ConfigError
 
 ENV_MODES = ("shared", "container", "packed")
 UNIVERSES = ("vanilla", "container")
-# Submit commands the launcher writes itself; overriding them through submit_commands would break the job.
-RESERVED_COMMANDS = frozenset(
-    {
-        "executable",
-        "arguments",
-        "initialdir",
-        "output",
-        "error",
-        "log",
-        "transfer_executable",
-        "should_transfer_files",
-        "when_to_transfer_output",
-        "transfer_input_files",
-        "transfer_output_files",
-        "queue",
-    }
-)
+# Submit commands the launcher writes itself, and the setting that controls each; passing one through
+# submit_commands would silently replace the launcher's value.
+RESERVED_COMMANDS = {
+    "executable": "python / env_mode",
+    "arguments": "python / env_mode",
+    "initialdir": "transfer_files",
+    "output": "htcondor_dir",
+    "error": "htcondor_dir",
+    "log": "htcondor_dir",
+    "transfer_executable": "env_mode",
+    "should_transfer_files": "transfer_files",
+    "when_to_transfer_output": "transfer_files",
+    "transfer_input_files": "transfer_input_files",
+    "transfer_output_files": "transfer_files",
+    "queue": "the sweep itself",
+    "universe": "universe",
+    "container_image": "container_image",
+    "requirements": "requirements (a list, AND-combined)",
+    "request_cpus": "request_cpus",
+    "request_gpus": "request_gpus",
+    "request_memory": "request_memory",
+    "request_disk": "request_disk",
+    "gpus_minimum_capability": "gpus_minimum_capability",
+    "gpus_minimum_memory": "gpus_minimum_memory",
+    "environment": "environment",
+    "batch_name": "batch_name",
+    "+jobbatchname": "batch_name",
+    "my.jobbatchname": "batch_name",
+}
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B?)?\s*$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMAND_NAME = re.compile(r"^[+A-Za-z_][A-Za-z0-9_.+]*$")
@@ -238,8 +250,8 @@ def validate(params: Mapping[str, Any], *, cwd: str, default_python: str) -> Set
     for key in submit_commands:
         if key.lower() in RESERVED_COMMANDS:
             raise ConfigError(
-                f"hydra.launcher.submit_commands.{key} is set by the launcher itself: use the launcher's own "
-                "settings (python, transfer_files, transfer_input_files, htcondor_dir) instead"
+                f"hydra.launcher.submit_commands.{key} is set by the launcher itself: use "
+                f"hydra.launcher.{RESERVED_COMMANDS[key.lower()]} instead"
             )
     environment = _str_dict(params, "environment", _ENV_NAME, "an environment variable name")
 

@@ -75,8 +75,11 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     setup_globals()
 
     config = spec["sweep_config"]
+    if config is None:  # composed here, in parallel with the other jobs (shared filesystem)
+        config = common["hydra_context"].config_loader.load_sweep_config(common["config"], spec["overrides"])
     with open_dict(config.hydra.job):
         config.hydra.job.id = job_id
+        config.hydra.job.num = spec["num"]
     if transfer_root is None:
         # Same working directory as the submitting process, so relative paths mean what they meant there.
         os.chdir(common["cwd"])
