@@ -174,3 +174,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hydra_version_base() -> Iterator[None]:
+    """Start every test with Hydra's version base unset, as in a fresh process.
+
+    ``@hydra.main(version_base="1.3")`` sets a process-wide singleton when ``mnist_app.__main__`` is merely
+    imported (and so do the compose API's ``initialize*``); it turns off ``hydra.job.chdir`` for every later
+    in-process run, which would make Hydra's launcher suites depend on which tests were collected first.
+    """
+    from hydra.core.singleton import Singleton
+    from hydra.version import VersionBase
+
+    saved = Singleton._instances.pop(VersionBase, None)
+    yield
+    Singleton._instances.pop(VersionBase, None)
+    if saved is not None:
+        Singleton._instances[VersionBase] = saved
