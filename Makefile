@@ -7,13 +7,14 @@ POOL := scripts/condor-pool
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 
-.PHONY: help venv train sweep test lint bench pool-install pool-start pool-stop pool-status clean
+.PHONY: help venv train sweep test lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
 
 help:
 	@echo "make train   - set up .venv and train the CNN for 4 epochs (bundled MNIST when offline)"
 	@echo "make test    - set up .venv and the local HTCondor pool, run ruff and the whole test suite"
 	@echo "make sweep   - a two-job local sweep (model.lr=0.5,1.0)"
-	@echo "make bench   - run the benchmarks in benchmarks/"
+	@echo "make bench   - Lightning vs plain PyTorch training benchmark (benchmarks/README.md)"
+	@echo "make bench-launcher - the HTCondor launcher's overhead on the local pool"
 	@echo "make pool-start / pool-stop / pool-status - the local HTCondor test pool"
 
 $(VENV)/.installed: pyproject.toml launchers/pyproject.toml
@@ -51,6 +52,9 @@ test: venv pool-install
 
 bench: venv
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-launcher: venv pool-start
+	eval "$$($(POOL) env)" && $(BIN)/python benchmarks/bench_launcher.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

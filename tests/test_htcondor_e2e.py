@@ -62,7 +62,8 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
     for num, lr in ((0, 0.5), (1, 1.0)):
         job = sweep / str(num)
         metrics = json.loads((job / "metrics.json").read_text())
-        assert 0.0 < metrics["test/acc"] <= 1.0
+        # One epoch on the bundled sample measured 0.906 (lr 0.5) and 0.915 (lr 1.0) on the pool.
+        assert 0.8 < metrics["test/acc"] <= 1.0
         assert (job / "checkpoints" / "last.ckpt").exists()
         assert (job / "mnist_app.log").exists()
         assert yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["model"]["lr"] == lr
@@ -71,6 +72,10 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
             ret = cloudpickle.load(f)
         assert ret.status == JobStatus.COMPLETED
         assert ret.return_value == pytest.approx(metrics["test/acc"])
+        # ... and the launcher's closing summary shows it to the user.
+        summary = [line for line in proc.stdout.splitlines() if line.endswith(f" -> {ret.return_value!r}")]
+        assert len(summary) == 1 and f"model.lr={lr} " in summary[0], proc.stdout[-2000:]
+    assert "2 of 2 job(s) completed" in proc.stdout + proc.stderr
 
 
 def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):

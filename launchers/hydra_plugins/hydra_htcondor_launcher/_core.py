@@ -363,4 +363,15 @@ def launch(
             sweep_dir,
         )
         raise
-    return collect(launcher, settings, jobs, states, cluster, log_file, sweep_dir_cfg, cwd)
+    results = collect(launcher, settings, jobs, states, cluster, log_file, sweep_dir_cfg, cwd)
+    _log_summary(cluster, jobs, results)
+    return results
+
+
+def _log_summary(cluster: int, jobs: Sequence[_Job], results: Sequence[JobReturn]) -> None:
+    # What a user wants to see once a batch is back: each job's outcome, without opening the job folders.
+    done = sum(ret.status == JobStatus.COMPLETED for ret in results)
+    log.info("HTCondor cluster %d: %d of %d job(s) completed", cluster, done, len(results))
+    for job, ret in zip(jobs, results, strict=True):
+        outcome = f"-> {ret.return_value!r}" if ret.status == JobStatus.COMPLETED else "FAILED"
+        log.info("\t#%d : %s %s", job.num, " ".join(filter_overrides(job.overrides)), outcome)
