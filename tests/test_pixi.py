@@ -417,13 +417,33 @@ def _compose(overrides: list[str]) -> None:
     mnist_app.config.register_configs()
     single = []
     for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_sweep_override():
+        if override.is_interval_sweep():  # e.g. Optuna's interval(0.1,2.0): its lower end is a valid value
+            single.append(f"{override.get_key_element()}={override.value().start}")
+        elif override.is_sweep_override():
             first = next(iter(override.sweep_string_iterator()))
             single.append(f"{override.get_key_element()}={first}")
         else:
             single.append(override.input_line)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         compose(config_name="config", overrides=single, return_hydra_config=True)
+
+
+# Hydra's own flags, and whether each takes a value; everything else on an app command line is an override.
+_HYDRA_FLAGS = {"-m": False, "--multirun": False, "--help": False, "-h": False, "--hydra-help": False,
+                "--cfg": True, "-c": True, "--package": True, "-p": True, "--info": True, "-i": True,
+                "--resolve": False}
+
+
+def _overrides_only(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _HYDRA_FLAGS:
+            skip = _HYDRA_FLAGS[arg]
+        else:
+            out.append(arg)
+    return out
 
 
 def check_command(cmd: str, env: Env, platform: str, extra: list[str] = ()) -> list[str]:
@@ -436,7 +456,7 @@ def check_command(cmd: str, env: Env, platform: str, extra: list[str] = ()) -> l
             if importlib.util.find_spec(module) is None:
                 problems.append(f"{cmd!r}: module {module} is not importable")
             if module == "mnist_app":
-                hydra_args = [a for a in args if a not in ("-m", "--multirun")]
+                hydra_args = _overrides_only(args)
                 try:
                     _compose(hydra_args)
                 except Exception as err:
@@ -533,7 +553,7 @@ def test_app_command_lines_in_the_docs_compose():
         for line in _code_lines(doc.read_text()):
             if not line.startswith("python -m mnist_app"):
                 continue
-            args = [a for a in shlex.split(line)[3:] if a not in ("-m", "--multirun")]
+            args = _overrides_only(shlex.split(line)[3:])
             checked += 1
             try:
                 _compose(args)
