@@ -154,9 +154,15 @@ def build_submit(
         args = [os.path.basename(settings.packed_env), settings.python, *worker_args]
     else:
         # The interpreter already exists on the worker (shared filesystem or inside the image).
-        desc["executable"] = settings.python
+        if os.path.isabs(settings.python):
+            desc["executable"] = settings.python
+            args = worker_args
+        else:
+            # A bare name (the container default `python3`) is found on the worker's PATH; HTCondor would
+            # otherwise take a relative executable as a file in the submit directory.
+            desc["executable"] = "/usr/bin/env"
+            args = [settings.python, *worker_args]
         desc["transfer_executable"] = "False"
-        args = worker_args
     desc["arguments"] = _quote_arguments(args)
     desc["initialdir"] = sweep_dir if settings.transfer_files else cwd
 
