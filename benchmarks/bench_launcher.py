@@ -107,11 +107,9 @@ def launcher_sweep(tmp: Path, n: int, tag: str) -> float:
     return elapsed
 
 
-def bare_sweep(tmp: Path, n: int, tag: str) -> float:
-    folder = tmp / f"bare-{tag}"
-    folder.mkdir()
-    log = folder / "cluster.log"
-    desc = {
+def bare_description(folder: Path, log: Path) -> dict[str, str]:
+    """A trivial job (`python -c pass`) with nothing to transfer: the pool's own latency, no launcher."""
+    return {
         "executable": sys.executable,
         "arguments": '"-c pass"',
         "transfer_executable": "False",
@@ -122,6 +120,13 @@ def bare_sweep(tmp: Path, n: int, tag: str) -> float:
         "log": str(log),
         "request_memory": "128MB",
     }
+
+
+def bare_sweep(tmp: Path, n: int, tag: str) -> float:
+    folder = tmp / f"bare-{tag}"
+    folder.mkdir()
+    log = folder / "cluster.log"
+    desc = bare_description(folder, log)
     t0 = time.perf_counter()
     schedd = htcondor2.Schedd()
     cluster = schedd.submit(htcondor2.Submit(desc), count=n).cluster()
@@ -145,11 +150,8 @@ def condor_submit_sweep(tmp: Path, n: int, tag: str) -> float:
     folder = tmp / f"cli-{tag}"
     folder.mkdir()
     log = folder / "cluster.log"
-    (folder / "jobs.sub").write_text(
-        f'executable = {sys.executable}\narguments = "-c pass"\ntransfer_executable = False\n'
-        f"should_transfer_files = NO\ninitialdir = {folder}\noutput = {folder}/$(ProcId).out\n"
-        f"error = {folder}/$(ProcId).err\nlog = {log}\nrequest_memory = 128MB\nqueue {n}\n"
-    )
+    lines = [f"{key} = {value}" for key, value in bare_description(folder, log).items()]
+    (folder / "jobs.sub").write_text("\n".join([*lines, f"queue {n}"]) + "\n")
     t0 = time.perf_counter()
     for cmd in (
         ["condor_submit", "-terse", str(folder / "jobs.sub")],

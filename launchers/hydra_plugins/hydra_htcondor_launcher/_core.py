@@ -338,7 +338,7 @@ def launch(
         settings.htcondor_dir,
     )
     for job in jobs:
-        log.info("\t#%d : %s", job.num, " ".join(filter_overrides(job.overrides)))
+        log.info("\t#%d : %s", job.num, _shown_overrides(job))
 
     watcher = _events.ClusterWatcher(
         htcondor,
@@ -374,4 +374,9 @@ def _log_summary(cluster: int, jobs: Sequence[_Job], results: Sequence[JobReturn
     log.info("HTCondor cluster %d: %d of %d job(s) completed", cluster, done, len(results))
     for job, ret in zip(jobs, results, strict=True):
         outcome = f"-> {ret.return_value!r}" if ret.status == JobStatus.COMPLETED else "FAILED"
-        log.info("\t#%d : %s %s", job.num, " ".join(filter_overrides(job.overrides)), outcome)
+        log.info("\t#%d : %s %s", job.num, _shown_overrides(job), outcome)
+
+
+def _shown_overrides(job: _Job) -> str:
+    """A job's overrides as Hydra's own launchers log them (internal ones filtered out)."""
+    return " ".join(filter_overrides(job.overrides))
