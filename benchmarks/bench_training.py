@@ -33,6 +33,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
 
 from mnist_app.config import config_dir
 from mnist_app.data import InMemoryBatches, MnistArrays, full_mnist_present, load_mnist, normalize
@@ -108,6 +109,26 @@ def bench_cfg(device: str, batch_size: int, epochs: int, compile_: bool):
         "trainer.enable_checkpointing=false",
         f"device.compile={str(compile_).lower()}",
     )
+
+
+# A net with next to no arithmetic (multinomial logistic regression): timing it shows each side's fixed
+# host-side cost per step, which is what a GPU step at batch 64 is made of.
+PROBE_NET = {
+    "_target_": "torch.nn.Sequential",
+    "_args_": [
+        {"_target_": "torch.nn.Flatten"},
+        {"_target_": "torch.nn.Linear", "in_features": 784, "out_features": 10},
+        {"_target_": "torch.nn.LogSoftmax", "dim": 1},
+    ],
+}
+
+
+def probe_cfg(device: str, epochs: int):
+    cfg = bench_cfg(device, 64, epochs, False)
+    with open_dict(cfg):
+        cfg.model.net = OmegaConf.create(PROBE_NET)
+        cfg.device.channels_last = False
+    return cfg
 
 
 def run_lightning(cfg, images, labels, device: str) -> tuple[float, float]:
@@ -230,6 +251,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--compile", action="store_true", help="also measure with device.compile=true (CUDA)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy runs")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the per-step overhead probe")
     parser.add_argument("--cpu-accuracy", action="store_true", help="also time 97%% val accuracy on CPU")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -316,6 +338,32 @@ def main() -> None:
         "- 'of peak': Lightning img/s x 6 x MACs/image (forward + backward) / the GPU's dense peak "
         "for the precision (bf16 tensor cores; TF32 = half)"
     )
+
+    if not args.no_overhead:
+        print()
+        print("Fixed cost per training step (batch 64, a linear net with next to no arithmetic):")
+        print()
+        cols = ("device", "plain us/step", "Lightning us/step", "Lightning's extra us/step")
+        print("| " + " | ".join(cols) + " | ratio 0.95 needs a plain step of |")
+        print("|---|---|---|---|---|")
+        for device in devices:
+            images, labels, _ = throughput_data(device, seed=1)
+            cfg = probe_cfg(device, epochs=10 if device == "cpu" else 2)
+            plain_us, light_us = [], []
+            for _ in range(args.repeats):
+                plain_us.append(1e6 * 64 / run_plain(cfg, images, labels, device)[0])
+                light_us.append(1e6 * 64 / run_lightning(cfg, images, labels, device)[0])
+            plain, light = min(plain_us), min(light_us)
+            extra = light - plain
+            print(
+                f"| {device} | {plain:.0f} | {light:.0f} | {extra:.0f} | "
+                f">= {max(extra, 0) * 19 / 1000:.1f} ms |"
+            )
+        print()
+        print(
+            "- a model whose plain step takes t runs through Lightning at about t / (t + extra) of the plain "
+            "speed, unless the device's queue hides the host time (GPU-bound steps)"
+        )
 
     if not args.no_accuracy:
         for device in devices:

@@ -124,6 +124,11 @@ class TrainerConfig:
     progress_bar: bool = True
     # Redraw the progress bar every n batches (each redraw reads the loss back from the device).
     progress_bar_refresh_rate: int = 10
+    # ... but at most every this many seconds (on a GPU, 10 batches take ~10 ms).
+    progress_bar_min_interval_s: float = 0.25
+    # Lightning's profiler: null (off, and no per-hook cost), simple, advanced or pytorch; the report is
+    # written into the run folder.
+    profiler: str | None = None
     # Fraction (float) or number (int) of batches per epoch; for quick tries.
     limit_train_batches: float = 1.0
     limit_val_batches: float = 1.0

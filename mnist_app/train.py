@@ -16,6 +16,9 @@ from mnist_app.errors import MnistAppError
 
 log = logging.getLogger(__name__)
 
+# Lightning's profilers by their Trainer names (trainer.profiler=...).
+PROFILERS = ("simple", "advanced", "pytorch")
+
 
 def _output_dir(output_dir: str | os.PathLike[str] | None) -> Path:
     if output_dir is not None:
@@ -43,6 +46,10 @@ def validate(cfg: DictConfig) -> None:
         raise MnistAppError(f"model.scheduler_interval={cfg.model.scheduler_interval!r}: use epoch or step")
     if cfg.trainer.test_ckpt not in ("best", "last"):
         raise MnistAppError(f"trainer.test_ckpt={cfg.trainer.test_ckpt!r}: use best or last")
+    if cfg.trainer.profiler not in (None, *PROFILERS):
+        raise MnistAppError(
+            f"trainer.profiler={cfg.trainer.profiler!r}: use null (off), {', '.join(PROFILERS)}"
+        )
     if cfg.device.accelerator not in ("cpu", "cuda", "gpu"):
         raise MnistAppError(f"device.accelerator={cfg.device.accelerator!r}: use cpu or cuda")
     if cfg.data.batch_size < 1 or cfg.data.test_batch_size < 1:
@@ -149,8 +156,10 @@ def build_model(cfg: DictConfig) -> Any:
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any] | None = None) -> tuple[Any, Any]:
     """The app's Lightning ``Trainer`` (loggers, checkpointing, progress bar) and its checkpoint callback."""
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
+
+    from mnist_app.module import NoProfiler, ThrottledProgressBar
 
     loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
     if cfg.trainer.tensorboard:
@@ -175,7 +184,19 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any] | None = 
         )
         callbacks.append(checkpoint)
     if cfg.trainer.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=cfg.trainer.progress_bar_refresh_rate))
+        callbacks.append(
+            ThrottledProgressBar(
+                refresh_rate=cfg.trainer.progress_bar_refresh_rate,
+                min_interval_s=cfg.trainer.progress_bar_min_interval_s,
+            )
+        )
+    profiler: Any = NoProfiler()
+    if cfg.trainer.profiler is not None:
+        # Lightning's own profilers; their report goes to the run folder (profile-*.txt) and the log.
+        from lightning.pytorch.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
+
+        kind = {"simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": PyTorchProfiler}
+        profiler = kind[cfg.trainer.profiler](dirpath=str(run_dir), filename="profile")
 
     trainer = L.Trainer(
         accelerator=cfg.device.accelerator,
@@ -194,6 +215,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any] | None = 
         enable_progress_bar=cfg.trainer.progress_bar,
         logger=loggers,
         callbacks=callbacks,
+        profiler=profiler,
         default_root_dir=str(run_dir),
     )
     return trainer, checkpoint

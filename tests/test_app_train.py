@@ -139,3 +139,50 @@ def test_compiled_model_learns_and_reports_first_step(compose_cfg, tmp_path):
     # The first step carries the compilation; steady-state speed is reported without it.
     assert metrics["first_step_s"] > 0 and metrics["train_images_per_sec"] > 0
     assert metrics["test/acc"] > 0.80  # measured 0.889 after 1 epoch (bf16, compiled)
+
+
+def test_profiler_off_costs_nothing_and_on_writes_its_report(compose_cfg, tmp_path):
+    from mnist_app.module import NoProfiler
+    from mnist_app.train import build_trainer
+
+    trainer, _ = build_trainer(compose_cfg(*FAST), tmp_path / "off")
+    assert isinstance(trainer.profiler, NoProfiler)
+    # The same no-op context for every hook: nothing is built per call.
+    assert trainer.profiler.profile("a") is trainer.profiler.profile("b")
+
+    overrides = [*FAST, "trainer.profiler=simple", "trainer.max_epochs=1", "trainer.limit_train_batches=5"]
+    train(compose_cfg(*overrides), output_dir=tmp_path / "on")
+    report = (tmp_path / "on" / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report
+
+
+def test_unknown_profiler_is_one_clear_error(compose_cfg, tmp_path):
+    with pytest.raises(MnistAppError, match=r"trainer.profiler='fast': use null \(off\), simple, advanced"):
+        train(compose_cfg(*FAST, "trainer.profiler=fast"), output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_progress_bar_redraws_by_batches_and_at_most_every_interval():
+    from mnist_app.module import ThrottledProgressBar
+
+    bar = ThrottledProgressBar(refresh_rate=10, min_interval_s=0.25)
+    assert not bar.due(5, 100, now=0.0)  # not a refresh batch
+    assert bar.due(10, 100, now=0.0)  # first refresh batch: nothing drawn yet
+    bar._last_draw = 0.0
+    assert not bar.due(20, 100, now=0.1)  # 10 batches in 0.1 s (GPU speed): skipped
+    assert bar.due(30, 100, now=0.3)
+    assert bar.due(100, 100, now=0.31)  # the last batch always draws
+
+
+def test_fast_fx_name_attribute_keeps_module_semantics(compose_cfg):
+    import torch
+
+    from mnist_app.train import build_model
+
+    model = build_model(compose_cfg(*FAST))
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step"
+    assert "_current_fx_name" not in dict(model.named_parameters())
+    # Other attributes still go through nn.Module: a new submodule and parameter register as usual.
+    model.extra = torch.nn.Linear(2, 2)
+    assert "extra.weight" in dict(model.named_parameters())

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mnist_app.cli import override_error
+from mnist_app.config import config_dir
+
 FAST = ["data.source=bundled", "trainer.progress_bar=false", "trainer.tensorboard=false"]
 
 # Runs the app's entry point and reports, at exit, whether torch got imported.
@@ -23,7 +26,15 @@ _PROBE = (
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["--cfg", "job"], ["--cfg", "job", "model=lenet5", "device=cuda"]]
+    "args",
+    [
+        ["--help"],
+        ["--cfg", "job"],
+        ["--cfg", "job", "model=lenet5", "device=cuda"],
+        # Not plainly valid to the override pre-check, so it composes them first (mnist_app.cli).
+        ["--cfg", "job", "+extra=1", "model.net.dropout1=0.3"],
+        ["--info", "defaults", "model=mlp"],
+    ],
 )
 def test_help_and_cfg_do_not_import_torch(tmp_path, app_env, args):
     proc = subprocess.run(
@@ -37,7 +48,12 @@ def test_help_and_cfg_do_not_import_torch(tmp_path, app_env, args):
     assert proc.returncode == 0, proc.stderr
     assert "TORCH_IMPORTED=False" in proc.stderr
     if args[0] == "--help":
-        assert "model: cnn, cnn_large_batch, lenet5, mlp" in proc.stdout
+        groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+        assert "model: cnn, cnn_large_batch, lenet5, mlp" in groups
+        assert "device: cpu, cuda" in groups
+        assert "schema" not in groups  # the dataclass schemas are plumbing, not a choice
+    elif args[0] == "--info":
+        assert "model/mlp" in proc.stdout
     else:
         assert yaml.safe_load(proc.stdout)["seed"] == 1
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -85,9 +101,6 @@ def test_two_job_sweep(run_app, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["device=tpu"], "Could not find 'device/tpu'"),
-        (["model.lr=abc"], "model.lr"),
-        (["data.source=web"], "expected one of [auto, full, bundled]"),
         (["data.source=full", "data.download=false", "data.root=missing"], "data.source=full but "),
         (["device=cuda"], "device=cuda but no usable CUDA GPU"),
     ],
@@ -106,6 +119,129 @@ def test_bad_input_is_one_clear_line(run_app, tmp_path, args, message):
     # The only thing written is the run folder (for errors found after composition).
     assert {p.name for p in tmp_path.iterdir()} <= {"outputs"}
     assert not (tmp_path / "missing").exists()
+
+
+MODELS = ", ".join(sorted(p.stem for p in (config_dir() / "model").glob("*.yaml")))
+LAUNCHERS = ", ".join(sorted(p.stem for p in (config_dir() / "launcher").glob("*.yaml")))
+MODEL_KEYS = "name, lr, batch_size, net, optimizer, scheduler, scheduler_interval"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # An unknown config group option, also as one value of a sweep.
+        (["device=tpu"], "unknown device 'tpu' (choose one of: cpu, cuda)"),
+        (["model=resnet"], f"unknown model 'resnet' (choose one of: {MODELS})"),
+        (["model=lenet"], f"unknown model 'lenet' (choose one of: {MODELS}); did you mean 'lenet5'?"),
+        (["launcher=slurm"], f"unknown launcher 'slurm' (choose one of: {LAUNCHERS})"),
+        (["-m", "model=cnn,resnet"], f"unknown model 'resnet' (choose one of: {MODELS})"),
+        (["hydra/launcher=slurm"], "unknown hydra/launcher 'slurm' (choose one of: basic, "),
+        # A value of the wrong type for a typed field.
+        (["model.lr=abc"], "model.lr=abc: expected a float"),
+        (["trainer.max_epochs=many"], "trainer.max_epochs=many: expected an integer"),
+        (["data.download=maybe"], "data.download=maybe: expected a boolean (true or false)"),
+        (["trainer.gradient_clip_val=x"], "trainer.gradient_clip_val=x: expected a float or null"),
+        (["-m", "model.lr=0.5,abc"], "model.lr=abc: expected a float"),
+        (["--help", "model.lr=abc"], "model.lr=abc: expected a float"),
+        # An unknown key: the node's keys, and the close one.
+        (["model.lrr=0.1"], f"unknown key 'model.lrr' (model has: {MODEL_KEYS}); did you mean 'model.lr'?"),
+        (["--cfg", "job", "model.lrr=0.1"], f"unknown key 'model.lrr' (model has: {MODEL_KEYS});"),
+        (
+            ["model.net.dropout=0.1"],
+            "unknown key 'model.net.dropout' (model.net has: _target_, dropout1, "
+            "dropout2); did you mean 'model.net.dropout2'? or, to add a new key: +model.net.dropout=0.1",
+        ),
+        (["sede=2"], "unknown key 'sede' (the top level has: "),
+        # A value outside an Enum.
+        (["data.source=web"], "data.source=web: choose one of auto, full, bundled"),
+        (
+            ["data.source=bundle"],
+            "data.source=bundle: choose one of auto, full, bundled; did you mean 'bundled'?",
+        ),
+    ],
+)
+def test_bad_override_is_one_line(run_app, tmp_path, args, message):
+    proc = run_app(*args, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"mnist_app: error: {message}"), lines[0]
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # checked before Hydra makes a run or sweep folder
+
+
+def test_hydra_full_error_still_gives_the_traceback(run_app, app_env):
+    app_env["HYDRA_FULL_ERROR"] = "1"
+    proc = run_app("--cfg", "job", "device=tpu", timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "MissingConfigException" in proc.stderr
+    assert "mnist_app: error" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "hydra_says"),
+    [
+        (["+model.lr=1"], "Could not append to config. An item is already at 'model.lr'."),
+        (["~model.foo"], "Could not delete from config. 'model.foo' does not exist."),
+        (["model.lr=["], "no viable alternative at input '['"),
+    ],
+)
+def test_other_override_errors_keep_hydras_report(run_app, tmp_path, args, hydra_says):
+    proc = run_app("--cfg", "job", *args, timeout=120)
+    assert proc.returncode == 1
+    assert hydra_says in proc.stderr and "mnist_app: error" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "model.lr=0.1,1.0"],
+        ["-m", "model=cnn,mlp", "model.lr=choice(0.1,0.2)", "seed=range(0,20)", "data.source=full,bundled"],
+        ["-m", "hydra/sweeper=optuna", "model.lr=interval(0.1,1.0)", "hydra.sweeper.n_trials=3"],
+        ["-m", "hydra/sweeper=optuna", "model.lr=tag(log,interval(0.001,1))", "model=mlp,lenet5"],
+        ["-m", "launcher=htcondor", "model.lr=0.5,1.0"],
+        ["-m", "model=glob(*)"],
+        ["-m", "+extra=1,2", "++model.lr=0.2,0.3", "~optimized_metric"],
+        ["-m", "hydra.sweep.dir=sweeps", "hydra.job.chdir=false", "model.net.dropout1=0.2,0.3"],
+        ["-m", "model=mlp,lenet5", "model.net._target_=mnist_app.models.MLP"],
+        ["+extra=1", "model.optimizer._target_=torch.optim.SGD", "model.lr=${seed}", "data.root=/tmp/x"],
+        ["seed=3", "optimized_metric=val/acc", "trainer.max_epochs=2", "device=cuda", "model=lenet5"],
+        ["--cfg", "hydra", "hydra.run.dir=here"],
+        # Hydra reports these itself (or composes them differently): the pre-check stays out of the way.
+        ["-cn", "config", "model=resnet"],
+        ["--shell-completion", "model=resnet"],
+    ],
+)
+def test_valid_or_unclassified_command_lines_pass_the_override_check(monkeypatch, argv):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # it turns the check off
+    if any("optuna" in arg for arg in argv):
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    if any("htcondor" in arg for arg in argv):
+        pytest.importorskip("hydra_plugins.hydra_htcondor_launcher")
+    assert override_error(argv) is None
+
+
+def test_override_check_is_cheap_for_plain_overrides(monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    # Listed group options and schema fields that take the value are decided without composing (~75 ms).
+    composed = []
+    monkeypatch.setattr("mnist_app.cli._composition_error", lambda job: composed.append(job))
+    argv = [
+        "-m",
+        "model=mlp,lenet5",
+        "device=cuda",
+        "model.lr=0.1,1.0",
+        "trainer.max_epochs=2",
+        "seed=3",
+        "data.source=bundled",
+        "launcher=local",
+        "trainer.gradient_clip_val=null",
+    ]
+    assert override_error(argv) is None
+    assert composed == []
+    override_error(["model.lr=abc"])
+    assert composed == [["model.lr=abc"]]
 
 
 def _probe_wheel_route(python: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -76,6 +76,22 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
         summary = [line for line in proc.stdout.splitlines() if line.endswith(f" -> {ret.return_value!r}")]
         assert len(summary) == 1 and f"model.lr={lr} " in summary[0], proc.stdout[-2000:]
     assert "2 of 2 job(s) completed" in proc.stdout + proc.stderr
+    # The launcher's last job-status table: both jobs done, each on the slot its EXECUTE event names.
+    import htcondor2
+    from hydra_plugins.hydra_htcondor_launcher._events import short_host
+
+    slots = {
+        ev.proc: short_host(ev.get("SlotName"), ev.get("ExecuteHost"))
+        for ev in htcondor2.JobEventLog(str(sweep / ".htcondor" / "batch-0-1.log")).events(stop_after=0)
+        if ev.type == htcondor2.JobEventType.EXECUTE
+    }
+    cluster = int(proc.stdout.split("submitted as cluster")[1].split()[0])
+    counts = f"HTCondor cluster {cluster}: 0 idle, 0 running, 0 held, 2 done, 0 failed of 2 jobs"
+    final = proc.stdout[proc.stdout.rindex(counts) :]
+    rows = [line.split() for line in final.splitlines()[2:4]]
+    for row, num, lr in zip(rows, (0, 1), (0.5, 1.0), strict=True):  # proc n is job n: one batch
+        assert row[:4] == [f"#{num}", f"{cluster}.{num}", "done", slots[num]], final
+        assert row[5:7] == ["exit", "0"] and f"model.lr={lr}" in row, final
 
 
 def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):

@@ -1,5 +1,6 @@
 """Failure handling, file transfer and GPU matching, each on the real HTCondor test pool."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from _launch_helpers import launch
 from hydra.core.utils import JobStatus
+from hydra_plugins.hydra_htcondor_launcher import _events
 from hydra_plugins.hydra_htcondor_launcher._errors import HeldJobError, JobFailedError
 
 pytestmark = [pytest.mark.condor, pytest.mark.usefixtures("hydra_restore_singletons")]
@@ -34,10 +36,34 @@ def _mixed_task(cfg):
         htcondor2.Schedd().act(htcondor2.JobAction.Remove, job_id)
         time.sleep(60)
     Path("written-by-task.txt").write_text(str(x))
+    # Where HTCondor says this job runs ("slot1_2@vm"), from the job ad the starter gives it.
+    ad = Path(os.environ["_CONDOR_JOB_AD"]).read_text().splitlines()
+    Path("remote-host.txt").write_text(next(a for a in ad if a.startswith("RemoteHost =")).split('"')[1])
     return f"ok:{x}"
 
 
-def test_failures_keep_the_other_results(tmp_path):
+@pytest.fixture
+def status_tables():
+    """The launcher's job-status tables. Not caplog: the launcher re-configures logging (Hydra's
+    configure_log), which drops handlers on the root logger but not on its own."""
+    tables = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: tables.append(record.getMessage())
+    logger = logging.getLogger(_events.__name__)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield tables
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def _table_rows(table):
+    """{'#n': [id, state, host, time, note words..., overrides]} from a status table."""
+    return {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+
+
+def test_failures_keep_the_other_results(tmp_path, status_tables):
     kinds = ["ok", "raise", "exit3", "kill", "hold", "remove"]
     condor_config = os.environ["CONDOR_CONFIG"]
     results = launch(
@@ -85,6 +111,22 @@ def test_failures_keep_the_other_results(tmp_path):
 
     for num in range(len(kinds)):
         assert (htdir / f"{num}.out").exists() and (htdir / f"{num}.err").exists()
+
+    # The final status table: each job's HTCondor outcome, where it ran, why it ended. A task that raised
+    # still ended its HTCondor job normally (done); the FAILED result comes from the result file.
+    final = status_tables[-1]
+    counts = final.splitlines()[0].split(" [")[0]
+    assert counts.endswith(": 0 idle, 0 running, 0 held, 2 done, 4 failed of 6 jobs")
+    rows = _table_rows(final)
+    assert [line.split()[0] for line in final.splitlines()[2:]] == ["#2", "#3", "#4", "#5", "#0", "#1"]
+    remote_host = (tmp_path / "sweep" / "0" / "remote-host.txt").read_text()
+    assert rows["#0"][1:3] == ["done", _events.short_host(remote_host, None)]
+    assert rows["#0"][4:] == ["exit", "0", "+x=ok"]
+    assert rows["#1"][1] == "done" and rows["#1"][-1] == "+x=raise"
+    assert rows["#2"][1] == "failed" and rows["#2"][4:] == ["exit", "3", "+x=exit3"]
+    assert rows["#3"][1] == "failed" and rows["#3"][4:] == ["signal", "9", "+x=kill"]
+    assert rows["#4"][1] == "removed" and " ".join(rows["#4"][4:]) == "held: exit code 5 holds +x=hold"
+    assert rows["#5"][1] == "removed" and rows["#5"][-1] == "+x=remove"
     assert not any(p.name.endswith(".tmp") or ".tmp." in p.name for p in htdir.iterdir())
 
 

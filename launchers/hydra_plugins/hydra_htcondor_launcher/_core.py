@@ -350,6 +350,8 @@ def launch(
         poll_interval=settings.poll_interval,
         status_interval=settings.status_interval,
         timeout_s=settings.timeout_min * 60.0,
+        # The status table names each job by its overrides too; _events stays free of Hydra imports.
+        overrides={first_proc + i: _shown_overrides(job) for i, job in enumerate(jobs)},
     )
     try:
         states = watcher.wait()

@@ -72,7 +72,8 @@ class HTCondorLauncherConf:
     # --- waiting ---
     # Seconds between reads of the job event log.
     poll_interval: float = 0.5
-    # Seconds between live status lines (a line is also logged whenever a job finishes).
+    # Seconds between live job-status tables (one is also logged after submission and, at most every 5 s,
+    # when a job's state changes).
     status_interval: float = 15.0
     # Deadline per batch in minutes: then the cluster is removed and every unfinished job fails.
     timeout_min: float = 1440.0

@@ -1,0 +1,374 @@
+"""Command-line helpers for ``__main__``: one-line errors for bad overrides; the group listing of ``--help``.
+
+Why a pre-check: ``hydra.main`` reports composition errors through ``run_and_report``, which prints a
+multi-line message and exits before the app sees the exception. So ``__main__`` calls :func:`override_error`
+first. It composes the config with Hydra's public compose API and turns Hydra's own exceptions
+(``MissingConfigException``; the OmegaConf error behind a ``ConfigCompositionException``, with its
+``full_key`` and node) into one line: the verdict is always Hydra's, not a re-implementation of its override
+rules, and nothing is parsed out of its message text. Composing costs ~75 ms, so it is skipped when cheap
+checks (Hydra's override parser, the group folders in ``conf/``, the dataclass schemas) show that every
+override is plainly valid; a wrong guess there costs time, never a wrong answer. Anything unclassified
+returns None and Hydra reports it as before.
+
+Light to import, like ``config``: no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import io
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType, QuotedString, Transformer, ValueType
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, PathNode, StringNode
+
+from mnist_app.config import config_dir
+
+if TYPE_CHECKING:
+    from argparse import Namespace
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config"
+# Config groups that are plumbing, not choices for users: the dataclass schemas in Hydra's ConfigStore.
+HIDDEN_GROUPS = ("schema",)
+# Each costs a composition (~75 ms); past this many, Hydra reports any bad sweep value its own way.
+MAX_SWEEP_COMPOSES = 10
+
+
+def override_error(argv: Sequence[str]) -> str | None:
+    """The one-line message for a bad override on this Hydra command line, or None (let Hydra go on).
+
+    ``argv`` is ``sys.argv[1:]``. None also when ``HYDRA_FULL_ERROR=1`` (the user wants Hydra's
+    traceback), when flags change what is composed (``-cp``, ``-cn``, ``-cd``), and for errors this module
+    cannot classify.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return None
+    try:
+        return _override_error(argv)
+    except Exception:  # a bug here, or a Hydra that changed: never block the run, Hydra still validates
+        log.debug("override pre-check failed; leaving the overrides to Hydra", exc_info=True)
+        return None
+
+
+def _override_error(argv: Sequence[str]) -> str | None:
+    args = _parse_hydra_args(argv)
+    if args is None or not args.overrides:
+        return None
+    # Flags that compose something else (or nothing): -cp/-cn/-cd, completion, Hydra's help, rerun.
+    other = ("config_path", "config_name", "config_dir", "shell_completion", "hydra_help")
+    if any(getattr(args, flag, None) for flag in (*other, "experimental_rerun")):
+        return None
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception:  # a syntax error: Hydra's message points at the offending character
+        return None
+    for job in _jobs_to_compose(overrides):
+        error = _composition_error(job)
+        if error is not None:
+            return _one_line(error, job)  # None: not an error we classify, Hydra reports it
+    return None
+
+
+def _parse_hydra_args(argv: Sequence[str]) -> Namespace | None:
+    """Hydra's own argument parser, so flags and overrides split exactly as ``hydra.main`` will split them."""
+    from hydra._internal.utils import get_args_parser  # not public, but what hydra.main itself calls
+
+    sink = io.StringIO()
+    try:
+        # argparse prints usage errors (and --version) itself; Hydra will print them again for real.
+        with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+            return get_args_parser().parse_args(list(argv))
+    except SystemExit:
+        return None
+
+
+# --- which compositions to try
+
+
+def _jobs_to_compose(overrides: list[Override]) -> list[list[str]]:
+    """Override lists worth composing: each is one job of the command line, [] when all look valid.
+
+    Sweeps are expanded like Hydra's basic sweeper does (``key=value`` per value, ``sweep_string_iterator``).
+    The first job takes every sweep's first value; each further one changes one sweep value that does not look
+    plainly valid. Every list is a job the sweep would run, so its failure is a real error, not a false alarm.
+    Sweeps that cannot be enumerated (``interval()``, ``glob()``) are left out: sweepers give those meaning.
+    """
+    base: list[str] = []
+    base_suspect = False
+    alternatives: list[tuple[int, str]] = []
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            base.append(override.input_line)
+            base_suspect = base_suspect or not _plainly_valid(override, _plain(override.value()))
+            continue
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP or not override.is_discrete_sweep():
+            continue
+        if override.is_hydra_override():
+            continue  # Hydra refuses sweeps over its own config, with its own message
+        values = list(override.sweep_iterator())
+        if not values:
+            continue
+        position = len(base)
+        base.append(f"{key}={Transformer.str(values[0])}")
+        for i, value in enumerate(values):
+            if not _plainly_valid(override, _plain(value)):
+                if i == 0:
+                    base_suspect = True
+                else:
+                    alternatives.append((position, f"{key}={Transformer.str(value)}"))
+    jobs = [base] if base_suspect or alternatives else []
+    for position, job_override in alternatives[: MAX_SWEEP_COMPOSES - 1]:
+        jobs.append([*base[:position], job_override, *base[position + 1 :]])
+    return jobs
+
+
+def _plain(value: Any) -> Any:
+    """A parsed override value as OmegaConf would receive it (quoted strings as plain strings)."""
+    if isinstance(value, QuotedString):
+        return value.text
+    if isinstance(value, list):
+        return [_plain(x) for x in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _plainly_valid(override: Override, value: Any) -> bool:
+    """True when ``key=value`` certainly composes: a listed group option, or a schema field that takes it.
+
+    Only a fast path: False just means "compose and see", so it may say False for valid overrides.
+    """
+    if override.type != OverrideType.CHANGE or override.package is not None:
+        return False  # +, ++, ~ and @package: compose
+    key = override.key_or_group
+    groups = _default_groups()
+    if key in groups:
+        return isinstance(value, str) and value in groups[key]
+    if "/" in key or key.startswith("hydra"):
+        return False
+    parts = key.split(".")
+    if len(parts) == 1:
+        return key in _untyped_top_level_keys()
+    if len(parts) == 2:
+        return _schema_takes(parts[0], parts[1], value)
+    return False
+
+
+@functools.cache
+def _primary_yaml() -> dict[str, Any]:
+    # libyaml's loader when there is one: the pure-Python one costs a few ms of start-up.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loaded = yaml.load((config_dir() / f"{CONFIG_NAME}.yaml").read_text(), Loader=loader)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+@functools.cache
+def _default_groups() -> dict[str, frozenset[str]]:
+    """Groups chosen in config.yaml's defaults list whose options are all files in conf/ -> their options."""
+    groups: dict[str, frozenset[str]] = {}
+    for entry in _primary_yaml().get("defaults") or []:
+        if isinstance(entry, dict) and len(entry) == 1:
+            (group,) = entry
+            folder = config_dir() / group
+            if folder.is_dir() and "@" not in group and not group.startswith(("override ", "optional ")):
+                groups[group] = frozenset(p.stem for p in folder.glob("*.yaml"))
+    return groups
+
+
+@functools.cache
+def _untyped_top_level_keys() -> frozenset[str]:
+    """Scalar keys of config.yaml itself (seed, optimized_metric): no schema, any value composes."""
+    scalars = (k for k, v in _primary_yaml().items() if not isinstance(v, dict | list))
+    return frozenset(k for k in scalars if k not in ("defaults", "hydra"))
+
+
+@functools.cache
+def _schema(node: str) -> DictConfig | None:
+    """The ConfigStore schema ``schema/<node>`` (the conf/ files give node ``<node>`` that schema), if any."""
+    try:
+        return ConfigStore.instance().load(f"schema/{node}.yaml").node
+    except Exception:  # no such schema
+        return None
+
+
+def _schema_takes(node: str, field: str, value: Any) -> bool:
+    schema = _schema(node)
+    # keys(), not `in`: `in` is False for the fields that are ??? (MISSING) in the schema, such as model.lr.
+    if schema is None or OmegaConf.get_type(schema) is dict or field not in schema.keys():
+        return False
+    try:
+        schema[field] = value  # OmegaConf's own type check; the cached copy is only ever used for this
+    except OmegaConfBaseException:
+        return False
+    return True
+
+
+# --- composing, and Hydra's exceptions as one line
+
+
+def _composition_error(job: list[str]) -> Exception | None:
+    """What Hydra raises composing the app's config with the overrides ``job``; None when it composes."""
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="mnist_app"):
+            compose(config_name=CONFIG_NAME, overrides=job)
+    except Exception as err:
+        return err
+    return None
+
+
+def _one_line(error: Exception, job: list[str]) -> str | None:
+    """The message for Hydra's exception, or None when it is not one of the errors classified here."""
+    if isinstance(error, MissingConfigException):
+        return _missing_option_message(error, job)
+    if isinstance(error, ConfigCompositionException):
+        cause = error.__cause__  # the OmegaConf error, with the full key and the node
+        if isinstance(cause, ValidationError):
+            return _wrong_value_message(cause, job)
+        if isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            return _unknown_key_message(cause, job)
+    return None
+
+
+def _parsed(job: list[str]) -> list[Override]:
+    return OverridesParser.create().parse_overrides(job)
+
+
+def _missing_option_message(err: MissingConfigException, job: list[str]) -> str | None:
+    group, _, name = (err.missing_cfg_file or "").rpartition("/")
+    if not group or err.options is None:
+        return None
+    # Only when the user named it: a conf/ file naming a missing config is a broken install, not bad input.
+    named = any(o.key_or_group == group and not o.is_delete() and o.value() == name for o in _parsed(job))
+    if not named:
+        return None
+    options = sorted(err.options)
+    return f"unknown {group} {name!r} (choose one of: {', '.join(options)}){_did_you_mean(name, options)}"
+
+
+def _wrong_value_message(cause: ValidationError, job: list[str]) -> str | None:
+    full_key = cause.full_key
+    node = cause.child_node
+    if not full_key or node is None or not _from_override(full_key, job):
+        return None
+    shown = f"{full_key}={Transformer.str(cause.value)}"
+    null = " or null" if node._is_optional() else ""
+    if isinstance(node, EnumNode):
+        choices = _enum_names(node)
+        return f"{shown}: choose one of {', '.join(choices)}{null}{_did_you_mean(str(cause.value), choices)}"
+    expected = {
+        BooleanNode: "a boolean (true or false)",
+        IntegerNode: "an integer",
+        FloatNode: "a float",
+        StringNode: "a string",
+        PathNode: "a path",
+    }
+    for node_type, description in expected.items():
+        if isinstance(node, node_type):
+            return f"{shown}: expected {description}{null}"
+    return None
+
+
+def _enum_names(node: EnumNode) -> list[str]:
+    enum_type: type[Enum] = node.enum_type
+    return [member.name for member in enum_type]
+
+
+def _unknown_key_message(cause: ConfigAttributeError | ConfigKeyError, job: list[str]) -> str | None:
+    full_key = cause.full_key
+    parent = cause.parent_node
+    if not full_key or not isinstance(parent, DictConfig):
+        return None
+    # Only a plain `key=value` override of that very key; Hydra's words on +/++/~ say more than "unknown".
+    plain = [o for o in _parsed(job) if o.key_or_group == full_key and o.type == OverrideType.CHANGE]
+    if not plain:
+        return None
+    parent_key, _, name = full_key.rpartition(".")
+    keys = [str(k) for k in parent.keys() if not (parent_key == "" and k == "hydra")]
+    where = parent_key or "the top level"
+    message = f"unknown key {full_key!r} ({where} has: {', '.join(keys)})"
+    message += _did_you_mean(name, keys, prefix=f"{parent_key}." if parent_key else "")
+    if OmegaConf.get_type(parent) is dict:  # schema nodes are closed; plain YAML nodes take new keys with +
+        message += f"{' or,' if '?' in message else ';'} to add a new key: +{plain[-1].input_line}"
+    return message
+
+
+def _from_override(full_key: str, job: list[str]) -> bool:
+    """Whether a user override set this key, or a dict above it (``trainer={max_epochs: many}``).
+
+    Not a group choice above it (``model=broken``): a bad value in a conf/ file is not bad input.
+    """
+    return any(
+        full_key == o.key_or_group
+        or (full_key.startswith(o.key_or_group + ".") and isinstance(o.value(), dict))
+        for o in _parsed(job)
+    )
+
+
+def _did_you_mean(name: str, options: Iterable[str], prefix: str = "") -> str:
+    # 0.75: lrr -> lr, lenet -> lenet5, bundle -> bundled; but not tpu -> cpu.
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.75)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+# --- --help
+
+
+def config_groups_help() -> str:
+    """``$APP_CONFIG_GROUPS`` of Hydra's help without :data:`HIDDEN_GROUPS`: one ``group: a, b`` line each.
+
+    An OmegaConf resolver (see :func:`register_help_resolver`) that conf/config.yaml's ``hydra.help.template``
+    calls. Lists the groups of the running Hydra's search path; outside a Hydra run, those of ``conf/``.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    groups: dict[str, list[str]] = {}
+    if GlobalHydra.instance().is_initialized():
+        loader = GlobalHydra.instance().config_loader()
+        # The loader copies its whole repository for every query (~5 ms each); its repository answers the
+        # same questions directly. Both have get_group_options(name, filter).
+        source = getattr(loader, "repository", loader)
+
+        def walk(parent: str) -> None:
+            for child in source.get_group_options(parent, ObjectType.GROUP):
+                group = f"{parent}/{child}" if parent else child
+                if group == "hydra" or group in HIDDEN_GROUPS:
+                    continue
+                options = source.get_group_options(group, ObjectType.CONFIG)
+                if options:
+                    groups[group] = sorted(options)
+                walk(group)
+
+        walk("")
+    else:
+        for folder in config_dir().iterdir():
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            if options and folder.name not in HIDDEN_GROUPS:
+                groups[folder.name] = options
+    # Hydra's own format: "group: a, b" per line, groups sorted.
+    return "".join(f"{group}: {', '.join(groups[group])}\n" for group in sorted(groups))
+
+
+HELP_RESOLVER = "mnist_app.config_groups"
+
+
+def register_help_resolver() -> None:
+    """Make ``${mnist_app.config_groups:}`` available to the help template (idempotent)."""
+    if not OmegaConf.has_resolver(HELP_RESOLVER):
+        OmegaConf.register_new_resolver(HELP_RESOLVER, config_groups_help)
