@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure with device.compile=true (CUDA)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy runs")
     parser.add_argument("--no-overhead", action="store_true", help="skip the per-step overhead probe")
+    parser.add_argument("--only-overhead", action="store_true", help="run the per-step overhead probe alone")
     parser.add_argument("--cpu-accuracy", action="store_true", help="also time 97%% val accuracy on CPU")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -265,6 +266,8 @@ def main() -> None:
         raise SystemExit("--devices cuda: no usable CUDA GPU here")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
+    if args.only_overhead:
+        batch_sizes, args.no_overhead, args.no_accuracy = [], False, True
     rows = []
     notes = []
     for device in devices:
@@ -310,34 +313,35 @@ def main() -> None:
                     flush=True,
                 )
 
-    header = (
-        "device",
-        "precision",
-        "compile",
-        "batch",
-        "plain img/s",
-        "Lightning img/s",
-        "ratio (best)",
-        "ratio (median of pairs)",
-        "plain 1st step s",
-        "Lightning 1st step s",
-        "of peak",
-    )
-    print()
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print(
-            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} | {r[6]:.3f} | {r[7]:.3f} | "
-            f"{r[8]:.3f} | {r[9]:.3f} | {r[10]} |"
+    if rows:
+        header = (
+            "device",
+            "precision",
+            "compile",
+            "batch",
+            "plain img/s",
+            "Lightning img/s",
+            "ratio (best)",
+            "ratio (median of pairs)",
+            "plain 1st step s",
+            "Lightning 1st step s",
+            "of peak",
         )
-    print()
-    for note in notes:
-        print("- " + note)
-    print(
-        "- 'of peak': Lightning img/s x 6 x MACs/image (forward + backward) / the GPU's dense peak "
-        "for the precision (bf16 tensor cores; TF32 = half)"
-    )
+        print()
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for r in rows:
+            print(
+                f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} | {r[6]:.3f} | {r[7]:.3f} | "
+                f"{r[8]:.3f} | {r[9]:.3f} | {r[10]} |"
+            )
+        print()
+        for note in notes:
+            print("- " + note)
+        print(
+            "- 'of peak': Lightning img/s x 6 x MACs/image (forward + backward) / the GPU's dense peak "
+            "for the precision (bf16 tensor cores; TF32 = half)"
+        )
 
     if not args.no_overhead:
         print()
