@@ -16,8 +16,8 @@ from mnist_app.errors import MnistAppError
 
 log = logging.getLogger(__name__)
 
-# Lightning's profilers by their Trainer names (trainer.profiler=...).
-PROFILERS = ("simple", "advanced", "pytorch")
+# Lightning's profilers (in lightning.pytorch.profilers) by their Trainer names (trainer.profiler=...).
+PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler", "pytorch": "PyTorchProfiler"}
 
 
 def _output_dir(output_dir: str | os.PathLike[str] | None) -> Path:
@@ -193,10 +193,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any] | None = 
     profiler: Any = NoProfiler()
     if cfg.trainer.profiler is not None:
         # Lightning's own profilers; their report goes to the run folder (profile-*.txt) and the log.
-        from lightning.pytorch.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
+        from lightning.pytorch import profilers
 
-        kind = {"simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": PyTorchProfiler}
-        profiler = kind[cfg.trainer.profiler](dirpath=str(run_dir), filename="profile")
+        profiler_cls = getattr(profilers, PROFILERS[cfg.trainer.profiler])
+        profiler = profiler_cls(dirpath=str(run_dir), filename="profile")
 
     trainer = L.Trainer(
         accelerator=cfg.device.accelerator,
