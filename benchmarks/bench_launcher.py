@@ -35,7 +35,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
 from hydra_plugins.hydra_htcondor_launcher import _core, _submit
-from hydra_plugins.hydra_htcondor_launcher._settings import validate
 
 
 def trivial_task(cfg):
@@ -77,15 +76,15 @@ def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> d
         launcher = make_launcher(sweep, extra)
         overrides = [[f"+x={i}"] for i in range(n_jobs)]
         t0 = time.perf_counter()
-        settings = validate(launcher.params, cwd=os.getcwd(), default_python=sys.executable)
-        os.makedirs(settings.htcondor_dir, exist_ok=True)
+        batch = _core.new_batch(launcher)
+        os.makedirs(batch.htcondor_dir, exist_ok=True)
         plan = _submit.build_submit(
-            settings, sweep_dir=str(sweep), cwd=os.getcwd(), job_nums=list(range(n_jobs))
+            batch.settings, sweep_dir=str(sweep), cwd=os.getcwd(), job_nums=list(range(n_jobs))
         )
         t1 = time.perf_counter()
-        jobs = _core._build_jobs(launcher, settings, overrides, 0)
+        _core.add_jobs(batch, overrides, 0)
         t2 = time.perf_counter()
-        _core._write_specs(launcher, settings, jobs, os.getcwd(), str(sweep))
+        _core.write_specs(batch)
         t3 = time.perf_counter()
         desc = dict(plan.description, hold="True")  # never runs: only the submission is timed
         result = schedd.submit(htcondor2.Submit(desc), itemdata=iter(plan.itemdata))

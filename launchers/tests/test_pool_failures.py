@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _launch_helpers import launch
 from hydra.core.utils import JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _events
+from hydra_plugins.hydra_htcondor_launcher import _jobstate, _wait
 from hydra_plugins.hydra_htcondor_launcher._errors import HeldJobError, JobFailedError
 
 pytestmark = [pytest.mark.condor, pytest.mark.usefixtures("hydra_restore_singletons")]
@@ -49,7 +49,7 @@ def status_tables():
     tables = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: tables.append(record.getMessage())
-    logger = logging.getLogger(_events.__name__)
+    logger = logging.getLogger(_wait.__name__)
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -120,7 +120,7 @@ def test_failures_keep_the_other_results(tmp_path, status_tables):
     rows = _table_rows(final)
     assert [line.split()[0] for line in final.splitlines()[2:]] == ["#2", "#3", "#4", "#5", "#0", "#1"]
     remote_host = (tmp_path / "sweep" / "0" / "remote-host.txt").read_text()
-    assert rows["#0"][1:3] == ["done", _events.short_host(remote_host, None)]
+    assert rows["#0"][1:3] == ["done", _jobstate.short_host(remote_host, None)]
     assert rows["#0"][4:] == ["exit", "0", "+x=ok"]
     assert rows["#1"][1] == "done" and rows["#1"][-1] == "+x=raise"
     assert rows["#2"][1] == "failed" and rows["#2"][4:] == ["exit", "3", "+x=exit3"]

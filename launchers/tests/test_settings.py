@@ -1,23 +1,43 @@
-"""Validation of launcher settings: each bad value gives one line naming field, value and what fits."""
+"""Launcher settings: the dataclass is the schema (OmegaConf rejects bad types and choices at composition),
+validate() adds the remaining checks; each bad value gives one line naming field, value and what fits."""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize
+from hydra.errors import ConfigCompositionException
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
-from hydra_plugins.hydra_htcondor_launcher._settings import validate
-from hydra_plugins.hydra_htcondor_launcher.config import HTCondorLauncherConf
+from hydra_plugins.hydra_htcondor_launcher._settings import Settings, validate
+from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 from omegaconf import OmegaConf
 
+README = Path(__file__).parents[1] / "README.md"
 
-def _defaults(**overrides):
-    params = OmegaConf.to_container(OmegaConf.structured(HTCondorLauncherConf))
-    params["batch_name"] = "app"
-    params["htcondor_dir"] = "/sweep/.htcondor"
-    params.update(overrides)
-    return params
+
+def _conf(**overrides):
+    params = {"batch_name": "app", "htcondor_dir": "/sweep/.htcondor", **overrides}
+    return HTCondorLauncherConf(**params)
+
+
+def _validate(conf, cwd="/work"):
+    return validate(conf, cwd=cwd, sweep_dir="/sweep", default_python="/venv/bin/python")
 
 
 def test_defaults_are_valid():
-    s = validate(_defaults(), cwd="/work", default_python="/venv/bin/python")
-    assert s.python == "/venv/bin/python" and s.env_mode == "shared" and s.request_gpus == 0
+    s = _validate(_conf())
+    assert isinstance(s, Settings) and isinstance(s, HTCondorLauncherConf)
+    assert s.python == "/venv/bin/python" and s.env_mode == EnvMode.shared and s.request_gpus == 0
+    assert s.universe == "vanilla" and s.compose_on_worker and s.timeout_s == 1440.0 * 60
+
+
+def test_settings_have_every_field_once():
+    # Settings adds derived values only: the fields are the config dataclass's own.
+    assert dataclasses.fields(Settings) == dataclasses.fields(HTCondorLauncherConf)
+    assert "universe" not in {f.name for f in dataclasses.fields(HTCondorLauncherConf)}
 
 
 @pytest.mark.parametrize(
@@ -26,15 +46,16 @@ def test_defaults_are_valid():
         ({"request_gpus": -1}, "hydra.launcher.request_gpus=-1 is invalid: expected an integer >= 0"),
         ({"request_cpus": 0}, "request_cpus=0 is invalid: expected an integer >= 1"),
         ({"request_memory": "lots"}, "request_memory='lots' is invalid: expected an integer in MiB"),
-        ({"env_mode": "conda"}, "env_mode='conda' is invalid: expected one of shared, container, packed"),
-        ({"universe": "docker"}, "universe='docker' is invalid: expected one of vanilla, container"),
-        ({"env_mode": "container"}, "container_image is not set"),
-        ({"container_image": "docker://x"}, "only used with env_mode=container"),
-        ({"env_mode": "packed"}, "packed_env is not set"),
-        ({"env_mode": "packed", "packed_env": "/nope.tar"}, "packed_env='/nope.tar' is invalid"),
+        ({"env_mode": EnvMode.container}, "container_image is not set"),
+        ({"container_image": "docker://x"}, "only used with env_mode=container (it is 'shared')"),
+        ({"env_mode": EnvMode.packed}, "packed_env is not set"),
+        ({"env_mode": EnvMode.packed, "packed_env": "/nope.tar"}, "packed_env='/nope.tar' is invalid"),
+        ({"packed_unpack": "tar -xf x"}, "only used with env_mode=packed"),
         ({"gpus_minimum_capability": 7.0}, "needs hydra.launcher.request_gpus >= 1"),
+        ({"request_gpus": 1, "gpus_minimum_memory": 0}, "gpus_minimum_memory=0 is invalid"),
         ({"python": "python3"}, "python='python3' is invalid: expected an absolute path"),
         ({"transfer_input_files": ["missing.txt"]}, "'missing.txt', which does not exist"),
+        ({"requirements": ["A == 1", " "]}, "requirements=['A == 1', ' '] is invalid"),
         (
             {"submit_commands": {"executable": "/bin/true"}},
             "submit_commands.executable is set by the launcher",
@@ -44,22 +65,118 @@ def test_defaults_are_valid():
             "use hydra.launcher.requirements (a list, AND-combined)",
         ),
         ({"submit_commands": {"request_GPUs": "2"}}, "use hydra.launcher.request_gpus instead"),
+        ({"submit_commands": {"universe": "docker"}}, "use hydra.launcher.env_mode instead"),
         ({"environment": {"BAD-NAME": "1"}}, "bad key 'BAD-NAME'"),
+        ({"batch_name": 'a"b'}, "expected a non-empty string without double quotes"),
+        ({"schedd": " "}, "schedd=' ' is invalid: expected a non-empty string or null"),
         ({"timeout_min": 0}, "timeout_min=0 is invalid: expected a number > 0"),
         ({"max_releases": -2}, "max_releases=-2 is invalid"),
-        ({"request_gpu": 1}, "hydra.launcher.request_gpu is not a setting"),
+        ({"transfer_files": True, "htcondor_dir": "/elsewhere"}, "must be inside hydra.sweep.dir (/sweep)"),
     ],
 )
 def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
     with pytest.raises(ConfigError) as info:
-        validate(_defaults(**overrides), cwd=str(tmp_path), default_python="/venv/bin/python")
+        _validate(_conf(**overrides), cwd=str(tmp_path))
     text = str(info.value)
     assert message in text
     assert "\n" not in text
 
 
 def test_container_mode_implies_container_universe_and_python3():
-    s = validate(
-        _defaults(env_mode="container", container_image="docker://img"), cwd="/w", default_python="/p"
+    s = _validate(_conf(env_mode=EnvMode.container, container_image="docker://img"))
+    assert s.universe == "container" and s.python == "python3" and not s.compose_on_worker
+
+
+def test_relative_paths_are_taken_from_cwd(tmp_path):
+    (tmp_path / "data.txt").write_text("x")
+    s = _validate(_conf(transfer_input_files=["data.txt"], htcondor_dir="out"), cwd=str(tmp_path))
+    assert s.transfer_input_files == [str(tmp_path / "data.txt")]
+    assert s.htcondor_dir == str(tmp_path / "out")
+
+
+def _compose(*overrides):
+    import hydra_plugins.hydra_htcondor_launcher.config  # noqa: F401 - registers hydra/launcher: htcondor
+
+    with initialize(version_base=None, config_path=None):
+        return compose(overrides=["hydra/launcher=htcondor", *overrides], return_hydra_config=True)
+
+
+def test_composition_gives_an_env_mode_enum():
+    cfg = _compose("hydra.launcher.env_mode=packed")
+    assert cfg.hydra.launcher.env_mode == EnvMode.packed
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "hydra.launcher.env_mode=conda",
+            "Invalid value 'conda', expected one of [shared, container, packed]",
+        ),
+        ("hydra.launcher.request_gpu=1", "Key 'request_gpu' not in 'HTCondorLauncherConf'"),
+        ("hydra.launcher.universe=container", "Key 'universe' not in 'HTCondorLauncherConf'"),
+        ("hydra.launcher.request_cpus=many", "Value 'many' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_composition_rejects_bad_types_and_choices(override, message):
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose(override)
+    assert message in str(info.value.__cause__)
+
+
+def test_bad_env_mode_on_the_command_line_fails_before_anything_runs(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import hydra\n"
+        "@hydra.main(version_base=None, config_path=None)\n"
+        "def main(cfg):\n    return 1\n"
+        "if __name__ == '__main__':\n    main()\n"
     )
-    assert s.universe == "container" and s.python == "python3"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(app),
+            "-m",
+            "hydra/launcher=htcondor",
+            "hydra.launcher.env_mode=conda",
+            "+x=1,2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Invalid value 'conda', expected one of [shared, container, packed]" in proc.stderr
+    assert "full_key: hydra.launcher.env_mode" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "multirun").exists()
+
+
+def _readme_settings() -> dict[str, str]:
+    """{field: default} from the README's settings table (the first table whose header is field|default)."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"\|\s*field\s*\|\s*default\s*\|", line))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1].strip("`")
+    return rows
+
+
+def _shown(value) -> str:
+    """A default as the README writes it: YAML-ish (null, false, [], {}), interpolations verbatim."""
+    return OmegaConf.to_yaml({"v": value}).split(":", 1)[1].strip().strip("'")
+
+
+def test_readme_settings_table_matches_the_dataclass():
+    fields = {f.name: f for f in dataclasses.fields(HTCondorLauncherConf) if f.name != "_target_"}
+    rows = _readme_settings()
+    assert list(rows) == list(fields), "README settings table: names or order differ from config.py"
+    for name, f in fields.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        assert rows[name] == _shown(default), (
+            f"README default of {name}: {rows[name]!r}, config.py: {default!r}"
+        )

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from hydra_plugins.hydra_htcondor_launcher import _submit
 from hydra_plugins.hydra_htcondor_launcher._settings import validate
+from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 
 GOLDEN = Path(__file__).parent / "golden"
 SWEEP = "/data/sweeps/2026-01-01/12-00-00"
 CWD = "/home/user/project"
 
 
-def _params(**overrides):
+def _conf(**overrides):
     params = {
         "request_cpus": 2,
         "request_gpus": 1,
@@ -25,8 +26,7 @@ def _params(**overrides):
         "gpus_minimum_capability": 7.5,
         "gpus_minimum_memory": 10000,
         "requirements": ["OpSysMajorVer == 9", 'Arch == "X86_64"'],
-        "universe": "vanilla",
-        "env_mode": "shared",
+        "env_mode": EnvMode.shared,
         "container_image": None,
         "python": "/opt/venv/bin/python",
         "packed_env": None,
@@ -45,21 +45,34 @@ def _params(**overrides):
         "max_releases": 0,
     }
     params.update(overrides)
-    return params
+    return HTCondorLauncherConf(**params)
+
+
+def _validate(conf):
+    return validate(conf, cwd=CWD, sweep_dir=SWEEP, default_python="/unused/python")
 
 
 CASES = {
     "shared": {},
     "shared_transfer": {"transfer_files": True},
     "container_transfer": {
-        "env_mode": "container",
+        "env_mode": EnvMode.container,
         "container_image": "docker://ghcr.io/example/mnist-app:gpu",
         "python": None,
         "transfer_files": True,
     },
-    "container_shared": {"env_mode": "container", "container_image": "/images/mnist-app.sif", "python": None},
-    "packed_transfer": {"env_mode": "packed", "packed_env": "PACKED", "python": None, "transfer_files": True},
-    "packed_shared": {"env_mode": "packed", "packed_env": "PACKED", "python": None},
+    "container_shared": {
+        "env_mode": EnvMode.container,
+        "container_image": "/images/mnist-app.sif",
+        "python": None,
+    },
+    "packed_transfer": {
+        "env_mode": EnvMode.packed,
+        "packed_env": "PACKED",
+        "python": None,
+        "transfer_files": True,
+    },
+    "packed_shared": {"env_mode": EnvMode.packed, "packed_env": "PACKED", "python": None},
     "cpu_minimal": {
         "request_gpus": 0,
         "gpus_minimum_capability": None,
@@ -90,7 +103,7 @@ def test_submit_description_matches_golden(case, tmp_path):
         archive = tmp_path / "mnist-env.tar.gz"
         archive.write_bytes(b"")
         overrides["packed_env"] = str(archive)
-    settings = validate(_params(**overrides), cwd=CWD, default_python="/unused/python")
+    settings = _validate(_conf(**overrides))
     plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6])
     text = _submit.render(plan)
     if archive is not None:
@@ -102,14 +115,14 @@ def test_submit_description_matches_golden(case, tmp_path):
 
 
 def test_itemdata_is_one_proc_per_job():
-    settings = validate(_params(), cwd=CWD, default_python="/unused")
+    settings = _validate(_conf())
     plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[0, 1, 2])
     assert plan.itemdata == [{"job_num": "0"}, {"job_num": "1"}, {"job_num": "2"}]
     assert plan.description["log"] == f"{SWEEP}/.htcondor/batch-0-2.log"
 
 
 def test_requirements_are_and_combined_never_replaced():
-    settings = validate(_params(requirements=["A == 1", "B =?= True"]), cwd=CWD, default_python="/x")
+    settings = _validate(_conf(requirements=["A == 1", "B =?= True"]))
     desc = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[0]).description
     assert desc["requirements"] == "(A == 1) && (B =?= True)"
     # The GPU constraints stay separate commands; HTCondor ANDs them with requirements itself.
@@ -130,9 +143,7 @@ def test_packed_wrapper_runs_python_from_the_unpacked_env(tmp_path):
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(env / "bin", arcname="bin")
-    settings = validate(
-        _params(env_mode="packed", packed_env=str(archive), python=None), cwd=CWD, default_python="/x"
-    )
+    settings = _validate(_conf(env_mode=EnvMode.packed, packed_env=str(archive), python=None))
     wrapper = tmp_path / "job" / "wrapper.sh"
     wrapper.write_text(_submit.wrapper_script(settings))
     proc = subprocess.run(

@@ -28,7 +28,3 @@ class JobFailedError(HTCondorLauncherError):
 
 class HeldJobError(JobFailedError):
     """A job was held and then removed; the message carries the hold reason."""
-
-
-class JobInterruptedError(HTCondorLauncherError):
-    """Waiting was interrupted (Ctrl-C); the cluster was removed."""

@@ -1,17 +1,21 @@
-"""Validation of the launcher config: a bad value is one line naming the field, the value and what fits."""
+"""The checks a type cannot express, and the values derived from the settings.
+
+Names, types, defaults and closed choices live in ``config.HTCondorLauncherConf`` alone; OmegaConf enforces
+them when Hydra composes the config. ``validate`` adds ranges, syntax, files that must exist and settings that
+need each other, and returns the same fields normalized (paths absolute, the worker's Python resolved) as a
+``Settings``. A bad value is one line naming the field, the value and what fits.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
 from ._errors import ConfigError
+from .config import EnvMode, HTCondorLauncherConf
 
-ENV_MODES = ("shared", "container", "packed")
-UNIVERSES = ("vanilla", "container")
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through
 # submit_commands would silently replace the launcher's value.
 RESERVED_COMMANDS = {
@@ -27,7 +31,7 @@ RESERVED_COMMANDS = {
     "transfer_input_files": "transfer_input_files",
     "transfer_output_files": "transfer_files",
     "queue": "the sweep itself",
-    "universe": "universe",
+    "universe": "env_mode",
     "container_image": "container_image",
     "requirements": "requirements (a list, AND-combined)",
     "request_cpus": "request_cpus",
@@ -47,160 +51,124 @@ _COMMAND_NAME = re.compile(r"^[+A-Za-z_][A-Za-z0-9_.+]*$")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar.zst", ".sh")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The launcher config after validation (plain Python values, paths made absolute)."""
+class Settings(HTCondorLauncherConf):
+    """The launcher config after ``validate``: the same fields, checked and normalized (``env_mode`` an
+    EnvMode, ``python`` resolved, paths absolute), plus the values that follow from them."""
 
-    request_cpus: int = 1
-    request_gpus: int = 0
-    request_memory: str = "2GB"
-    request_disk: str = "2GB"
-    gpus_minimum_capability: float | None = None
-    gpus_minimum_memory: int | None = None
-    requirements: tuple[str, ...] = ()
-    universe: str = "vanilla"
-    env_mode: str = "shared"
-    container_image: str | None = None
-    python: str = ""
-    packed_env: str | None = None
-    packed_unpack: str | None = None
-    transfer_files: bool = False
-    transfer_input_files: tuple[str, ...] = ()
-    htcondor_dir: str = ""
-    submit_commands: dict[str, str] = field(default_factory=dict)
-    environment: dict[str, str] = field(default_factory=dict)
-    batch_name: str = ""
-    schedd: str | None = None
-    collector: str | None = None
-    poll_interval: float = 0.5
-    status_interval: float = 15.0
-    timeout_min: float = 1440.0
-    max_releases: int = 0
+    @property
+    def universe(self) -> str:
+        """Not a setting: the container universe is what env_mode=container means."""
+        return "container" if self.env_mode == EnvMode.container else "vanilla"
+
+    @property
+    def worker_python(self) -> str:
+        """The interpreter the job runs (resolved by validate)."""
+        if self.python is None:
+            raise ValueError("Settings.python is unset: build Settings with validate()")
+        return self.python
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_min * 60.0
+
+    @property
+    def compose_on_worker(self) -> bool:
+        """Composing a job's config costs ~50 ms (Hydra re-composes everything per job); on a shared
+        filesystem the workers do it in parallel, with the same config sources. Elsewhere (file transfer,
+        containers, packed environments) the config folders may not exist on the worker, so the submit
+        side composes."""
+        return self.env_mode == EnvMode.shared and not self.transfer_files
 
 
-def _bad(name: str, value: Any, expected: str) -> ConfigError:
+def _bad(name: str, value: object, expected: str) -> ConfigError:
     return ConfigError(f"hydra.launcher.{name}={value!r} is invalid: expected {expected}")
 
 
-def _int(params: Mapping[str, Any], name: str, minimum: int) -> int:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _at_least(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
         raise _bad(name, value, f"an integer >= {minimum}")
     return value
 
 
-def _positive(params: Mapping[str, Any], name: str) -> float:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
         raise _bad(name, value, "a number > 0")
     return float(value)
 
 
-def _size(params: Mapping[str, Any], name: str) -> str:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not _SIZE.match(str(value)):
+def _size(name: str, value: str) -> str:
+    if not _SIZE.match(str(value)):
         raise _bad(name, value, 'an integer in MiB or a number with a unit KB/MB/GB/TB, e.g. "4GB"')
     return str(value).strip()
 
 
-def _opt_str(params: Mapping[str, Any], name: str) -> str | None:
-    value = params.get(name)
+def _opt_str(name: str, value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip():
+    if not value.strip():
         raise _bad(name, value, "a non-empty string or null")
     return value.strip()
 
 
-def _str_list(params: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = params.get(name) or []
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise _bad(name, value, "a list of strings")
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise _bad(name, value, "a list of non-empty strings")
-    return tuple(item.strip() for item in value)
+def _str_list(name: str, value: Iterable[str]) -> list[str]:
+    items = list(value)
+    if any(not item.strip() for item in items):
+        raise _bad(name, items, "a list of non-empty strings")
+    return [item.strip() for item in items]
 
 
-def _str_dict(params: Mapping[str, Any], name: str, key_pattern: re.Pattern[str], key_desc: str) -> dict:
-    value = params.get(name) or {}
-    if not isinstance(value, Mapping):
-        raise _bad(name, value, "a mapping of names to values")
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not key_pattern.match(key):
-            raise ConfigError(f"hydra.launcher.{name} has a bad key {key!r}: expected {key_desc}")
-        if item is None or isinstance(item, (Mapping, list, tuple)):
-            raise ConfigError(
-                f"hydra.launcher.{name}.{key}={item!r} is invalid: expected a string, number or boolean"
-            )
-        out[key] = str(item).lower() if isinstance(item, bool) else str(item)
-    return out
+def _names(name: str, value: dict[str, str], pattern: re.Pattern[str], what: str) -> dict[str, str]:
+    for key in value:
+        if not pattern.match(key):
+            raise ConfigError(f"hydra.launcher.{name} has a bad key {key!r}: expected {what}")
+    return dict(value)
 
 
-def validate(params: Mapping[str, Any], *, cwd: str, default_python: str) -> Settings:
-    """Check every launcher setting; raise ConfigError with one line for the first bad one."""
-    known = set(Settings.__dataclass_fields__) | {"_target_"}
-    for key in params:
-        if key not in known:
-            raise ConfigError(
-                f"hydra.launcher.{key} is not a setting of the htcondor launcher: expected one of "
-                + ", ".join(sorted(known - {"_target_"}))
-            )
+def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_python: str) -> Settings:
+    """Check every launcher setting; raise ConfigError with one line for the first bad one.
 
-    request_gpus = _int(params, "request_gpus", 0)
-    capability = params.get("gpus_minimum_capability")
-    if capability is not None:
-        if isinstance(capability, bool) or not isinstance(capability, (int, float)) or capability <= 0:
-            raise _bad("gpus_minimum_capability", capability, "a compute capability such as 7.0, or null")
-        capability = float(capability)
-    gpu_memory = params.get("gpus_minimum_memory")
-    if gpu_memory is not None:
-        if isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory <= 0:
-            raise _bad("gpus_minimum_memory", gpu_memory, "an integer number of MiB > 0, or null")
+    `cwd` resolves relative paths, `sweep_dir` is the absolute hydra.sweep.dir, `default_python` the worker
+    Python for env_mode=shared when python is null.
+    """
+    request_gpus = _at_least("request_gpus", conf.request_gpus, 0)
+    capability = conf.gpus_minimum_capability
+    if capability is not None and capability <= 0:
+        raise _bad("gpus_minimum_capability", capability, "a compute capability such as 7.0, or null")
+    gpu_memory = conf.gpus_minimum_memory
+    if gpu_memory is not None and gpu_memory <= 0:
+        raise _bad("gpus_minimum_memory", gpu_memory, "an integer number of MiB > 0, or null")
     for name, value in (("gpus_minimum_capability", capability), ("gpus_minimum_memory", gpu_memory)):
         if value is not None and request_gpus == 0:
             raise ConfigError(
                 f"hydra.launcher.{name}={value!r} needs hydra.launcher.request_gpus >= 1 (it is 0)"
             )
 
-    env_mode = params.get("env_mode", "shared")
-    if env_mode not in ENV_MODES:
-        raise _bad("env_mode", env_mode, "one of " + ", ".join(ENV_MODES))
-    universe = params.get("universe", "vanilla")
-    if universe not in UNIVERSES:
-        raise _bad("universe", universe, "one of " + ", ".join(UNIVERSES))
-    container_image = _opt_str(params, "container_image")
-    if env_mode == "container":
-        universe = "container"
+    env_mode = EnvMode(conf.env_mode)  # also takes the plain string of a hand-built config
+    container_image = _opt_str("container_image", conf.container_image)
+    if env_mode == EnvMode.container:
         if container_image is None:
             raise ConfigError(
                 "hydra.launcher.container_image is not set: env_mode=container needs an image "
                 "(docker://..., oras://... or a .sif path)"
             )
-    else:
-        if universe == "container":
-            raise ConfigError(
-                f"hydra.launcher.universe='container' needs env_mode=container (it is {env_mode!r})"
-            )
-        if container_image is not None:
-            raise ConfigError(
-                f"hydra.launcher.container_image={container_image!r} is only used with env_mode=container "
-                f"(it is {env_mode!r})"
-            )
+    elif container_image is not None:
+        raise ConfigError(
+            f"hydra.launcher.container_image={container_image!r} is only used with env_mode=container "
+            f"(it is {env_mode.value!r})"
+        )
 
-    python = _opt_str(params, "python")
-    packed_env = _opt_str(params, "packed_env")
-    packed_unpack = _opt_str(params, "packed_unpack")
-    if env_mode == "shared":
+    python = _opt_str("python", conf.python)
+    packed_env = _opt_str("packed_env", conf.packed_env)
+    packed_unpack = _opt_str("packed_unpack", conf.packed_unpack)
+    if env_mode == EnvMode.shared:
         python = python or default_python
         if not os.path.isabs(python):
             raise _bad("python", python, "an absolute path valid on the workers (env_mode=shared)")
-    elif env_mode == "container":
+    elif env_mode == EnvMode.container:
         python = python or "python3"
     else:
         python = python or "env/bin/python"
-    if env_mode == "packed":
+    if env_mode == EnvMode.packed:
         if packed_env is None:
             raise ConfigError(
                 "hydra.launcher.packed_env is not set: env_mode=packed needs the archive's path"
@@ -216,14 +184,12 @@ def validate(params: Mapping[str, Any], *, cwd: str, default_python: str) -> Set
             )
     elif packed_env is not None or packed_unpack is not None:
         raise ConfigError(
-            f"hydra.launcher.packed_env/packed_unpack are only used with env_mode=packed (it is {env_mode!r})"
+            "hydra.launcher.packed_env/packed_unpack are only used with env_mode=packed "
+            f"(it is {env_mode.value!r})"
         )
 
-    transfer_files = params.get("transfer_files", False)
-    if not isinstance(transfer_files, bool):
-        raise _bad("transfer_files", transfer_files, "true or false")
     inputs = []
-    for item in _str_list(params, "transfer_input_files"):
+    for item in _str_list("transfer_input_files", conf.transfer_input_files):
         if "://" in item:  # URLs are fetched by the worker's plugins, not checked here.
             inputs.append(item)
             continue
@@ -239,13 +205,24 @@ def validate(params: Mapping[str, Any], *, cwd: str, default_python: str) -> Set
             )
         inputs.append(path)
 
-    htcondor_dir = _opt_str(params, "htcondor_dir")
+    htcondor_dir = _opt_str("htcondor_dir", conf.htcondor_dir)
     if htcondor_dir is None:
-        raise _bad("htcondor_dir", params.get("htcondor_dir"), "a folder path")
+        raise _bad("htcondor_dir", conf.htcondor_dir, "a folder path")
     htcondor_dir = os.path.abspath(os.path.join(cwd, htcondor_dir))
+    if conf.transfer_files:
+        rel = os.path.relpath(htcondor_dir, sweep_dir)
+        if rel == os.curdir or rel.startswith(os.pardir):
+            raise ConfigError(
+                f"hydra.launcher.htcondor_dir={htcondor_dir!r} must be inside hydra.sweep.dir "
+                f"({sweep_dir}) with transfer_files=true, e.g. ${{hydra.sweep.dir}}/.htcondor"
+            )
+        if "," in sweep_dir:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir!r} has a comma, which HTCondor file transfer cannot handle"
+            )
 
-    submit_commands = _str_dict(
-        params, "submit_commands", _COMMAND_NAME, "a submit command name such as +WantGPULab"
+    submit_commands = _names(
+        "submit_commands", conf.submit_commands, _COMMAND_NAME, "a submit command name such as +WantGPULab"
     )
     for key in submit_commands:
         if key.lower() in RESERVED_COMMANDS:
@@ -253,36 +230,34 @@ def validate(params: Mapping[str, Any], *, cwd: str, default_python: str) -> Set
                 f"hydra.launcher.submit_commands.{key} is set by the launcher itself: use "
                 f"hydra.launcher.{RESERVED_COMMANDS[key.lower()]} instead"
             )
-    environment = _str_dict(params, "environment", _ENV_NAME, "an environment variable name")
+    environment = _names("environment", conf.environment, _ENV_NAME, "an environment variable name")
 
-    batch_name = params.get("batch_name")
-    if not isinstance(batch_name, str) or not batch_name.strip() or '"' in batch_name:
+    batch_name = conf.batch_name
+    if not batch_name.strip() or '"' in batch_name:
         raise _bad("batch_name", batch_name, "a non-empty string without double quotes")
 
-    return Settings(
-        request_cpus=_int(params, "request_cpus", 1),
-        request_gpus=request_gpus,
-        request_memory=_size(params, "request_memory"),
-        request_disk=_size(params, "request_disk"),
-        gpus_minimum_capability=capability,
-        gpus_minimum_memory=gpu_memory,
-        requirements=_str_list(params, "requirements"),
-        universe=universe,
+    values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
+    values.update(
+        request_cpus=_at_least("request_cpus", conf.request_cpus, 1),
+        request_memory=_size("request_memory", conf.request_memory),
+        request_disk=_size("request_disk", conf.request_disk),
+        gpus_minimum_capability=None if capability is None else float(capability),
+        requirements=_str_list("requirements", conf.requirements),
         env_mode=env_mode,
         container_image=container_image,
         python=python,
         packed_env=packed_env,
         packed_unpack=packed_unpack,
-        transfer_files=transfer_files,
-        transfer_input_files=tuple(inputs),
+        transfer_input_files=inputs,
         htcondor_dir=htcondor_dir,
         submit_commands=submit_commands,
         environment=environment,
         batch_name=batch_name.strip(),
-        schedd=_opt_str(params, "schedd"),
-        collector=_opt_str(params, "collector"),
-        poll_interval=_positive(params, "poll_interval"),
-        status_interval=_positive(params, "status_interval"),
-        timeout_min=_positive(params, "timeout_min"),
-        max_releases=_int(params, "max_releases", 0),
+        schedd=_opt_str("schedd", conf.schedd),
+        collector=_opt_str("collector", conf.collector),
+        poll_interval=_positive("poll_interval", conf.poll_interval),
+        status_interval=_positive("status_interval", conf.status_interval),
+        timeout_min=_positive("timeout_min", conf.timeout_min),
+        max_releases=_at_least("max_releases", conf.max_releases, 0),
     )
+    return Settings(**values)

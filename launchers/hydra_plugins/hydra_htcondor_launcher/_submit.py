@@ -6,11 +6,11 @@ Nothing here touches the pool or the filesystem, so the output is golden-file te
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._settings import Settings
+from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
 # Scratch folder on the worker whose contents travel back into the sweep folder (transfer_files=True).
@@ -124,7 +124,7 @@ def build_submit(
     first, last = job_nums[0], job_nums[-1]
     desc: dict[str, str] = {}
     desc["universe"] = settings.universe
-    if settings.universe == "container":
+    if settings.env_mode == EnvMode.container:
         desc["container_image"] = str(settings.container_image)
 
     transfer_inputs: list[str] = []
@@ -144,24 +144,25 @@ def build_submit(
         worker_args = ["-m", WORKER_MODULE, spec_arg, "$(ClusterId).$(ProcId)"]
 
     wrapper_path = wrapper_text = None
-    if settings.env_mode == "packed":
+    python = settings.worker_python
+    if settings.env_mode == EnvMode.packed:
         assert settings.packed_env is not None
         wrapper_path = os.path.join(htdir, WRAPPER_NAME)
         wrapper_text = wrapper_script(settings)
         desc["executable"] = wrapper_path
         desc["transfer_executable"] = "True"
         transfer_inputs.append(settings.packed_env)
-        args = [os.path.basename(settings.packed_env), settings.python, *worker_args]
+        args = [os.path.basename(settings.packed_env), python, *worker_args]
     else:
         # The interpreter already exists on the worker (shared filesystem or inside the image).
-        if os.path.isabs(settings.python):
-            desc["executable"] = settings.python
+        if os.path.isabs(python):
+            desc["executable"] = python
             args = worker_args
         else:
             # A bare name (the container default `python3`) is found on the worker's PATH; HTCondor would
             # otherwise take a relative executable as a file in the submit directory.
             desc["executable"] = "/usr/bin/env"
-            args = [settings.python, *worker_args]
+            args = [python, *worker_args]
         desc["transfer_executable"] = "False"
     desc["arguments"] = _quote_arguments(args)
     desc["initialdir"] = sweep_dir if settings.transfer_files else cwd
@@ -184,7 +185,7 @@ def build_submit(
         desc["requirements"] = " && ".join(f"({expr})" for expr in settings.requirements)
 
     transfer_inputs.extend(settings.transfer_input_files)
-    if settings.transfer_files or transfer_inputs or settings.env_mode == "packed":
+    if settings.transfer_files or transfer_inputs or settings.env_mode == EnvMode.packed:
         desc["should_transfer_files"] = "YES"
         desc["when_to_transfer_output"] = "ON_EXIT"
         if transfer_inputs:
@@ -218,7 +219,3 @@ def render(plan: SubmitPlan) -> str:
     lines.extend(f"  {item['job_num']}" for item in plan.itemdata)
     lines.append(")")
     return "\n".join(lines) + "\n"
-
-
-def shell_join(args: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)

@@ -17,12 +17,13 @@ import pickle
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 WRITE_FAILED = 2
 
 
-def _picklable_result(ret: Any, dumps: Any) -> bytes:
+def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
     """Pickle the JobReturn; an unpicklable return value or exception becomes a FAILED result that says so."""
     from hydra.core.utils import JobStatus
 

@@ -1,8 +1,29 @@
-"""Structured config of the HTCondor launcher, registered as ``hydra/launcher: htcondor``."""
+"""Structured config of the HTCondor launcher, registered as ``hydra/launcher: htcondor``.
+
+This dataclass is the only declaration of the launcher's settings: names, types, defaults and what each one
+means. OmegaConf checks types and the closed choices (Enums) when Hydra composes the config; ``_settings``
+adds the checks a type cannot express (ranges, files that must exist, settings that need each other).
+"""
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from hydra.core.config_store import ConfigStore
+
+
+class EnvMode(str, Enum):
+    """How the worker gets Python (see README, "Worker environments").
+
+    A str Enum, compared with ==: Hydra's plugin scan re-executes this module, so a member may come from an
+    earlier copy of the class; its value still compares equal (and a plain "shared" does too).
+    """
+
+    # The interpreter path is valid on the worker, e.g. a shared filesystem or the local pool.
+    shared = "shared"
+    # HTCondor's container universe with container_image.
+    container = "container"
+    # A packed environment archive travels with the job and is unpacked before the job runs.
+    packed = "packed"
 
 
 @dataclass
@@ -27,12 +48,9 @@ class HTCondorLauncherConf:
     requirements: list[str] = field(default_factory=list)
 
     # --- where and with which Python the job runs ---
-    # HTCondor universe: vanilla or container (env_mode=container implies container).
-    universe: str = "vanilla"
-    # How the worker gets Python: shared (the interpreter path is valid on the worker, e.g. a shared
-    # filesystem or the local pool), container (universe=container with container_image) or packed (a
-    # packed environment archive travels with the job and is unpacked before the job runs).
-    env_mode: str = "shared"
+    # shared, container or packed (EnvMode). The HTCondor universe follows from it: container for
+    # env_mode=container, vanilla otherwise.
+    env_mode: EnvMode = EnvMode.shared
     # Image for env_mode=container: docker://..., oras://... or a path to a .sif file.
     container_image: str | None = None
     # Worker Python. null means: the submitting interpreter (shared), "python3" on the image's PATH

@@ -12,6 +12,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from .config import HTCondorLauncherConf
+
 log = logging.getLogger(__name__)
 
 
@@ -19,12 +21,13 @@ class HTCondorLauncher(Launcher):
     """Runs every job of a sweep batch as one proc of one HTCondor cluster and returns the real JobReturns."""
 
     def __init__(self, **params: Any) -> None:
-        # Resolved plain values (interpolations like ${hydra.sweep.dir} are resolved at launch time).
-        self.params: dict[str, Any] = {}
-        for key, value in params.items():
-            self.params[key] = (
-                OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-            )
+        # Hydra passes the composed (type-checked) HTCondorLauncherConf field by field; interpolations such
+        # as ${hydra.sweep.dir} are already resolved. Lists and dicts become plain Python values.
+        plain: dict[str, Any] = {
+            key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            for key, value in params.items()
+        }
+        self.conf = HTCondorLauncherConf(**plain)
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None

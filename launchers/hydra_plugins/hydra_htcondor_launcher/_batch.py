@@ -1,0 +1,81 @@
+"""One batch of a sweep: what the launcher knows about it, handed from submission to waiting to collecting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.utils import filter_overrides
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from . import _submit
+from ._jobstate import JobRecord
+from ._settings import Settings
+
+
+@dataclass
+class Job:
+    """One Hydra job of the batch."""
+
+    num: int  # hydra.job.num
+    overrides: list[str]
+    # Composed on the submit side only where the worker cannot compose it (Settings.compose_on_worker).
+    sweep_config: DictConfig | None = None
+    job_dir: str = ""  # as computed on the submit side ("" when composed on the worker)
+    subdir: str = ""
+
+    @property
+    def shown_overrides(self) -> str:
+        """The overrides as Hydra's own launchers log them (internal ones filtered out)."""
+        return " ".join(filter_overrides(self.overrides))
+
+
+@dataclass
+class Batch:
+    """Everything about one batch (one HTCondor cluster): the launch context, the validated settings, the
+    jobs, where their files go, and, once submitted, the cluster and each job's JobRecord."""
+
+    settings: Settings
+    # The launch context Hydra gave the launcher: the sweep's config, and what the workers need to run it.
+    config: DictConfig
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    cwd: str  # the submitting working directory
+    sweep_dir: str  # hydra.sweep.dir, absolute
+    sweep_dir_cfg: Any  # hydra.sweep.dir as configured (what a transferred job's JobReturn gets back)
+    jobs: list[Job] = field(default_factory=list)
+    # Set by submission: the cluster id, and one record per job keyed by its proc id.
+    cluster: int | None = None
+    records: dict[int, JobRecord] = field(default_factory=dict)
+
+    @property
+    def htcondor_dir(self) -> str:
+        return self.settings.htcondor_dir
+
+    @property
+    def nums(self) -> list[int]:
+        return [job.num for job in self.jobs]
+
+    @property
+    def log_file(self) -> str:
+        """The batch's HTCondor event log."""
+        return _submit.log_path(self.htcondor_dir, self.jobs[0].num, self.jobs[-1].num)
+
+    def result_path(self, job: Job) -> str:
+        return _submit.result_path(self.htcondor_dir, job.num)
+
+    def job_paths(self, job: Job) -> str:
+        """Where to look when a job failed (every job error names them)."""
+        return (
+            f"stdout {_submit.stdout_path(self.htcondor_dir, job.num)}, "
+            f"stderr {_submit.stderr_path(self.htcondor_dir, job.num)}, HTCondor log {self.log_file}"
+        )
+
+    def submitted(self, cluster: int, first_proc: int) -> None:
+        """Record the cluster the schedd created: job i of the batch is proc first_proc + i."""
+        self.cluster = cluster
+        self.records = {
+            first_proc + i: JobRecord(proc=first_proc + i, num=job.num, overrides=job.shown_overrides)
+            for i, job in enumerate(self.jobs)
+        }

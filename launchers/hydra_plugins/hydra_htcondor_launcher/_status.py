@@ -1,0 +1,120 @@
+"""Rendering of the live job-status table: a counts line, then one aligned row per job (pure text)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ._jobstate import JobRecord, JobState
+
+# Table order: what needs attention first, then what is in flight, then the quiet majority.
+_ORDER = {
+    JobState.HELD: 0,
+    JobState.FAILED: 1,
+    JobState.REMOVED: 1,
+    JobState.RUNNING: 2,
+    JobState.IDLE: 3,
+    JobState.DONE: 4,
+}
+# The counts line counts removed jobs as failed.
+_COUNTED = (JobState.IDLE, JobState.RUNNING, JobState.HELD, JobState.DONE, JobState.FAILED)
+MAX_ROWS = 20
+_NOTE_CHARS = 60
+_OVERRIDES_CHARS = 80  # the last column: longer costs no alignment
+
+
+def status_line(cluster: int, records: Mapping[int, JobRecord], elapsed: float) -> str:
+    counts = dict.fromkeys(_COUNTED, 0)
+    for rec in records.values():
+        counts[JobState.FAILED if rec.state is JobState.REMOVED else rec.state] += 1
+    parts = ", ".join(f"{n} {state.value}" for state, n in counts.items())
+    return f"HTCondor cluster {cluster}: {parts} of {len(records)} jobs [{elapsed:.0f}s]"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # hold reasons can span lines
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_duration(seconds: float | None) -> str:
+    """Compact and sortable by eye: 42s, 3m05s, 2h07m, 1d04h; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _time(rec: JobRecord, now: float) -> float | None:
+    # Running and ended jobs: run time; idle and held ones: time in that state so far.
+    if rec.state is JobState.RUNNING and rec.run_start is not None:
+        return now - rec.run_start
+    if rec.final:
+        if rec.run_start is not None and rec.run_end is not None and rec.run_end >= rec.run_start:
+            return rec.run_end - rec.run_start
+        return None
+    return None if rec.since is None else now - rec.since
+
+
+def _note(rec: JobRecord) -> str:
+    parts = []
+    if rec.state in (JobState.DONE, JobState.FAILED):
+        if rec.signal is not None:
+            parts.append(f"signal {rec.signal}")
+        elif rec.exit_code is not None:
+            parts.append(f"exit {rec.exit_code}")
+    elif rec.state is JobState.HELD or (rec.state is JobState.REMOVED and rec.hold_reason is not None):
+        parts.append(f"held: {_shorten(rec.hold_reason or 'no hold reason given', _NOTE_CHARS)}")
+    elif rec.state is JobState.REMOVED:
+        parts.append(_shorten(rec.abort_reason or "no reason given", _NOTE_CHARS))
+    if rec.releases:
+        parts.append(f"released {rec.releases}x")
+    return "; ".join(parts)
+
+
+def status_table(
+    cluster: int,
+    records: Mapping[int, JobRecord],
+    elapsed: float,
+    now: float,
+    *,
+    max_rows: int = MAX_ROWS,
+) -> str:
+    """The counts line, then one aligned row per job (at most max_rows; the rest summed up in a last line).
+
+    `now` is wall-clock epoch seconds, the clock of the event log's timestamps.
+    """
+    ordered = sorted(records.values(), key=lambda rec: (_ORDER[rec.state], rec.num))
+    shown, rest = ordered[:max_rows], ordered[max_rows:]
+    rows = [("job", "id", "state", "host", "time", "note", "overrides")]
+    for rec in shown:
+        rows.append(
+            (
+                f"#{rec.num}",
+                f"{cluster}.{rec.proc}",
+                rec.state.value,
+                "-" if rec.state is JobState.IDLE or rec.host is None else rec.host,
+                format_duration(_time(rec, now)),
+                _note(rec),
+                _shorten(rec.overrides, _OVERRIDES_CHARS),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [status_line(cluster, records, elapsed)]
+    for row in rows:
+        cells = [
+            cell.rjust(width) if col == 4 else cell.ljust(width)  # durations right-aligned
+            for col, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    if rest:
+        counts = dict.fromkeys(sorted(_ORDER, key=_ORDER.__getitem__), 0)
+        for rec in rest:
+            counts[rec.state] += 1
+        summary = ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)
+        lines.append(f"  ... and {len(rest)} more ({summary})")
+    return "\n".join(lines)

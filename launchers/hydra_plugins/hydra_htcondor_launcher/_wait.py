@@ -1,0 +1,196 @@
+"""Waiting for one cluster: read its job event log (not the schedd) until every job has ended, release or
+remove held jobs, remove what is left at the deadline or on Ctrl-C, log the job-status table."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _jobstate
+from ._jobstate import JobRecord, JobState
+from ._status import MAX_ROWS, status_table
+
+if TYPE_CHECKING:
+    from ._batch import Batch
+
+log = logging.getLogger(__name__)
+
+
+class ClusterWatcher:
+    """Feeds the cluster's events to its JobRecords (keyed by proc) and acts on the schedd where needed."""
+
+    def __init__(
+        self,
+        htcondor: Any,
+        schedd: Any,
+        cluster: int,
+        log_file: str,
+        records: Mapping[int, JobRecord],
+        *,
+        max_releases: int,
+        poll_interval: float,
+        status_interval: float,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        max_rows: int = MAX_ROWS,
+        change_gap_s: float = 5.0,
+    ) -> None:
+        self.htcondor = htcondor
+        self.schedd = schedd
+        self.cluster = cluster
+        self.log_file = log_file
+        self.records = records
+        self.max_releases = max_releases
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.max_rows = max_rows
+        self.change_gap_s = change_gap_s
+        self._events: Any = None
+
+    # -- schedd actions ------------------------------------------------------------------------
+    def _act(self, action: str, job_spec: str | list[str]) -> None:
+        try:
+            self.schedd.act(getattr(self.htcondor.JobAction, action), job_spec)
+        except Exception as exc:
+            log.warning("HTCondor %s of %s failed: %s", action.lower(), job_spec, exc)
+
+    def remove_unfinished(self, reason: str) -> list[int]:
+        """Remove every job that has not ended; returns their job numbers."""
+        pending = [rec for rec in self.records.values() if not rec.final]
+        if pending:
+            if len(pending) == len(self.records):
+                self._act("Remove", f"ClusterId == {self.cluster}")
+            else:
+                self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in pending])
+            for rec in pending:
+                _jobstate.remove_requested(rec, reason)
+        return [rec.num for rec in pending]
+
+    def _on_hold(self, rec: JobRecord) -> None:
+        """Release a held job up to max_releases times, then remove it."""
+        job = f"{self.cluster}.{rec.proc}"
+        if rec.releases < self.max_releases:
+            rec.releases += 1
+            log.warning(
+                "job #%d (HTCondor %s) held: %s -- releasing it (%d of %d)",
+                rec.num,
+                job,
+                rec.hold_reason,
+                rec.releases,
+                self.max_releases,
+            )
+            self._act("Release", job)
+        else:
+            log.error("job #%d (HTCondor %s) held: %s -- removing it", rec.num, job, rec.hold_reason)
+            rec.removed_by_launcher = True
+            self._act("Remove", job)
+
+    # -- reading the event log -----------------------------------------------------------------
+    def _handle(self, event: Any) -> None:
+        if event.cluster != self.cluster or event.proc not in self.records:
+            return
+        rec = self.records[event.proc]
+        # The event's own time (the bindings' JobEvent.timestamp), not when this poll happened to read it.
+        stamp = getattr(event, "timestamp", None)
+        ts = float(stamp) if stamp is not None else self.wall_clock()
+        name = event.type.name
+        if _jobstate.apply(rec, name, event, ts) and name == "JOB_HELD":
+            self._on_hold(rec)
+
+    def poll(self) -> None:
+        """Handle every event written since the last call (never blocks)."""
+        if self._events is None:
+            try:
+                self._events = self.htcondor.JobEventLog(self.log_file)
+            except Exception:
+                return
+        for event in self._events.events(stop_after=0):
+            self._handle(event)
+
+    # -- waiting -------------------------------------------------------------------------------
+    def table(self, elapsed: float) -> str:
+        return status_table(self.cluster, self.records, elapsed, self.wall_clock(), max_rows=self.max_rows)
+
+    def _snapshot(self) -> tuple[tuple[JobState, int], ...]:
+        # A hold that was released between two polls changes no state, but still deserves a table.
+        return tuple((rec.state, rec.holds) for rec in self.records.values())
+
+    def wait(self) -> Mapping[int, JobRecord]:
+        """Block until every job ended or the deadline passed (then the rest is removed)."""
+        start = self.clock()
+        deadline = start + self.timeout_s
+        last_seen: tuple[tuple[JobState, int], ...] | None = None
+        last_log = -math.inf  # the first poll logs the table: the user sees the jobs at once
+        while True:
+            self.poll()
+            now = self.clock()
+            if all(rec.final for rec in self.records.values()):
+                log.info("%s", self.table(now - start))
+                return self.records
+            seen = self._snapshot()
+            # On a change at most every change_gap_s (a wave of starts or ends makes one table, and a long
+            # sweep's log stays readable), else every status_interval.
+            gap = min(self.change_gap_s, self.status_interval)
+            if (seen != last_seen and now - last_log >= gap) or now - last_log >= self.status_interval:
+                log.info("%s", self.table(now - start))
+                last_seen, last_log = seen, now
+            if now >= deadline:
+                nums = self.remove_unfinished(f"deadline of {self.timeout_s / 60:g} min passed")
+                for rec in self.records.values():
+                    if rec.num in nums:
+                        rec.timed_out = True
+                log.error(
+                    "HTCondor cluster %d: deadline (timeout_min=%g) passed, removed jobs %s",
+                    self.cluster,
+                    self.timeout_s / 60,
+                    nums,
+                )
+                self._drain(grace_s=10.0)
+                for rec in self.records.values():
+                    _jobstate.given_up(rec)
+                return self.records
+            time.sleep(self.poll_interval)
+
+    def _drain(self, grace_s: float) -> None:
+        """After removing jobs, read their abort events for a short while so the log is complete."""
+        end = self.clock() + grace_s
+        while self.clock() < end and not all(rec.final for rec in self.records.values()):
+            self.poll()
+            time.sleep(self.poll_interval)
+
+
+def watch(batch: Batch, htcondor: Any, schedd: Any) -> None:
+    """Wait for the submitted batch; its records end final. On Ctrl-C the unfinished jobs are removed from
+    the pool, the user is told, and the interrupt propagates."""
+    assert batch.cluster is not None
+    settings = batch.settings
+    watcher = ClusterWatcher(
+        htcondor,
+        schedd,
+        batch.cluster,
+        batch.log_file,
+        batch.records,
+        max_releases=settings.max_releases,
+        poll_interval=settings.poll_interval,
+        status_interval=settings.status_interval,
+        timeout_s=settings.timeout_s,
+    )
+    try:
+        watcher.wait()
+    except KeyboardInterrupt:
+        removed = watcher.remove_unfinished("interrupted (Ctrl-C)")
+        log.error(
+            "Interrupted: removed HTCondor cluster %d (jobs %s still queued or running); finished jobs' "
+            "results and logs stay in %s",
+            batch.cluster,
+            removed,
+            batch.sweep_dir,
+        )
+        raise

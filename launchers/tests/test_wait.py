@@ -1,0 +1,176 @@
+"""The wait loop's decisions on scripted job events: releases, removals, the deadline, when tables are
+logged (fakes at the bindings boundary; the real pool tests are in test_pool_failures.py)."""
+
+import enum
+import logging
+import types
+
+from hydra_plugins.hydra_htcondor_launcher import _wait
+from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
+from test_status import columns
+
+
+class EventType(enum.IntEnum):
+    SUBMIT = 0
+    EXECUTE = 1
+    JOB_EVICTED = 4
+    JOB_TERMINATED = 5
+    JOB_ABORTED = 9
+    JOB_SUSPENDED = 10
+    JOB_UNSUSPENDED = 11
+    JOB_HELD = 12
+    JOB_RELEASED = 13
+
+
+class JobAction(enum.Enum):
+    Remove = "remove"
+    Release = "release"
+
+
+class Event(dict):
+    def __init__(self, etype, cluster, proc, ts=None, **attrs):
+        super().__init__(attrs)
+        self.type, self.cluster, self.proc = etype, cluster, proc
+        if ts is not None:  # JobEvent.timestamp: epoch seconds
+            self.timestamp = ts
+
+
+class FakeBindings:
+    """Stands in for htcondor2: a scripted event log, and a schedd that records actions."""
+
+    JobEventType = EventType
+    JobAction = JobAction
+
+    def __init__(self, batches):
+        self.batches = list(batches)  # one list of events per poll
+        self.actions = []
+
+    def JobEventLog(self, path):  # mirrors the bindings
+        fake = self
+
+        class Log:
+            def events(self, stop_after):
+                assert stop_after == 0  # never block
+                return fake.batches.pop(0) if fake.batches else []
+
+        return Log()
+
+    def schedd(self):
+        return types.SimpleNamespace(act=lambda action, spec: self.actions.append((action.value, spec)))
+
+
+def _watch(bindings, procs, overrides=None, **kw):
+    opts = {"max_releases": 0, "poll_interval": 0.0, "status_interval": 1000.0, "timeout_s": 1000.0}
+    opts.update(kw)
+    overrides = overrides or {}
+    records = {p: JobRecord(proc=p, num=n, overrides=overrides.get(p, "")) for p, n in procs.items()}
+    return _wait.ClusterWatcher(bindings, bindings.schedd(), 7, "log", records, **opts)
+
+
+def test_terminations_exit_codes_and_signals():
+    b = FakeBindings(
+        [
+            [Event(EventType.SUBMIT, 7, 0), Event(EventType.EXECUTE, 7, 0), Event(EventType.EXECUTE, 7, 1)],
+            [
+                Event(EventType.JOB_TERMINATED, 7, 0, TerminatedNormally=True, ReturnValue=0),
+                Event(EventType.JOB_TERMINATED, 7, 1, TerminatedNormally=False, TerminatedBySignal=9),
+                Event(
+                    EventType.JOB_TERMINATED, 8, 2, TerminatedNormally=True, ReturnValue=0
+                ),  # other cluster
+                Event(EventType.JOB_TERMINATED, 7, 2, TerminatedNormally=True, ReturnValue=3),
+            ],
+        ]
+    )
+    states = _watch(b, {0: 10, 1: 11, 2: 12}).wait()
+    assert (states[0].state, states[0].exit_code) == (JobState.DONE, 0)
+    assert (states[1].state, states[1].signal) == (JobState.FAILED, 9)
+    assert (states[2].state, states[2].exit_code, states[2].num) == (JobState.FAILED, 3, 12)
+    assert b.actions == []
+
+
+def test_held_job_released_up_to_max_releases_then_removed():
+    b = FakeBindings(
+        [
+            [Event(EventType.JOB_HELD, 7, 0, HoldReason="disk full")],
+            [Event(EventType.JOB_RELEASED, 7, 0), Event(EventType.EXECUTE, 7, 0)],
+            [Event(EventType.JOB_HELD, 7, 0, HoldReason="disk still full")],
+            [Event(EventType.JOB_ABORTED, 7, 0, Reason="removed by launcher")],
+        ]
+    )
+    st = _watch(b, {0: 0}, max_releases=1).wait()[0]
+    assert b.actions == [("release", "7.0"), ("remove", "7.0")]
+    assert (st.state, st.holds, st.releases, st.hold_reason) == (JobState.REMOVED, 2, 1, "disk still full")
+
+
+def test_deadline_removes_only_unfinished_jobs():
+    now = [0.0]
+
+    def clock():
+        now[0] += 1.0
+        return now[0]
+
+    b = FakeBindings([[Event(EventType.JOB_TERMINATED, 7, 0, TerminatedNormally=True, ReturnValue=0)]])
+    states = _watch(b, {0: 0, 1: 1}, timeout_s=5.0, clock=clock).wait()
+    assert states[0].state == JobState.DONE and not states[0].timed_out
+    assert states[1].state == JobState.REMOVED and states[1].timed_out
+    assert b.actions == [("remove", ["7.1"])]
+
+
+def test_watcher_logs_tables_on_change_at_most_each_second_and_every_interval(caplog):
+    ticks = [0.0]
+
+    def clock():
+        ticks[0] += 0.25
+        return ticks[0]
+
+    slot = {"SlotName": "slot1_1@node7.example.org", "ExecuteHost": "<10.0.0.7:9618?alias=node7>"}
+    batches = [[] for _ in range(40)]
+    batches[0] = [Event(EventType.SUBMIT, 7, 0, ts=100), Event(EventType.SUBMIT, 7, 1, ts=100)]
+    batches[1] = [Event(EventType.EXECUTE, 7, 0, ts=101, **slot)]
+    batches[25] = [Event(EventType.JOB_TERMINATED, 7, 0, ts=160, TerminatedNormally=True, ReturnValue=0)]
+    batches[39] = [Event(EventType.JOB_ABORTED, 7, 1, ts=170, Reason="removed by a user")]
+    b = FakeBindings(batches)
+    w = _watch(
+        b,
+        {0: 0, 1: 1},
+        status_interval=5.0,
+        change_gap_s=1.0,
+        clock=clock,
+        overrides={0: "lr=0.5", 1: "lr=1.0"},
+    )
+    w.wall_clock = lambda: 200.0
+    with caplog.at_level(logging.INFO, logger=_wait.__name__):
+        w.wait()
+    tables = [r.getMessage() for r in caplog.records if r.name == _wait.__name__]
+    # 0 s: the first poll (both idle); 1 s: the change at 0.5 s, held back to change_gap_s after the last
+    # table; 6 s: interval; 7 s: the change at 6.5 s, held back likewise; 10 s: the final table.
+    assert [t.splitlines()[0].rsplit("[", 1)[1] for t in tables] == ["0s]", "1s]", "6s]", "7s]", "10s]"]
+    assert "2 idle" in tables[0] and "1 running" in tables[1] and "1 done" in tables[3]
+    tables = tables[1:]
+    assert [line.split()[0] for line in tables[-1].splitlines()[2:]] == ["#1", "#0"]  # removed first
+    final = columns(tables[-1])
+    assert final["#1"] == {
+        "job": "#1", "id": "7.1", "state": "removed", "host": "-", "time": "-",
+        "note": "removed by a user", "overrides": "lr=1.0",
+    }  # fmt: skip
+    assert final["#0"] == {
+        "job": "#0", "id": "7.0", "state": "done", "host": "slot1_1@node7", "time": "59s",
+        "note": "exit 0", "overrides": "lr=0.5",
+    }  # fmt: skip
+    # While it runs, job 0 shows its slot and run time (wall clock 200 - EXECUTE at 101); job 1 its wait.
+    first = columns(tables[0])
+    assert (first["#0"]["host"], first["#0"]["time"]) == ("slot1_1@node7", "1m39s")
+    assert (first["#1"]["host"], first["#1"]["time"]) == ("-", "1m40s")
+
+
+def test_a_resumed_job_is_running_again():
+    b = FakeBindings(
+        [
+            [Event(EventType.SUBMIT, 7, 0), Event(EventType.EXECUTE, 7, 0, SlotName="slot1@vm")],
+            [Event(EventType.JOB_SUSPENDED, 7, 0), Event(EventType.JOB_UNSUSPENDED, 7, 0)],
+        ]
+    )
+    w = _watch(b, {0: 0})
+    w.poll()
+    w.poll()
+    assert w.records[0].state == JobState.RUNNING and w.records[0].host == "slot1@vm"
