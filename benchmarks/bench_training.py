@@ -5,8 +5,9 @@ iterator and normalisation, one after the other in this process, alternating, ``
 run of each is reported (the least disturbed by other work on the machine), and the median ratio
 of each Lightning run to the plain run just before it. Images/second count training
 steps only, after the first step (which carries compilation and autotuning, reported as `first step`).
-The Lightning side is built by the app's own ``build_trainer`` (CSV and TensorBoard loggers, progress bar,
-logging cadence as in a real run), with validation and checkpointing off so that both sides do the same work.
+The Lightning side is built by the app's own ``build_trainer`` from its config (CSV and TensorBoard loggers,
+progress bar, logging cadence as in a real run), with validation and checkpointing off so that both sides do
+the same work, and the app's ``throughput`` callback replaced by this benchmark's clock.
 
 Data: on CPU the 3,600 training images of the bundled real MNIST subset; on CUDA 60,000 synthetic
 images of MNIST's shape (full MNIST cannot be downloaded here). Accuracy (time to 97% validation accuracy)
@@ -37,7 +38,7 @@ from omegaconf import OmegaConf, open_dict
 
 from mnist_app.config import config_dir
 from mnist_app.data import InMemoryBatches, MnistArrays, full_mnist_present, load_mnist, normalize
-from mnist_app.train import build_datamodule, build_model, build_trainer, prepare_runtime
+from mnist_app.train import build_datamodule, build_model, build_trainer, prepare_runtime, with_run_dir
 
 # Dense bf16 tensor-core peak (FLOP/s) by device name; TF32 is half of it, plain fp32 far less.
 PEAK_BF16 = {
@@ -55,8 +56,10 @@ PEAK_BF16 = {
 
 
 def compose_cfg(*overrides: str):
+    """The app's config; its run folder (checkpoints, logs) is set where a run happens (``with_run_dir``)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return with_run_dir(cfg, Path(tempfile.gettempdir()) / "bench_training")
 
 
 def sync(device: str) -> None:
@@ -107,6 +110,7 @@ def bench_cfg(device: str, batch_size: int, epochs: int, compile_: bool):
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_checkpointing=false",
+        "~callbacks.throughput",  # StepClock times the steps here
         f"device.compile={str(compile_).lower()}",
     )
 
@@ -137,9 +141,10 @@ def run_lightning(cfg, images, labels, device: str) -> tuple[float, float]:
     arrays = MnistArrays(images, labels, empty, labels[:0], empty, labels[:0], "bench", "bench")
     clock = StepClock(device)
     with tempfile.TemporaryDirectory() as tmp:
+        cfg = with_run_dir(cfg, Path(tmp))
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
-        trainer, _ = build_trainer(cfg, Path(tmp), [clock])
+        trainer = build_trainer(cfg, [clock])
         # The progress bar still renders (its cost counts); only its text is dropped.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             trainer.fit(model, datamodule=build_datamodule(cfg, arrays))
@@ -159,9 +164,10 @@ def run_plain(cfg, images, labels, device: str) -> tuple[float, float]:
     """The hand-written loop a PyTorch user would write for the same recipe."""
     prepare_runtime(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg)  # same net, same init; used as a plain nn.Module
+    # Same net, same init; used as a plain nn.Module (compiled below like the Lightning side's).
+    model = build_model(OmegaConf.merge(cfg, {"device": {"compile": False}}))
     net = model.net.to(device)
-    step_fn = model.__dict__["_compiled"] or net
+    step_fn = torch.compile(net, mode=cfg.device.compile_mode) if cfg.device.compile else net
     optimizer = torch.optim.Adadelta(net.parameters(), lr=cfg.model.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
     batches = InMemoryBatches(images, labels, cfg.data.batch_size, shuffle=True, seed=cfg.seed)
@@ -223,7 +229,8 @@ def time_to_accuracy(device: str, source: str, target: float, max_epochs: int) -
     arrays = load_mnist(cfg.data, Path(cfg.data.root).resolve())
     reach = ReachTarget(target)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, _ = build_trainer(cfg, Path(tmp), [reach])
+        cfg = with_run_dir(cfg, Path(tmp))
+        trainer = build_trainer(cfg, [reach])
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             trainer.fit(build_model(cfg), datamodule=build_datamodule(cfg, arrays))
     if reach.reached_s is None:

@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from mnist_app.cli import override_error, register_help_resolver
 from mnist_app.config import config_dir
-from mnist_app.errors import MnistAppError
 
 log = logging.getLogger("mnist_app")
 
@@ -23,25 +22,16 @@ log = logging.getLogger("mnist_app")
 register_help_resolver()
 
 
-def _in_sweep() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def run(cfg: DictConfig) -> float | None:
-    """Train once and return ``cfg.optimized_metric`` (test accuracy by default) for sweepers."""
+    """Train once and return ``cfg.optimized_metric`` (test accuracy by default) for sweepers.
+
+    Bad input raises ``MnistAppError``, a ``CompactHydraException``: Hydra prints its message as one line and
+    exits 1 (in a sweep, the launcher records it as the job's error).
+    """
     from mnist_app.train import train
 
-    try:
-        metrics = train(cfg)
-    except MnistAppError as err:
-        if _in_sweep():
-            raise  # the launcher records the failed job and its error
-        log.error("%s", err)
-        sys.exit(1)
+    metrics = train(cfg)
     value = metrics.get(cfg.optimized_metric)
     if value is None:
         log.warning(

@@ -5,10 +5,9 @@ multi-line message and exits before the app sees the exception. So ``__main__`` 
 first. It composes the config with Hydra's public compose API and turns Hydra's own exceptions
 (``MissingConfigException``; the OmegaConf error behind a ``ConfigCompositionException``, with its
 ``full_key`` and node) into one line: the verdict is always Hydra's, not a re-implementation of its override
-rules, and nothing is parsed out of its message text. Composing costs ~75 ms, so it is skipped when cheap
-checks (Hydra's override parser, the group folders in ``conf/``, the dataclass schemas) show that every
-override is plainly valid; a wrong guess there costs time, never a wrong answer. Anything unclassified
-returns None and Hydra reports it as before.
+rules, and nothing is parsed out of its message text. A command line without overrides composes nothing
+here; one with overrides costs one composition per job tried (see :func:`_jobs_to_compose`). Anything
+unclassified returns None and Hydra reports it as before.
 
 Light to import, like ``config``: no torch.
 """
@@ -17,22 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import functools
 import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType, QuotedString, Transformer, ValueType
+from hydra.core.override_parser.types import Override, OverrideType, Transformer, ValueType
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode, PathNode, StringNode
 
 from mnist_app.config import config_dir
@@ -45,7 +41,9 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config"
 # Config groups that are plumbing, not choices for users: the dataclass schemas in Hydra's ConfigStore.
 HIDDEN_GROUPS = ("schema",)
-# Each costs a composition (~75 ms); past this many, Hydra reports any bad sweep value its own way.
+# Typed nodes that still take new keys with `+`: any argument of Lightning's Trainer.
+OPEN_SCHEMA_NODES = ("trainer",)
+# Each costs a composition; past this many values of a sweep, Hydra reports any bad one its own way.
 MAX_SWEEP_COMPOSES = 10
 
 
@@ -77,16 +75,17 @@ def _override_error(argv: Sequence[str]) -> str | None:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except Exception:  # a syntax error: Hydra's message points at the offending character
         return None
-    for job in _jobs_to_compose(overrides):
-        error = _composition_error(job)
-        if error is not None:
-            return _one_line(error, job)  # None: not an error we classify, Hydra reports it
-    return None
+    failed = _composition_error(_jobs_to_compose(overrides))
+    if failed is None:
+        return None
+    error, job = failed
+    return _one_line(error, job)  # None: not an error we classify, Hydra reports it
 
 
 def _parse_hydra_args(argv: Sequence[str]) -> Namespace | None:
     """Hydra's own argument parser, so flags and overrides split exactly as ``hydra.main`` will split them."""
-    from hydra._internal.utils import get_args_parser  # not public, but what hydra.main itself calls
+    # Not public, but what hydra.main itself calls; tests/test_cli.py fails loudly when it changes.
+    from hydra._internal.utils import get_args_parser
 
     sink = io.StringIO()
     try:
@@ -101,134 +100,44 @@ def _parse_hydra_args(argv: Sequence[str]) -> Namespace | None:
 
 
 def _jobs_to_compose(overrides: list[Override]) -> list[list[str]]:
-    """Override lists worth composing: each is one job of the command line, [] when all look valid.
+    """Override lists worth composing, each one job of the command line.
 
-    Sweeps are expanded like Hydra's basic sweeper does (``key=value`` per value, ``sweep_string_iterator``).
-    The first job takes every sweep's first value; each further one changes one sweep value that does not look
-    plainly valid. Every list is a job the sweep would run, so its failure is a real error, not a false alarm.
-    Sweeps that cannot be enumerated (``interval()``, ``glob()``) are left out: sweepers give those meaning.
+    Sweeps are expanded like Hydra's basic sweeper does (``key=value`` per value, ``sweep_iterator``). Job
+    ``i`` takes the ``i``-th value of every sweep (the first value of shorter ones), so each value of each
+    sweep is composed once, in as many jobs as the longest sweep has values (at most
+    :data:`MAX_SWEEP_COMPOSES`). Every list is a job the sweep would run, so its failure is a real error,
+    not a false alarm. Sweeps that cannot be enumerated (``interval()``, ``glob()``) are left out:
+    sweepers give those meaning.
     """
-    base: list[str] = []
-    base_suspect = False
-    alternatives: list[tuple[int, str]] = []
+    # Per override, in command-line order: its one value (a plain override) or its sweep's values.
+    columns: list[list[str]] = []
     for override in overrides:
-        key = override.get_key_element()
         if not override.is_sweep_override():
-            base.append(override.input_line)
-            base_suspect = base_suspect or not _plainly_valid(override, _plain(override.value()))
+            columns.append([override.input_line or str(override)])
+        elif override.value_type == ValueType.GLOB_CHOICE_SWEEP or not override.is_discrete_sweep():
             continue
-        if override.value_type == ValueType.GLOB_CHOICE_SWEEP or not override.is_discrete_sweep():
-            continue
-        if override.is_hydra_override():
+        elif override.is_hydra_override():
             continue  # Hydra refuses sweeps over its own config, with its own message
-        values = list(override.sweep_iterator())
-        if not values:
-            continue
-        position = len(base)
-        base.append(f"{key}={Transformer.str(values[0])}")
-        for i, value in enumerate(values):
-            if not _plainly_valid(override, _plain(value)):
-                if i == 0:
-                    base_suspect = True
-                else:
-                    alternatives.append((position, f"{key}={Transformer.str(value)}"))
-    jobs = [base] if base_suspect or alternatives else []
-    for position, job_override in alternatives[: MAX_SWEEP_COMPOSES - 1]:
-        jobs.append([*base[:position], job_override, *base[position + 1 :]])
-    return jobs
-
-
-def _plain(value: Any) -> Any:
-    """A parsed override value as OmegaConf would receive it (quoted strings as plain strings)."""
-    if isinstance(value, QuotedString):
-        return value.text
-    if isinstance(value, list):
-        return [_plain(x) for x in value]
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _plainly_valid(override: Override, value: Any) -> bool:
-    """True when ``key=value`` certainly composes: a listed group option, or a schema field that takes it.
-
-    Only a fast path: False just means "compose and see", so it may say False for valid overrides.
-    """
-    if override.type != OverrideType.CHANGE or override.package is not None:
-        return False  # +, ++, ~ and @package: compose
-    key = override.key_or_group
-    groups = _default_groups()
-    if key in groups:
-        return isinstance(value, str) and value in groups[key]
-    if "/" in key or key.startswith("hydra"):
-        return False
-    parts = key.split(".")
-    if len(parts) == 1:
-        return key in _untyped_top_level_keys()
-    if len(parts) == 2:
-        return _schema_takes(parts[0], parts[1], value)
-    return False
-
-
-@functools.cache
-def _primary_yaml() -> dict[str, Any]:
-    # libyaml's loader when there is one: the pure-Python one costs a few ms of start-up.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loaded = yaml.load((config_dir() / f"{CONFIG_NAME}.yaml").read_text(), Loader=loader)
-    return loaded if isinstance(loaded, dict) else {}
-
-
-@functools.cache
-def _default_groups() -> dict[str, frozenset[str]]:
-    """Groups chosen in config.yaml's defaults list whose options are all files in conf/ -> their options."""
-    groups: dict[str, frozenset[str]] = {}
-    for entry in _primary_yaml().get("defaults") or []:
-        if isinstance(entry, dict) and len(entry) == 1:
-            (group,) = entry
-            folder = config_dir() / group
-            if folder.is_dir() and "@" not in group and not group.startswith(("override ", "optional ")):
-                groups[group] = frozenset(p.stem for p in folder.glob("*.yaml"))
-    return groups
-
-
-@functools.cache
-def _untyped_top_level_keys() -> frozenset[str]:
-    """Scalar keys of config.yaml itself (seed, optimized_metric): no schema, any value composes."""
-    scalars = (k for k, v in _primary_yaml().items() if not isinstance(v, dict | list))
-    return frozenset(k for k in scalars if k not in ("defaults", "hydra"))
-
-
-@functools.cache
-def _schema(node: str) -> DictConfig | None:
-    """The ConfigStore schema ``schema/<node>`` (the conf/ files give node ``<node>`` that schema), if any."""
-    try:
-        return ConfigStore.instance().load(f"schema/{node}.yaml").node
-    except Exception:  # no such schema
-        return None
-
-
-def _schema_takes(node: str, field: str, value: Any) -> bool:
-    schema = _schema(node)
-    # keys(), not `in`: `in` is False for the fields that are ??? (MISSING) in the schema, such as model.lr.
-    if schema is None or OmegaConf.get_type(schema) is dict or field not in schema.keys():
-        return False
-    try:
-        schema[field] = value  # OmegaConf's own type check; the cached copy is only ever used for this
-    except OmegaConfBaseException:
-        return False
-    return True
+        else:
+            key = override.get_key_element()
+            values = [f"{key}={Transformer.str(value)}" for value in override.sweep_iterator()]
+            if values:
+                columns.append(values)
+    n_jobs = min(max((len(column) for column in columns), default=1), MAX_SWEEP_COMPOSES)
+    return [[column[i if i < len(column) else 0] for column in columns] for i in range(n_jobs)]
 
 
 # --- composing, and Hydra's exceptions as one line
 
 
-def _composition_error(job: list[str]) -> Exception | None:
-    """What Hydra raises composing the app's config with the overrides ``job``; None when it composes."""
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="mnist_app"):
-            compose(config_name=CONFIG_NAME, overrides=job)
-    except Exception as err:
-        return err
+def _composition_error(jobs: list[list[str]]) -> tuple[Exception, list[str]] | None:
+    """What Hydra raises composing the app's config with the first failing job of ``jobs``, and that job."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="mnist_app"):
+        for job in jobs:
+            try:
+                compose(config_name=CONFIG_NAME, overrides=job)
+            except Exception as err:
+                return err, job
     return None
 
 
@@ -303,7 +212,8 @@ def _unknown_key_message(cause: ConfigAttributeError | ConfigKeyError, job: list
     where = parent_key or "the top level"
     message = f"unknown key {full_key!r} ({where} has: {', '.join(keys)})"
     message += _did_you_mean(name, keys, prefix=f"{parent_key}." if parent_key else "")
-    if OmegaConf.get_type(parent) is dict:  # schema nodes are closed; plain YAML nodes take new keys with +
+    # Schema nodes are closed, except the Trainer's (any Trainer argument); plain YAML nodes take new keys.
+    if OmegaConf.get_type(parent) is dict or parent_key in OPEN_SCHEMA_NODES:
         message += f"{' or,' if '?' in message else ';'} to add a new key: +{plain[-1].input_line}"
     return message
 
@@ -341,8 +251,9 @@ def config_groups_help() -> str:
     groups: dict[str, list[str]] = {}
     if GlobalHydra.instance().is_initialized():
         loader = GlobalHydra.instance().config_loader()
-        # The loader copies its whole repository for every query (~5 ms each); its repository answers the
-        # same questions directly. Both have get_group_options(name, filter).
+        # The loader deep-copies its whole repository for every query (~5-20 ms each, ~20 queries); its
+        # `repository` (not public; tests/test_cli.py fails loudly when it goes) answers the same questions
+        # directly. Both have get_group_options(name, filter); without it, the loader answers, slower.
         source = getattr(loader, "repository", loader)
 
         def walk(parent: str) -> None:

@@ -4,6 +4,8 @@ Light to import (no torch): ``__main__`` imports it before Hydra composes, so ``
 ``--cfg job`` stay fast. The schemas are registered in Hydra's ConfigStore under ``schema/*`` and
 pulled into the YAML files with ``- /schema/<group>@_here_``, so that ``model.lr=abc`` or
 ``data.source=foo`` fail at composition with a message that names the key and the accepted values.
+Closed choices are Enums: checked there once, never again in the code. The values and their comments
+live in the YAML files (``conf/``); a schema says only which keys exist and their types.
 """
 
 from __future__ import annotations
@@ -42,114 +44,126 @@ class DataSource(str, Enum):
     bundled = "bundled"
 
 
+class SchedulerInterval(str, Enum):
+    """How often the LR scheduler steps (Lightning's ``interval``)."""
+
+    epoch = "epoch"
+    step = "step"
+
+
+class TestCkpt(str, Enum):
+    """Which weights ``app.test`` evaluates: the best checkpoint by val/acc, or the last weights."""
+
+    __test__ = False  # not a pytest test class despite its name
+
+    best = "best"
+    last = "last"
+
+
+class Accelerator(str, Enum):
+    """Lightning accelerators this app trains on (``gpu`` is Lightning's alias of ``cuda``)."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+    gpu = "gpu"
+
+
+class MatmulPrecision(str, Enum):
+    """``torch.set_float32_matmul_precision``: exact fp32, TF32, or bf16-based."""
+
+    highest = "highest"
+    high = "high"
+    medium = "medium"
+
+
+class ProfilerName(str, Enum):
+    """Lightning's profilers by Trainer name; each value: a class in ``lightning.pytorch.profilers``."""
+
+    simple = "SimpleProfiler"
+    advanced = "AdvancedProfiler"
+    pytorch = "PyTorchProfiler"
+
+
+@dataclass
+class AppConfig:
+    """The app's own switches around the Trainer (``conf/config.yaml``: ``app``)."""
+
+    test: bool = MISSING
+    test_ckpt: TestCkpt = MISSING
+
+
 @dataclass
 class ModelConfig:
-    # Short name, written to metrics.json.
     name: str = MISSING
-    # Learning rate: the one knob to sweep; the optimizer config interpolates it.
     lr: float = MISSING
-    # Training batch size of this recipe (data.batch_size follows it unless overridden).
     batch_size: int = 64
-    # The torch.nn.Module to train (``_target_`` + its arguments).
     net: Any = MISSING
-    # Optimizer factory (``_target_``, ``_partial_: true``); called with the parameters.
     optimizer: Any = MISSING
-    # LR scheduler factory (``_partial_: true``) or null; ``total_steps: null`` is filled in at run time.
     scheduler: Any = None
-    # How often the scheduler steps: "epoch" (StepLR) or "step" (OneCycleLR, warmup).
-    scheduler_interval: str = "epoch"
+    scheduler_interval: SchedulerInterval = SchedulerInterval.epoch
 
 
 @dataclass
 class DataConfig:
-    # auto: full MNIST when present or downloadable, else the bundled 5,000 images; full; bundled.
-    source: DataSource = DataSource.auto
-    # torchvision's MNIST root (holds MNIST/raw/...); relative paths are relative to the launch directory.
-    root: str = "data"
-    # Download full MNIST into root when it is missing (source auto/full).
-    download: bool = True
-    # Seconds to wait for the download servers before giving up (auto then falls back to bundled).
-    download_timeout: float = 3.0
-    # Validation split taken from the training images: a fraction (<1) or a count (>=1).
-    val_size: float = 0.1
-    # Test split of the bundled 5,000 images: a fraction (<1) or a count (>=1); full MNIST has its own.
-    bundled_test_size: float = 0.2
-    # Seed of the train/val/test split; separate from `seed` so that seed sweeps share one test set.
-    split_seed: int = 1234
-    # Training batch size.
-    batch_size: int = 64
-    # Validation and test batch size.
-    test_batch_size: int = 1000
-    # 0: batches are sliced from one in-memory tensor (on the GPU with device=cuda). >0: a classic
-    # DataLoader with that many worker processes over the same tensors.
-    num_workers: int = 0
-    # Normalisation applied per batch.
-    mean: float = 0.1307
-    std: float = 0.3081
+    source: DataSource = MISSING
+    root: str = MISSING
+    download: bool = MISSING
+    download_timeout: float = MISSING
+    val_size: float = MISSING
+    bundled_test_size: float = MISSING
+    split_seed: int = MISSING
+    batch_size: int = MISSING
+    test_batch_size: int = MISSING
+    num_workers: int = MISSING
+    mean: float = MISSING
+    std: float = MISSING
 
 
 @dataclass
 class DeviceConfig:
-    # Lightning accelerator: cpu or cuda.
-    accelerator: str = "cpu"
-    # Number of devices (this app trains on one).
-    devices: int = 1
-    # Lightning precision: 32-true, bf16-mixed, 16-mixed, ...
-    precision: str = "32-true"
-    # torch.set_float32_matmul_precision: highest (exact fp32), high (TF32), medium.
-    matmul_precision: str = "highest"
-    # Pin host memory for the num_workers>0 DataLoader path.
-    pin_memory: bool = False
-    # Keep the whole uint8 dataset on the device and slice batches there.
-    data_on_device: bool = True
-    # Convert model and batches to channels_last (faster convolutions with tensor cores).
-    channels_last: bool = False
-    # torch.compile the network; its compile time is reported separately from steady-state speed.
-    compile: bool = False
-    # torch.compile mode (null, "default", "reduce-overhead", "max-autotune").
-    compile_mode: str | None = None
-    # Deterministic algorithms: same seed, same metrics (cheap on CPU, slower on GPU).
-    deterministic: bool = True
-    # cudnn.benchmark autotuning (fixed input shapes make it pay off on GPU).
-    cudnn_benchmark: bool = False
+    accelerator: Accelerator = MISSING
+    devices: int = MISSING
+    precision: str = MISSING
+    matmul_precision: MatmulPrecision = MISSING
+    pin_memory: bool = MISSING
+    data_on_device: bool = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    compile_mode: str | None = MISSING
+    deterministic: bool = MISSING
+    cudnn_benchmark: bool = MISSING
 
 
 @dataclass
 class TrainerConfig:
-    # Epochs to train (14 in the pytorch/examples recipe).
-    max_epochs: int = 14
-    # Log training metrics every n steps (more often costs speed).
-    log_every_n_steps: int = 50
-    # Show Lightning's progress bar.
-    progress_bar: bool = True
-    # Redraw the progress bar every n batches (each redraw reads the loss back from the device).
-    progress_bar_refresh_rate: int = 10
-    # ... but at most every this many seconds (on a GPU, 10 batches take ~10 ms).
-    progress_bar_min_interval_s: float = 0.25
-    # Lightning's profiler: null (off, and no per-hook cost), simple, advanced or pytorch; the report is
-    # written into the run folder.
-    profiler: str | None = None
-    # Fraction (float) or number (int) of batches per epoch; for quick tries.
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    limit_test_batches: float = 1.0
-    # Validation sanity-check batches before training.
-    num_sanity_val_steps: int = 2
-    # Clip gradients at this norm (null: off).
-    gradient_clip_val: float | None = None
-    # Save best (by val/acc) and last checkpoints in the run folder.
-    enable_checkpointing: bool = True
-    # Evaluate on the test split after training.
-    test: bool = True
-    # Which weights to test: "best" (by val/acc) or "last".
-    test_ckpt: str = "best"
-    # Write TensorBoard logs too when tensorboard is installed.
-    tensorboard: bool = True
+    """The Trainer arguments that ``conf/trainer/default.yaml`` sets, typed; ``+trainer.<arg>=...`` adds any
+    other argument of ``lightning.pytorch.Trainer``, untyped (Lightning checks it)."""
+
+    _target_: str = MISSING
+    default_root_dir: Any = MISSING
+    # Interpolated from the device group (conf/trainer/default.yaml).
+    accelerator: Any = MISSING
+    devices: Any = MISSING
+    precision: Any = MISSING
+    deterministic: Any = MISSING
+    benchmark: Any = MISSING
+    max_epochs: int = MISSING
+    accumulate_grad_batches: int = MISSING
+    log_every_n_steps: int = MISSING
+    limit_train_batches: float = MISSING
+    limit_val_batches: float = MISSING
+    limit_test_batches: float = MISSING
+    num_sanity_val_steps: int = MISSING
+    gradient_clip_val: float | None = MISSING
+    enable_checkpointing: bool = MISSING
+    enable_progress_bar: bool = MISSING
+    profiler: ProfilerName | None = MISSING
 
 
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
+    cs.store(group="schema", name="app", node=AppConfig)
     cs.store(group="schema", name="model", node=ModelConfig)
     cs.store(group="schema", name="data", node=DataConfig)
     cs.store(group="schema", name="device", node=DeviceConfig)

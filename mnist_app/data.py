@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnist_app.config import DataSource
 from mnist_app.errors import MnistAppError
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,8 @@ def load_mnist(data_cfg: Any, root: Path) -> MnistArrays:
     ``root`` is ``data.root`` made absolute. Raises ``MnistAppError`` for ``source=full`` without files
     (and no download) so the CLI can say so in one line.
     """
-    source = str(getattr(data_cfg.source, "value", data_cfg.source))
-    if source not in ("auto", "full", "bundled"):
-        raise MnistAppError(f"data.source={source!r} is not one of auto, full, bundled")
+    # The schema makes it a DataSource (and refuses other values at composition); plain strings work too.
+    source = DataSource(data_cfg.source).value
     expected = ", ".join(FULL_FILES)
     chosen, reason = "bundled", "data.source=bundled"
     if source in ("auto", "full"):

@@ -1,7 +1,12 @@
-"""``train(cfg)``: one training run from a composed config, writing its results into the run folder."""
+"""``train(cfg)``: one training run from a composed config, writing its results into the run folder.
+
+The Trainer, its callbacks and loggers are built from the config's ``_target_`` entries (``conf/trainer``,
+``conf/callbacks``, ``conf/logger``); the app's own switches are ``app.*``.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -10,14 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mnist_app.config import Accelerator, ProfilerName, TestCkpt
 from mnist_app.errors import MnistAppError
 
 log = logging.getLogger(__name__)
-
-# Lightning's profilers (in lightning.pytorch.profilers) by their Trainer names (trainer.profiler=...).
-PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler", "pytorch": "PyTorchProfiler"}
 
 
 def _output_dir(output_dir: str | os.PathLike[str] | None) -> Path:
@@ -38,20 +41,20 @@ def _data_root(root: str) -> Path:
     return Path(to_absolute_path(root) if HydraConfig.initialized() else os.path.abspath(root))
 
 
+def with_run_dir(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A copy of ``cfg`` whose ``paths.output_dir`` (checkpoints, loggers, profiler) is ``run_dir``."""
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.paths = cfg.get("paths") or {}
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks the schemas cannot express, before anything heavy is imported or written."""
+    # The top level has no schema (it would make `~optimized_metric` and friends fail).
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise MnistAppError(f"seed must be an integer, got {cfg.seed!r}")
-    if cfg.model.scheduler_interval not in ("epoch", "step"):
-        raise MnistAppError(f"model.scheduler_interval={cfg.model.scheduler_interval!r}: use epoch or step")
-    if cfg.trainer.test_ckpt not in ("best", "last"):
-        raise MnistAppError(f"trainer.test_ckpt={cfg.trainer.test_ckpt!r}: use best or last")
-    if cfg.trainer.profiler not in (None, *PROFILERS):
-        raise MnistAppError(
-            f"trainer.profiler={cfg.trainer.profiler!r}: use null (off), {', '.join(PROFILERS)}"
-        )
-    if cfg.device.accelerator not in ("cpu", "cuda", "gpu"):
-        raise MnistAppError(f"device.accelerator={cfg.device.accelerator!r}: use cpu or cuda")
     if cfg.data.batch_size < 1 or cfg.data.test_batch_size < 1:
         raise MnistAppError(
             f"data.batch_size={cfg.data.batch_size} / data.test_batch_size={cfg.data.test_batch_size}: "
@@ -61,7 +64,7 @@ def validate(cfg: DictConfig) -> None:
 
 def check_device(device_cfg: DictConfig) -> None:
     """Stop with one line when CUDA is asked for but not usable (before Lightning would fail obscurely)."""
-    if device_cfg.accelerator not in ("cuda", "gpu"):
+    if device_cfg.accelerator not in (Accelerator.cuda, Accelerator.gpu):
         return
     import torch
 
@@ -113,12 +116,12 @@ def prepare_runtime(cfg: DictConfig) -> None:
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision(cfg.device.matmul_precision)
+    torch.set_float32_matmul_precision(cfg.device.matmul_precision.value)
 
 
 def build_datamodule(cfg: DictConfig, arrays: Any) -> Any:
     """The app's ``MnistDataModule`` over ``arrays`` (``MnistArrays``) as ``cfg.data``, ``cfg.device`` say."""
-    from mnist_app.module import MnistDataModule
+    from mnist_app.datamodule import MnistDataModule
 
     return MnistDataModule(
         arrays,
@@ -135,90 +138,105 @@ def build_datamodule(cfg: DictConfig, arrays: Any) -> Any:
 
 
 def build_model(cfg: DictConfig) -> Any:
-    """The app's ``MnistClassifier`` for ``cfg.model`` (compiled when ``device.compile``)."""
+    """The app's ``MnistClassifier`` for ``cfg.model``; with ``device.compile``, ``torch.compile`` of it,
+    which ``trainer.fit``/``test`` take as Lightning documents. ``cfg`` needs ``paths.output_dir``
+    (``with_run_dir``)."""
     from hydra.utils import instantiate
 
-    from mnist_app.module import MnistClassifier
+    from mnist_app.classifier import MnistClassifier
 
     model = MnistClassifier(
         net=instantiate(cfg.model.net),
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.scheduler is not None else None,
-        scheduler_interval=cfg.model.scheduler_interval,
+        scheduler_interval=cfg.model.scheduler_interval.value,
         channels_last=cfg.device.channels_last,
         hparams=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
     )
     if cfg.device.compile:
-        model.compile_net(cfg.device.compile_mode)
+        import torch
+
+        return torch.compile(model, mode=cfg.device.compile_mode)
     return model
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any] | None = None) -> tuple[Any, Any]:
-    """The app's Lightning ``Trainer`` (loggers, checkpointing, progress bar) and its checkpoint callback."""
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+def _entries(cfg: DictConfig, node: str) -> list[tuple[str, DictConfig]]:
+    """The named ``_target_`` entries of ``cfg.<node>`` (callbacks, logger); null entries are switched off."""
+    group = cfg.get(node)
+    entries = []
+    for name, entry in (group or {}).items():
+        if entry is None:
+            continue
+        if not isinstance(entry, DictConfig) or "_target_" not in entry:
+            raise MnistAppError(f"{node}.{name}: expected a config with a _target_, got {entry!r}")
+        entries.append((str(name), entry))
+    return entries
 
-    from mnist_app.module import NoProfiler, ThrottledProgressBar
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
-    if cfg.trainer.tensorboard:
+def instantiate_callbacks(cfg: DictConfig) -> list[Any]:
+    """The callbacks of ``cfg.callbacks`` in order, without those the Trainer switches off: checkpoint
+    callbacks with ``trainer.enable_checkpointing=false``, the progress bar with
+    ``trainer.enable_progress_bar=false`` (Lightning refuses both at once)."""
+    from hydra.utils import get_class, instantiate
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+
+    switched_off: list[type] = []
+    if not cfg.trainer.enable_checkpointing:
+        switched_off.append(Checkpoint)
+    if not cfg.trainer.enable_progress_bar:
+        switched_off.append(ProgressBar)
+    callbacks = []
+    for _, entry in _entries(cfg, "callbacks"):
+        if not issubclass(get_class(entry._target_), tuple(switched_off)):
+            callbacks.append(instantiate(entry))
+    return callbacks
+
+
+def instantiate_loggers(cfg: DictConfig) -> list[Any]:
+    """The loggers of ``cfg.logger``; one whose package is not installed (tensorboard) is left out."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    loggers = []
+    for name, entry in _entries(cfg, "logger"):
         try:
-            from lightning.pytorch.loggers import TensorBoardLogger
+            loggers.append(instantiate(entry))
+        except InstantiationException as err:
+            if not isinstance(err.__cause__, ModuleNotFoundError):
+                raise
+            log.info("logger.%s left out: %s", name, err.__cause__)
+    return loggers
 
-            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-        except ModuleNotFoundError:  # tensorboard is optional
-            pass
 
-    callbacks = [*(callbacks or []), LearningRateMonitor(logging_interval="epoch")]
-    checkpoint = None
-    if cfg.trainer.enable_checkpointing:
-        checkpoint = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
-            filename="best-epoch{epoch:02d}-acc{val/acc:.4f}",
-            auto_insert_metric_name=False,
-            monitor="val/acc",
-            mode="max",
-            save_top_k=1,
-            save_last=True,
-        )
-        callbacks.append(checkpoint)
-    if cfg.trainer.progress_bar:
-        callbacks.append(
-            ThrottledProgressBar(
-                refresh_rate=cfg.trainer.progress_bar_refresh_rate,
-                min_interval_s=cfg.trainer.progress_bar_min_interval_s,
-            )
-        )
-    profiler: Any = NoProfiler()
-    if cfg.trainer.profiler is not None:
-        # Lightning's own profilers; their report goes to the run folder (profile-*.txt) and the log.
-        from lightning.pytorch import profilers
+def build_profiler(cfg: DictConfig) -> Any:
+    """``trainer.profiler``: null -> the no-op ``NoProfiler``; a name -> Lightning's profiler writing its
+    report into the run folder (``*-profile.txt``)."""
+    name: ProfilerName | None = cfg.trainer.profiler
+    if name is None:
+        from mnist_app.callbacks import NoProfiler
 
-        profiler_cls = getattr(profilers, PROFILERS[cfg.trainer.profiler])
-        profiler = profiler_cls(dirpath=str(run_dir), filename="profile")
+        return NoProfiler()
+    from lightning.pytorch import profilers
 
-    trainer = L.Trainer(
-        accelerator=cfg.device.accelerator,
-        devices=cfg.device.devices,
-        precision=cfg.device.precision,
-        deterministic=cfg.device.deterministic,
-        benchmark=cfg.device.cudnn_benchmark,
-        max_epochs=cfg.trainer.max_epochs,
-        limit_train_batches=cfg.trainer.limit_train_batches,
-        limit_val_batches=cfg.trainer.limit_val_batches,
-        limit_test_batches=cfg.trainer.limit_test_batches,
-        num_sanity_val_steps=cfg.trainer.num_sanity_val_steps,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        enable_checkpointing=cfg.trainer.enable_checkpointing,
-        enable_progress_bar=cfg.trainer.progress_bar,
-        logger=loggers,
-        callbacks=callbacks,
-        profiler=profiler,
-        default_root_dir=str(run_dir),
+    return getattr(profilers, name.value)(dirpath=cfg.paths.output_dir, filename="profile")
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None) -> Any:
+    """Lightning's ``Trainer`` from ``cfg.trainer`` (``_target_`` and its arguments), with the callbacks of
+    ``cfg.callbacks`` (then ``callbacks``), the loggers of ``cfg.logger`` and the profiler.
+
+    ``cfg`` needs ``paths.output_dir`` (``with_run_dir``).
+    """
+    from hydra.utils import instantiate
+
+    arguments = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
+    # _partial_: the callbacks and loggers are passed as they are, not copied into the config.
+    make_trainer = instantiate(arguments, _partial_=True, _convert_="all")
+    return make_trainer(
+        callbacks=[*instantiate_callbacks(cfg), *(callbacks or [])],
+        logger=instantiate_loggers(cfg),
+        profiler=build_profiler(cfg),
     )
-    return trainer, checkpoint
 
 
 def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -228,13 +246,16 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
     """
     t_start = time.perf_counter()
     run_dir = _output_dir(output_dir)
+    cfg = with_run_dir(cfg, run_dir)
     validate(cfg)
     check_device(cfg.device)
     root = _data_root(cfg.data.root)
 
     # Heavy imports only now: --help and --cfg job never get here.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mnist_app.callbacks import ThroughputTimer
     from mnist_app.data import load_mnist
-    from mnist_app.module import ThroughputTimer
 
     prepare_runtime(cfg)
     arrays = load_mnist(cfg.data, root)
@@ -249,8 +270,10 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
     )
     datamodule = build_datamodule(cfg, arrays)
     model = build_model(cfg)
-    timer = ThroughputTimer()
-    trainer, checkpoint = build_trainer(cfg, run_dir, [timer])
+    trainer = build_trainer(cfg)
+    checkpoint = trainer.checkpoint_callback
+    checkpoint = checkpoint if isinstance(checkpoint, ModelCheckpoint) else None
+    timer = next((c for c in trainer.callbacks if isinstance(c, ThroughputTimer)), None)
 
     t_fit = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
@@ -262,8 +285,8 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
         "val/loss": fitted.get("val/loss"),
         "val/acc_best": _float(checkpoint.best_model_score) if checkpoint is not None else None,
         "epochs": trainer.current_epoch,
-        "train_images_per_sec": _float(timer.images_per_sec),
-        "first_step_s": timer.first_step_s,
+        "train_images_per_sec": _float(timer.images_per_sec) if timer is not None else None,
+        "first_step_s": timer.first_step_s if timer is not None else None,
         "fit_time_s": fit_time,
         "data_source": arrays.source,
         "data_source_reason": arrays.reason,
@@ -272,16 +295,16 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
         "test_images": n_test,
         "model": cfg.model.name,
         "batch_size": cfg.data.batch_size,
-        "accelerator": cfg.device.accelerator,
+        "accelerator": cfg.device.accelerator.value,
         "precision": cfg.device.precision,
         "compile": bool(cfg.device.compile),
         "seed": cfg.seed,
         "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None,
         "last_checkpoint": checkpoint.last_model_path if checkpoint is not None else None,
     }
-    if cfg.trainer.test:
+    if cfg.app.test:
         ckpt = None
-        if checkpoint is not None and cfg.trainer.test_ckpt == "best" and checkpoint.best_model_path:
+        if checkpoint is not None and cfg.app.test_ckpt == TestCkpt.best and checkpoint.best_model_path:
             ckpt = "best"
         results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         metrics["test/acc"] = _float(results[0].get("test/acc"))

@@ -1,4 +1,5 @@
-"""Shared fixtures of the app's tests (the root conftest.py, owned by the pool tests, runs the markers)."""
+"""Shared fixtures of the app's tests (the root conftest.py, owned by the pool tests, runs the markers: a test
+marked `gpu` is skipped there when no CUDA GPU is usable)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,14 @@ from mnist_app.config import config_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Small and offline: bundled data, no progress bar; used by every test that trains.
-FAST = ["data.source=bundled", "trainer.progress_bar=false", "trainer.tensorboard=false"]
+# Small and offline: bundled data, no progress bar, CSV logs only; used by every test that trains.
+FAST = ("data.source=bundled", "trainer.enable_progress_bar=false", "logger=csv")
 
 
-@pytest.fixture
-def cuda_device() -> str:
-    """RunIf-style: skips the test (mark it `gpu` too) when no CUDA GPU is usable."""
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    return "cuda"
+@pytest.fixture(scope="session")
+def fast() -> list[str]:
+    """:data:`FAST`, the overrides of every test that trains (a fixture: test modules cannot import it)."""
+    return list(FAST)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from mnist_app.config import DataSource, config_dir
+from mnist_app.train import with_run_dir
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 DEVICES = sorted(p.stem for p in (config_dir() / "device").glob("*.yaml"))
@@ -44,7 +45,9 @@ def test_every_model_composes_and_lr_is_the_knob(compose_cfg, model):
     assert cfg.model.optimizer.lr == 0.123
     assert cfg.model.optimizer._partial_ is True
     assert cfg.data.batch_size == cfg.model.batch_size
-    OmegaConf.to_container(cfg, resolve=True)
+    # Resolves fully once the run folder is known (paths.output_dir is Hydra's run folder in a Hydra run).
+    resolved = OmegaConf.to_container(with_run_dir(cfg, Path("run")), resolve=True)
+    assert resolved["callbacks"]["model_checkpoint"]["dirpath"] == "run/checkpoints"
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -61,6 +64,19 @@ def test_every_device_composes(compose_cfg, device):
 @pytest.mark.parametrize("source", ["auto", "full", "bundled"])
 def test_data_sources(compose_cfg, source):
     assert compose_cfg(f"data.source={source}").data.source == DataSource(source)
+
+
+def test_trainer_takes_any_argument_with_plus(compose_cfg):
+    cfg = compose_cfg("trainer.accumulate_grad_batches=2", "+trainer.val_check_interval=0.5")
+    assert cfg.trainer.accumulate_grad_batches == 2 and cfg.trainer.val_check_interval == 0.5
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+
+
+def test_device_maps_onto_the_trainer(compose_cfg):
+    cfg = with_run_dir(compose_cfg("device=cuda"), Path("run"))
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
+    assert (trainer["accelerator"], trainer["precision"]) == ("cuda", "bf16-mixed")
+    assert (trainer["deterministic"], trainer["benchmark"]) == (False, True)
 
 
 def test_launcher_local_and_batch_size_override(compose_cfg):
@@ -88,6 +104,13 @@ def test_a_launcher_config_can_switch_device(compose_cfg, tmp_path: Path):
         ("trainer.max_epochs=many", "trainer.max_epochs"),
         ("data.source=web", "expected one of [auto, full, bundled]"),
         ("data.download=maybe", "data.download"),
+        # Closed choices are Enums: refused here, not checked again in the code.
+        ("model.scheduler_interval=daily", "expected one of [epoch, step]"),
+        ("app.test_ckpt=first", "expected one of [best, last]"),
+        ("device.accelerator=tpu", "expected one of [cpu, cuda, gpu]"),
+        ("device.matmul_precision=low", "expected one of [highest, high, medium]"),
+        ("trainer.profiler=fast", "expected one of [simple, advanced, pytorch]"),
+        ("trainer.accumulate_grad_batches=x", "trainer.accumulate_grad_batches"),
     ],
 )
 def test_bad_overrides_fail_at_composition(compose_cfg, override, message):

@@ -14,8 +14,6 @@ import yaml
 from mnist_app.cli import override_error
 from mnist_app.config import config_dir
 
-FAST = ["data.source=bundled", "trainer.progress_bar=false", "trainer.tensorboard=false"]
-
 # Runs the app's entry point and reports, at exit, whether torch got imported.
 _PROBE = (
     "import atexit, runpy, sys\n"
@@ -31,8 +29,9 @@ _PROBE = (
         ["--help"],
         ["--cfg", "job"],
         ["--cfg", "job", "model=lenet5", "device=cuda"],
-        # Not plainly valid to the override pre-check, so it composes them first (mnist_app.cli).
+        # Overrides: the pre-check composes them first (mnist_app.cli).
         ["--cfg", "job", "+extra=1", "model.net.dropout1=0.3"],
+        ["--cfg", "job", "trainer.accumulate_grad_batches=2", "+trainer.val_check_interval=0.5"],
         ["--info", "defaults", "model=mlp"],
     ],
 )
@@ -59,8 +58,8 @@ def test_help_and_cfg_do_not_import_torch(tmp_path, app_env, args):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_single_run(run_app, tmp_path):
-    proc = run_app("trainer.max_epochs=1", *FAST)
+def test_single_run(run_app, tmp_path, fast):
+    proc = run_app("trainer.max_epochs=1", *fast)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "runs").glob("*/*"))
     assert len(runs) == 1
@@ -81,8 +80,8 @@ def test_single_run(run_app, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
 
 
-def test_two_job_sweep(run_app, tmp_path):
-    proc = run_app("-m", "model.lr=0.5,1.0", "trainer.max_epochs=1", "trainer.limit_train_batches=20", *FAST)
+def test_two_job_sweep(run_app, tmp_path, fast):
+    proc = run_app("-m", "model.lr=0.5,1.0", "trainer.max_epochs=1", "trainer.limit_train_batches=20", *fast)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "sweeps").glob("*/*"))
     assert len(sweeps) == 1
@@ -105,13 +104,13 @@ def test_two_job_sweep(run_app, tmp_path):
         (["device=cuda"], "device=cuda but no usable CUDA GPU"),
     ],
 )
-def test_bad_input_is_one_clear_line(run_app, tmp_path, args, message):
+def test_bad_input_is_one_clear_line(run_app, tmp_path, fast, args, message):
     if args == ["device=cuda"]:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    proc = run_app(*FAST, *args)
+    proc = run_app(*fast, *args)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert message in output
@@ -154,6 +153,16 @@ MODEL_KEYS = "name, lr, batch_size, net, optimizer, scheduler, scheduler_interva
         (["sede=2"], "unknown key 'sede' (the top level has: "),
         # A value outside an Enum.
         (["data.source=web"], "data.source=web: choose one of auto, full, bundled"),
+        (["model.scheduler_interval=daily"], "model.scheduler_interval=daily: choose one of epoch, step"),
+        (["app.test_ckpt=first"], "app.test_ckpt=first: choose one of best, last"),
+        (["device.accelerator=tpu"], "device.accelerator=tpu: choose one of cpu, cuda, gpu"),
+        (["trainer.profiler=fast"], "trainer.profiler=fast: choose one of simple, advanced, pytorch or null"),
+        # Trainer arguments: those listed are typed; others are added with +.
+        (["trainer.accumulate_grad_batches=x"], "trainer.accumulate_grad_batches=x: expected an integer"),
+        (
+            ["trainer.val_check_interval=0.5"],
+            "unknown key 'trainer.val_check_interval' (trainer has: _target_, ",
+        ),
         (
             ["data.source=bundle"],
             "data.source=bundle: choose one of auto, full, bundled; did you mean 'bundled'?",
@@ -222,26 +231,56 @@ def test_valid_or_unclassified_command_lines_pass_the_override_check(monkeypatch
     assert override_error(argv) is None
 
 
-def test_override_check_is_cheap_for_plain_overrides(monkeypatch):
+def test_override_check_composes_each_sweep_value_once(monkeypatch):
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    # Listed group options and schema fields that take the value are decided without composing (~75 ms).
-    composed = []
-    monkeypatch.setattr("mnist_app.cli._composition_error", lambda job: composed.append(job))
-    argv = [
-        "-m",
-        "model=mlp,lenet5",
-        "device=cuda",
-        "model.lr=0.1,1.0",
-        "trainer.max_epochs=2",
-        "seed=3",
-        "data.source=bundled",
-        "launcher=local",
-        "trainer.gradient_clip_val=null",
-    ]
+    composed: list[list[str]] = []
+    monkeypatch.setattr("mnist_app.cli._composition_error", lambda jobs: composed.extend(jobs))
+    argv = ["-m", "model=mlp,lenet5", "seed=3", "model.lr=0.1,1.0,2.0", "+x=interval(0,1)"]
     assert override_error(argv) is None
-    assert composed == []
-    override_error(["model.lr=abc"])
-    assert composed == [["model.lr=abc"]]
+    # Job i takes the i-th value of each sweep (the first of shorter ones), in command-line order; sweeps
+    # that cannot be enumerated are the sweeper's.
+    assert composed == [
+        ["model=mlp", "seed=3", "model.lr=0.1"],
+        ["model=lenet5", "seed=3", "model.lr=1.0"],
+        ["model=mlp", "seed=3", "model.lr=2.0"],
+    ]
+    composed.clear()
+    assert override_error(["--cfg", "job"]) is None
+    assert composed == []  # no overrides: nothing to compose
+
+
+def test_help_lists_groups_through_the_config_loaders_repository():
+    """config_groups_help asks the config loader's `repository` (not public) instead of the loader, which
+    deep-copies it per query: this fails when Hydra drops it (--help would then be slower, never wrong)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    from mnist_app.cli import config_groups_help
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        repository = loader.repository  # type: ignore[attr-defined]
+        for group in ("model", "device", "logger"):
+            assert repository.get_group_options(group, ObjectType.CONFIG) == loader.get_group_options(group)
+        listing = config_groups_help()
+    assert "model: cnn, cnn_large_batch, lenet5, mlp\n" in listing and "schema" not in listing
+
+
+def test_hydras_argument_parser_is_the_one_hydra_main_uses():
+    """mnist_app.cli splits the command line with hydra._internal.utils.get_args_parser, not a public API:
+    this fails when Hydra moves or changes it (the pre-check would otherwise go quiet, never wrong)."""
+    import importlib
+
+    from hydra._internal.utils import get_args_parser
+
+    assert importlib.import_module("hydra.main").get_args_parser is get_args_parser
+    args = get_args_parser().parse_args(["-m", "--cfg", "job", "-cn", "other", "model.lr=0.5,1.0"])
+    assert args.overrides == ["model.lr=0.5,1.0"] and args.multirun and args.cfg == "job"
+    assert args.config_name == "other"
+    # The flags mnist_app.cli reads to stay out of the way.
+    for flag in ("config_path", "config_dir", "shell_completion", "hydra_help", "experimental_rerun"):
+        assert hasattr(args, flag), flag
 
 
 def _probe_wheel_route(python: Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

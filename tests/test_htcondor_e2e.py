@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Small and offline (bundled MNIST sample), as the app's own tests run.
 FAST = [
     "data.source=bundled",
-    "trainer.progress_bar=false",
-    "trainer.tensorboard=false",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
     "trainer.max_epochs=1",
 ]
 
@@ -78,7 +78,7 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
     assert "2 of 2 job(s) completed" in proc.stdout + proc.stderr
     # The launcher's last job-status table: both jobs done, each on the slot its EXECUTE event names.
     import htcondor2
-    from hydra_plugins.hydra_htcondor_launcher._events import short_host
+    from hydra_plugins.hydra_htcondor_launcher._jobstate import short_host
 
     slots = {
         ev.proc: short_host(ev.get("SlotName"), ev.get("ExecuteHost"))

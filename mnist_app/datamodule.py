@@ -1,0 +1,89 @@
+"""The DataModule of the app: the three MNIST splits as uint8 batches, normalised on the training device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from mnist_app.data import MnistArrays, make_loader, normalize
+
+
+class MnistDataModule(L.LightningDataModule):
+    """Serves the three splits of ``MnistArrays`` as uint8 batches and normalises them on the training device.
+
+    With ``data_on_device`` (and no workers) each split is moved to the training device once, so per step
+    there is neither a host-to-device copy nor Lightning's generic batch walk.
+    """
+
+    def __init__(
+        self,
+        arrays: MnistArrays,
+        batch_size: int = 64,
+        test_batch_size: int = 1000,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        data_on_device: bool = True,
+        seed: int = 0,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.mean, self.std, self.channels_last = mean, std, channels_last
+        self.arrays = arrays
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.data_on_device, self.seed = data_on_device, seed
+        self._loaders: dict[str, Any] = {}
+
+    def _device(self) -> torch.device | None:
+        if self.num_workers > 0 or not self.data_on_device or self.trainer is None:
+            return None
+        device = self.trainer.strategy.root_device
+        return device if device.type != "cpu" else None
+
+    def _loader(self, split: str) -> Any:
+        if split not in self._loaders:
+            a = self.arrays
+            images, labels = {
+                "train": (a.train_images, a.train_labels),
+                "val": (a.val_images, a.val_labels),
+                "test": (a.test_images, a.test_labels),
+            }[split]
+            train = split == "train"
+            self._loaders[split] = make_loader(
+                images,
+                labels,
+                self.batch_size if train else self.test_batch_size,
+                shuffle=train,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                device=self._device(),
+            )
+        return self._loaders[split]
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train")
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val")
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Already on the training device (the in-memory path): nothing to move.
+        if isinstance(batch, (tuple, list)) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        if images.dtype == torch.uint8:
+            images = normalize(images, self.mean, self.std, self.channels_last)
+        return images, labels
