@@ -79,7 +79,11 @@ def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> d
         batch = _core.new_batch(launcher)
         os.makedirs(batch.htcondor_dir, exist_ok=True)
         plan = _submit.build_submit(
-            batch.settings, sweep_dir=str(sweep), cwd=os.getcwd(), job_nums=list(range(n_jobs))
+            batch.settings,
+            sweep_dir=str(sweep),
+            cwd=os.getcwd(),
+            job_nums=list(range(n_jobs)),
+            job_subdirs=[str(i) for i in range(n_jobs)],  # Hydra's default subdir, ${hydra.job.num}
         )
         t1 = time.perf_counter()
         _core.add_jobs(batch, overrides, 0)

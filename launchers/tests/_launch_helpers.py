@@ -1,10 +1,12 @@
 """Build a configured HTCondorLauncher the way Hydra does, so tests can inspect every JobReturn of a batch
 (Hydra's sweeper would stop at the first failed one)."""
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hydra._internal.callbacks import Callbacks
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path
@@ -13,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, RunMode
+from hydra_plugins.hydra_htcondor_launcher import _wait
 
 
 def launch(
@@ -44,3 +47,19 @@ def launch(
         return list(launcher.launch([list(j) for j in jobs], initial_job_idx=0))
     finally:
         GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def status_tables() -> Iterator[list[str]]:
+    """The launcher's job-status tables. Not caplog: the launcher re-configures logging (Hydra's
+    configure_log), which drops handlers on the root logger but not on its own."""
+    tables: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: tables.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(_wait.__name__)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield tables
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

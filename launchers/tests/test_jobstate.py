@@ -171,3 +171,35 @@ def test_short_host_prefers_the_slot_name():
     assert _jobstate.short_host(None, "<10.0.0.7:9618>") == "10.0.0.7:9618"
     assert _jobstate.short_host("slot1@10.0.0.7", None) == "slot1@10.0.0.7"
     assert _jobstate.short_host(None, None) is None
+
+
+def test_a_retry_is_counted_apart_from_evictions():
+    rec = JobRecord(proc=0, num=0)
+    apply(rec, "EXECUTE", {}, 1.0)
+    requeued = {"TerminatedAndRequeued": True, "TerminatedNormally": True, "ReturnValue": 3}
+    assert apply(rec, "JOB_EVICTED", requeued, 2.0)
+    assert (rec.state, rec.retries, rec.evictions, rec.exit_code) == (JobState.IDLE, 1, 0, 3)
+    apply(rec, "EXECUTE", {}, 3.0)
+    apply(rec, "JOB_TERMINATED", {"TerminatedNormally": True, "ReturnValue": 0}, 4.0)
+    assert (rec.state, rec.attempts, rec.exit_code) == (JobState.DONE, 2, 0)
+
+
+def test_the_eviction_a_removal_writes_is_not_counted():
+    rec = JobRecord(proc=0, num=0)
+    apply(rec, "EXECUTE", {}, 1.0)
+    apply(rec, "JOB_EVICTED", {}, 5.0)  # a real eviction: counted
+    apply(rec, "EXECUTE", {}, 9.0)
+    apply(rec, "JOB_EVICTED", {}, 20.0)  # written by the removal, just before its abort
+    apply(rec, "JOB_ABORTED", {"Reason": "removed"}, 20.1)
+    assert (rec.state, rec.evictions) == (JobState.REMOVED, 1)
+
+
+def test_a_retry_after_a_signal_that_then_succeeds_is_done_without_the_signal():
+    rec = JobRecord(proc=0, num=0)
+    apply(rec, "EXECUTE", {}, 1.0)
+    killed = {"TerminatedAndRequeued": True, "TerminatedNormally": False, "TerminatedBySignal": 9}
+    apply(rec, "JOB_EVICTED", killed, 2.0)
+    assert (rec.signal, rec.exit_code, rec.retries) == (9, None, 1)
+    apply(rec, "EXECUTE", {}, 3.0)
+    apply(rec, "JOB_TERMINATED", {"TerminatedNormally": True, "ReturnValue": 0}, 4.0)
+    assert (rec.state, rec.signal, rec.exit_code) == (JobState.DONE, None, 0)

@@ -1,6 +1,5 @@
 """Failure handling, file transfer and GPU matching, each on the real HTCondor test pool."""
 
-import logging
 import os
 import signal
 import subprocess
@@ -9,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _launch_helpers import launch
+from _launch_helpers import launch, status_tables  # noqa: F401 (a fixture)
 from hydra.core.utils import JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _jobstate, _wait
+from hydra_plugins.hydra_htcondor_launcher import _jobstate
 from hydra_plugins.hydra_htcondor_launcher._errors import HeldJobError, JobFailedError
 
 pytestmark = [pytest.mark.condor, pytest.mark.usefixtures("hydra_restore_singletons")]
@@ -26,6 +25,7 @@ def _mixed_task(cfg):
     if x == "raise":
         raise ValueError("task failed on purpose")
     if x == "exit3":
+        print("exit3-marker: about to exit with code 3", file=sys.stderr, flush=True)
         os._exit(3)
     if x == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -42,28 +42,12 @@ def _mixed_task(cfg):
     return f"ok:{x}"
 
 
-@pytest.fixture
-def status_tables():
-    """The launcher's job-status tables. Not caplog: the launcher re-configures logging (Hydra's
-    configure_log), which drops handlers on the root logger but not on its own."""
-    tables = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: tables.append(record.getMessage())
-    logger = logging.getLogger(_wait.__name__)
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield tables
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
-
-
 def _table_rows(table):
     """{'#n': [id, state, host, time, note words..., overrides]} from a status table."""
     return {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
 
 
-def test_failures_keep_the_other_results(tmp_path, status_tables):
+def test_failures_keep_the_other_results(tmp_path, status_tables):  # noqa: F811
     kinds = ["ok", "raise", "exit3", "kill", "hold", "remove"]
     condor_config = os.environ["CONDOR_CONFIG"]
     results = launch(
@@ -98,6 +82,9 @@ def test_failures_keep_the_other_results(tmp_path, status_tables):
     assert isinstance(exit3, JobFailedError)
     assert "exited with code 3" in str(exit3)
     assert str(htdir / "2.err") in str(exit3) and str(htdir / "batch-0-5.log") in str(exit3)
+    # The job left no result: its error quotes the end of its stderr.
+    assert f"last lines of {htdir / '2.err'}:" in str(exit3)
+    assert "exit3-marker: about to exit with code 3" in str(exit3)
 
     killed = by["kill"]._return_value
     assert isinstance(killed, JobFailedError) and "signal 9" in str(killed)
@@ -113,20 +100,21 @@ def test_failures_keep_the_other_results(tmp_path, status_tables):
         assert (htdir / f"{num}.out").exists() and (htdir / f"{num}.err").exists()
 
     # The final status table: each job's HTCondor outcome, where it ran, why it ended. A task that raised
-    # still ended its HTCondor job normally (done); the FAILED result comes from the result file.
+    # ends its job with the worker's own exit code, so the table says so (its result carries the exception).
     final = status_tables[-1]
     counts = final.splitlines()[0].split(" [")[0]
-    assert counts.endswith(": 0 idle, 0 running, 0 held, 2 done, 4 failed of 6 jobs")
+    assert counts.endswith(": 0 idle, 0 running, 0 held, 1 done, 5 failed of 6 jobs")
     rows = _table_rows(final)
-    assert [line.split()[0] for line in final.splitlines()[2:]] == ["#2", "#3", "#4", "#5", "#0", "#1"]
+    assert [line.split()[0] for line in final.splitlines()[2:]] == ["#1", "#2", "#3", "#4", "#5", "#0"]
     remote_host = (tmp_path / "sweep" / "0" / "remote-host.txt").read_text()
     assert rows["#0"][1:3] == ["done", _jobstate.short_host(remote_host, None)]
     assert rows["#0"][4:] == ["exit", "0", "+x=ok"]
-    assert rows["#1"][1] == "done" and rows["#1"][-1] == "+x=raise"
+    assert rows["#1"][1] == "failed" and rows["#1"][4:] == ["exit", "80", "(task", "raised)", "+x=raise"]
     assert rows["#2"][1] == "failed" and rows["#2"][4:] == ["exit", "3", "+x=exit3"]
     assert rows["#3"][1] == "failed" and rows["#3"][4:] == ["signal", "9", "+x=kill"]
     assert rows["#4"][1] == "removed" and " ".join(rows["#4"][4:]) == "held: exit code 5 holds +x=hold"
     assert rows["#5"][1] == "removed" and rows["#5"][-1] == "+x=remove"
+    assert "evicted" not in final  # the eviction a removal writes first is not one
     assert not any(p.name.endswith(".tmp") or ".tmp." in p.name for p in htdir.iterdir())
 
 

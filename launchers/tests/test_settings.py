@@ -72,6 +72,14 @@ def test_settings_have_every_field_once():
         ({"timeout_min": 0}, "timeout_min=0 is invalid: expected a number > 0"),
         ({"max_releases": -2}, "max_releases=-2 is invalid"),
         ({"transfer_files": True, "htcondor_dir": "/elsewhere"}, "must be inside hydra.sweep.dir (/sweep)"),
+        ({"checkpoint_exit_code": 0}, "checkpoint_exit_code=0 is invalid: expected an exit code 1-255"),
+        ({"checkpoint_exit_code": 80}, "not used by the worker itself (2 (result not written), 80 (the task"),
+        ({"checkpoint_exit_code": 256}, "checkpoint_exit_code=256 is invalid"),
+        ({"max_retries": -1}, "max_retries=-1 is invalid: expected an integer >= 0"),
+        ({"retry_on_task_error": True}, "retry_on_task_error=true needs hydra.launcher.max_retries >= 1"),
+        ({"max_running": 0}, "max_running=0 is invalid: expected an integer >= 1, or null"),
+        ({"getenv": ["OK", "BAD-NAME"]}, "getenv=['OK', 'BAD-NAME'] is invalid: expected true, false, null"),
+        ({"getenv": 3}, "getenv=3 is invalid"),
     ],
 )
 def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
@@ -83,8 +91,15 @@ def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
 
 
 def test_container_mode_implies_container_universe_and_python3():
-    s = _validate(_conf(env_mode=EnvMode.container, container_image="docker://img"))
+    s = _validate(_conf(env_mode=EnvMode.container, container_image="docker://img", transfer_files=True))
     assert s.universe == "container" and s.python == "python3" and not s.compose_on_worker
+
+
+def test_container_mode_on_a_shared_filesystem_is_refused():
+    # The container sees only the job's scratch folder: the sweep folder would be invisible or unwritable.
+    needs = r"^hydra.launcher.env_mode=container needs hydra.launcher.transfer_files=true: "
+    with pytest.raises(ConfigError, match=needs):
+        _validate(_conf(env_mode=EnvMode.container, container_image="docker://img"))
 
 
 def test_relative_paths_are_taken_from_cwd(tmp_path):
@@ -180,3 +195,24 @@ def test_readme_settings_table_matches_the_dataclass():
         assert rows[name] == _shown(default), (
             f"README default of {name}: {rows[name]!r}, config.py: {default!r}"
         )
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({}, "*, !CUDA_VISIBLE_DEVICES, "),  # shared filesystem: all, minus the execute side's variables
+        ({"transfer_files": True}, None),  # no shared filesystem: nothing unless named
+        ({"getenv": True}, "true"),
+        ({"getenv": False}, None),
+        ({"getenv": ["PROJECT_ROOT", "WANDB_*"]}, "PROJECT_ROOT, WANDB_*"),
+        ({"getenv": "PROJECT_ROOT, !SECRET"}, "PROJECT_ROOT, !SECRET"),
+    ],
+)
+def test_getenv_command(overrides, expected):
+    got = _validate(_conf(**overrides)).getenv_command
+    if expected is None or not expected.endswith(", "):
+        assert got == expected
+    else:
+        assert got.startswith(expected)
+        for name in ("OMP_NUM_THREADS", "_CONDOR_*", "GPU_DEVICE_ORDINAL", "TMPDIR"):
+            assert f"!{name}" in got.split(", ")

@@ -95,3 +95,19 @@ def test_format_duration():
     seconds = (None, -2, 0, 59.9, 60, 185, 3599, 3600, 7620, 86400 + 4 * 3600)
     shown = ["-", "0s", "0s", "59s", "1m00s", "3m05s", "59m59s", "1h00m", "2h07m", "1d04h"]
     assert [_status.format_duration(s) for s in seconds] == shown
+
+
+def test_status_table_notes_worker_exit_codes_evictions_and_retries():
+    st = {
+        0: _state(0, "failed", exit_code=80, overrides="a"),
+        1: _state(1, "failed", exit_code=81, overrides="b"),
+        2: _state(2, "running", evictions=2, host="slot1_1@vm", run_start=990, overrides="c"),
+        3: _state(3, "idle", retries=1, exit_code=3, since=995, overrides="d"),
+        4: _state(4, "done", exit_code=0, retries=1, evictions=1, overrides="e"),
+    }
+    rows = columns(_status.status_table(1, st, 10, now=1000.0))
+    assert rows["#0"]["note"] == "exit 80 (task raised)"
+    assert rows["#1"]["note"] == "exit 81 (worker error)"
+    assert rows["#2"]["note"] == "evicted x2"
+    assert rows["#3"]["note"] == "retried x1 after exit 3"  # waiting for its retry: why it is retried
+    assert rows["#4"]["note"] == "exit 0; evicted x1; retried x1"

@@ -5,13 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.utils import filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from . import _submit
 from ._jobstate import JobRecord
 from ._settings import Settings
+
+
+@dataclass
+class HTCondorJobReturn(JobReturn):
+    """Hydra's JobReturn plus what HTCondor did with the job; every result of this launcher is one."""
+
+    htcondor_id: str | None = None  # ClusterId.ProcId
+    # Runs that ended with an exit code or a signal: 1, plus one per retry (max_retries).
+    attempts: int = 1
+    # Times the job was evicted and went back to the queue (each restart resumes from its job folder).
+    evictions: int = 0
 
 
 @dataclass

@@ -64,10 +64,15 @@ class JobRecord:
     since: float | None = None
     run_start: float | None = None
     run_end: float | None = None
-    # Runs and their interruptions: a job may start more than once (after an eviction, a released hold, a
-    # lost shadow or starter). Eviction handling builds on these; the table does not show them yet.
+    # Runs and their interruptions: a job may start more than once (after an eviction, a retry, a released
+    # hold, a lost shadow or starter). A self-checkpoint restart (checkpoint_exit_code) writes no event.
     starts: int = 0
     evictions: int = 0
+    # Runs that ended (exit code or signal) and that HTCondor queued again (max_retries).
+    retries: int = 0
+    # The last event taken into account and its time (a removal's eviction is told apart by what follows).
+    last_event: str | None = None
+    last_event_ts: float | None = None
     checkpoints: int = 0
     shadow_exceptions: int = 0
     reconnect_failures: int = 0
@@ -79,6 +84,11 @@ class JobRecord:
     @property
     def restarts(self) -> int:
         return max(0, self.starts - 1)
+
+    @property
+    def attempts(self) -> int:
+        """Runs that ended with an exit code or a signal: the retries and the last one."""
+        return self.retries + 1
 
 
 def short_host(slot_name: str | None, execute_host: str | None) -> str | None:
@@ -124,7 +134,15 @@ def _back_to_queue(rec: JobRecord) -> None:
 
 
 def _evicted(rec: JobRecord, event: Event) -> None:
-    rec.evictions += 1
+    if event.get("TerminatedAndRequeued", False):
+        # Not an eviction: the run ended and max_retries put the job back in the queue.
+        rec.retries += 1
+        if event.get("TerminatedNormally", True):
+            rec.exit_code, rec.signal = int(event.get("ReturnValue", 0)), None
+        else:
+            rec.exit_code, rec.signal = None, int(event.get("TerminatedBySignal", 0))
+    else:
+        rec.evictions += 1
     _back_to_queue(rec)
 
 
@@ -167,11 +185,12 @@ def _reconnect_failed(rec: JobRecord, event: Event) -> None:
 
 def _terminated(rec: JobRecord, event: Event) -> None:
     rec.suspended = False
+    # Either an exit code or a signal: the other may be left from an earlier attempt (max_retries).
     if event.get("TerminatedNormally", True):
-        rec.exit_code = int(event.get("ReturnValue", 0))
+        rec.exit_code, rec.signal = int(event.get("ReturnValue", 0)), None
         rec.state = JobState.DONE if rec.exit_code == 0 else JobState.FAILED
     else:
-        rec.signal = int(event.get("TerminatedBySignal", 0))
+        rec.exit_code, rec.signal = None, int(event.get("TerminatedBySignal", 0))
         rec.state = JobState.FAILED
 
 
@@ -267,7 +286,12 @@ def apply(rec: JobRecord, event_type: str, event: Event, ts: float) -> bool:
     before = rec.state
     if event_type == "SUBMIT" and rec.since is None:
         rec.since = ts
+    just_evicted = rec.last_event == "JOB_EVICTED" and ts - (rec.last_event_ts or ts) <= 2
+    if event_type == "JOB_ABORTED" and just_evicted:
+        # A removal of a running job writes an eviction just before its abort: not an eviction of its own.
+        rec.evictions = max(0, rec.evictions - 1)
     transition(rec, event)
+    rec.last_event, rec.last_event_ts = event_type, ts
     if event_type == "EXECUTE":
         rec.run_start, rec.run_end = ts, None
     elif before is JobState.RUNNING and event_type in ENDS_RUN:

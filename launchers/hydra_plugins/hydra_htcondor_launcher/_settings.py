@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from ._errors import ConfigError
+from ._worker import WORKER_EXIT_CODES
 from .config import EnvMode, HTCondorLauncherConf
 
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through
@@ -44,10 +45,45 @@ RESERVED_COMMANDS = {
     "batch_name": "batch_name",
     "+jobbatchname": "batch_name",
     "my.jobbatchname": "batch_name",
+    "checkpoint_exit_code": "checkpoint_exit_code",
+    "transfer_checkpoint_files": "checkpoint_exit_code / transfer_files",
+    "max_retries": "max_retries",
+    "retry_until": "retry_on_task_error",
+    "success_exit_code": "max_retries",
+    "max_materialize": "max_running",
+    "getenv": "getenv",
 }
+# What the execute side sets for the slot a job got; a copy from the submitting shell would be wrong there
+# (another GPU, another core count, another scratch folder). Excluded from the default getenv.
+EXECUTE_SIDE_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+    "ROCR_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ZE_AFFINITY_MASK",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TF_NUM_THREADS",
+    "JULIA_NUM_THREADS",
+    "PYTHON_CPU_COUNT",
+    "_CONDOR_*",
+    "CONDOR_*",
+    "BATCH_SYSTEM",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "SCRATCH_DIR",
+    "X509_USER_PROXY",
+    "BEARER_TOKEN_FILE",
+)
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B?)?\s*$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMAND_NAME = re.compile(r"^[+A-Za-z_][A-Za-z0-9_.+]*$")
+_GETENV_ITEM = re.compile(r"^!?[A-Za-z_*][A-Za-z0-9_*]*$")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar.zst", ".sh")
 
 
@@ -77,7 +113,24 @@ class Settings(HTCondorLauncherConf):
         filesystem the workers do it in parallel, with the same config sources. Elsewhere (file transfer,
         containers, packed environments) the config folders may not exist on the worker, so the submit
         side composes."""
+        return self.shared_filesystem
+
+    @property
+    def shared_filesystem(self) -> bool:
+        """The job runs the submitting interpreter in the submitting folder, as a local run would."""
         return self.env_mode == EnvMode.shared and not self.transfer_files
+
+    @property
+    def getenv_command(self) -> str | None:
+        """HTCondor's getenv value, or None for none (see config.getenv)."""
+        value = self.getenv
+        if value is None:
+            if not self.shared_filesystem:
+                return None
+            return ", ".join(["*", *(f"!{name}" for name in EXECUTE_SIDE_VARIABLES)])
+        if isinstance(value, bool):
+            return "true" if value else None
+        return ", ".join(value) if value else None
 
 
 def _bad(name: str, value: object, expected: str) -> ConfigError:
@@ -124,6 +177,23 @@ def _names(name: str, value: dict[str, str], pattern: re.Pattern[str], what: str
     return dict(value)
 
 
+def _getenv(value: object) -> bool | list[str] | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):  # a single name or pattern, or HTCondor's own comma-separated list
+        value = [item for item in re.split(r"[\s,]+", value) if item]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+        if all(_GETENV_ITEM.match(item) for item in items):
+            return items
+    raise _bad(
+        "getenv",
+        value,
+        "true, false, null, or a list of variable names and patterns (* wildcards, ! excludes), "
+        'e.g. ["PROJECT_ROOT", "WANDB_*"]',
+    )
+
+
 def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_python: str) -> Settings:
     """Check every launcher setting; raise ConfigError with one line for the first bad one.
 
@@ -150,6 +220,13 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
             raise ConfigError(
                 "hydra.launcher.container_image is not set: env_mode=container needs an image "
                 "(docker://..., oras://... or a .sif path)"
+            )
+        if not conf.transfer_files:
+            # HTCondor mounts only the job's scratch folder into the container, and the job runs there as
+            # the slot user with every capability dropped: the sweep folder is neither visible nor writable.
+            raise ConfigError(
+                "hydra.launcher.env_mode=container needs hydra.launcher.transfer_files=true: a container "
+                "job sees only its own scratch folder, not the sweep folder on the submit side"
             )
     elif container_image is not None:
         raise ConfigError(
@@ -236,6 +313,26 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
     if not batch_name.strip() or '"' in batch_name:
         raise _bad("batch_name", batch_name, "a non-empty string without double quotes")
 
+    checkpoint_exit_code = conf.checkpoint_exit_code
+    if checkpoint_exit_code is not None and (
+        not 1 <= checkpoint_exit_code <= 255 or checkpoint_exit_code in WORKER_EXIT_CODES
+    ):
+        taken = ", ".join(f"{code} ({what})" for code, what in WORKER_EXIT_CODES.items())
+        raise _bad(
+            "checkpoint_exit_code",
+            checkpoint_exit_code,
+            f"an exit code 1-255 not used by the worker itself ({taken}), or null",
+        )
+    max_retries = _at_least("max_retries", conf.max_retries, 0)
+    if conf.retry_on_task_error and max_retries == 0:
+        raise ConfigError(
+            "hydra.launcher.retry_on_task_error=true needs hydra.launcher.max_retries >= 1 (it is 0)"
+        )
+    max_running = conf.max_running
+    if max_running is not None and max_running < 1:
+        raise _bad("max_running", max_running, "an integer >= 1, or null")
+    getenv = _getenv(conf.getenv)
+
     values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
     values.update(
         request_cpus=_at_least("request_cpus", conf.request_cpus, 1),
@@ -259,5 +356,7 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
         status_interval=_positive("status_interval", conf.status_interval),
         timeout_min=_positive("timeout_min", conf.timeout_min),
         max_releases=_at_least("max_releases", conf.max_releases, 0),
+        max_retries=max_retries,
+        getenv=getenv,
     )
     return Settings(**values)

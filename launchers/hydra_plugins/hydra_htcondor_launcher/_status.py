@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._jobstate import JobRecord, JobState
+from ._worker import OUTSIDE_FAILURE, TASK_RAISED
 
 # Table order: what needs attention first, then what is in flight, then the quiet majority.
 _ORDER = {
@@ -60,19 +61,33 @@ def _time(rec: JobRecord, now: float) -> float | None:
     return None if rec.since is None else now - rec.since
 
 
+def _exit_note(rec: JobRecord) -> str | None:
+    if rec.signal is not None:
+        return f"signal {rec.signal}"
+    if rec.exit_code is None:
+        return None
+    # The worker's own codes say what failed (its result carries the exception).
+    what = {TASK_RAISED: "task raised", OUTSIDE_FAILURE: "worker error"}.get(rec.exit_code)
+    return f"exit {rec.exit_code}" + (f" ({what})" if what else "")
+
+
 def _note(rec: JobRecord) -> str:
     parts = []
     if rec.state in (JobState.DONE, JobState.FAILED):
-        if rec.signal is not None:
-            parts.append(f"signal {rec.signal}")
-        elif rec.exit_code is not None:
-            parts.append(f"exit {rec.exit_code}")
+        note = _exit_note(rec)
+        if note is not None:
+            parts.append(note)
     elif rec.state is JobState.HELD or (rec.state is JobState.REMOVED and rec.hold_reason is not None):
         parts.append(f"held: {_shorten(rec.hold_reason or 'no hold reason given', _NOTE_CHARS)}")
     elif rec.state is JobState.REMOVED:
         parts.append(_shorten(rec.abort_reason or "no reason given", _NOTE_CHARS))
     if rec.releases:
         parts.append(f"released {rec.releases}x")
+    if rec.evictions:
+        parts.append(f"evicted x{rec.evictions}")
+    if rec.retries:
+        last = _exit_note(rec) if not rec.final else None
+        parts.append(f"retried x{rec.retries}" + (f" after {last}" if last else ""))
     return "; ".join(parts)
 
 

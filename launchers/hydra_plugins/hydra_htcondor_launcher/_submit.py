@@ -9,15 +9,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._errors import ConfigError
 from ._settings import Settings
+from ._worker import TASK_RAISED
 from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
-# Scratch folder on the worker whose contents travel back into the sweep folder (transfer_files=True).
-TRANSFER_ROOT = "_hydra_out"
+# transfer_files=True: the job's scratch folder stands in for the sweep folder on the worker. The job folder's
+# top entry and the launcher's folder travel back *as folders* (no trailing slash): that way HTCondor also
+# keeps them in its spool at an eviction or a checkpoint and hands them to the restarted job.
+TRANSFER_ROOT = "."
 WRAPPER_NAME = "packed-env-wrapper.sh"
-# The itemdata variable that carries the job number into each proc.
+# The itemdata variables: the job number, and (transfer_files) the top entry of the job's folder.
 ITEM = "$(job_num)"
+JOB_TOP = "$(job_top)"
 
 
 def spec_path(htcondor_dir: str, num: int | str) -> str:
@@ -112,16 +117,36 @@ exit $rc
 """
 
 
+def _top(relpath: str) -> str:
+    return os.path.normpath(relpath).split(os.sep)[0]
+
+
 def build_submit(
     settings: Settings,
     *,
     sweep_dir: str,
     cwd: str,
     job_nums: Sequence[int],
+    job_subdirs: Sequence[str] = (),
 ) -> SubmitPlan:
-    """The submit description and itemdata for one batch (one cluster, one proc per job number)."""
+    """The submit description and itemdata for one batch (one cluster, one proc per job number).
+
+    `job_subdirs` (each job's hydra.sweep.subdir) is needed with transfer_files only.
+    """
     htdir = settings.htcondor_dir
     first, last = job_nums[0], job_nums[-1]
+    job_tops: list[str] = []
+    if settings.transfer_files:
+        htdir_top = _top(os.path.relpath(htdir, sweep_dir))
+        for num, subdir in zip(job_nums, job_subdirs, strict=True):
+            top = _top(subdir)
+            if os.path.isabs(subdir) or top in (os.curdir, os.pardir, htdir_top) or "," in top:
+                raise ConfigError(
+                    f"hydra.sweep.subdir={subdir!r} of job #{num} cannot travel back with "
+                    f"transfer_files=true: expected a relative folder without ',' outside {htdir_top!r} "
+                    "(hydra.launcher.htcondor_dir)"
+                )
+            job_tops.append(top)
     desc: dict[str, str] = {}
     desc["universe"] = settings.universe
     if settings.env_mode == EnvMode.container:
@@ -187,26 +212,48 @@ def build_submit(
     transfer_inputs.extend(settings.transfer_input_files)
     if settings.transfer_files or transfer_inputs or settings.env_mode == EnvMode.packed:
         desc["should_transfer_files"] = "YES"
-        desc["when_to_transfer_output"] = "ON_EXIT"
+        # With transfer_files, what the job wrote so far also travels at an eviction and comes back to the
+        # restarted job (the job folder survives a restart, as on a shared filesystem).
+        desc["when_to_transfer_output"] = "ON_EXIT_OR_EVICT" if settings.transfer_files else "ON_EXIT"
         if transfer_inputs:
             desc["transfer_input_files"] = ", ".join(transfer_inputs)
         if settings.transfer_files:
-            # The trailing slash transfers the folder's contents: job folder and result land in sweep_dir.
-            desc["transfer_output_files"] = TRANSFER_ROOT + "/"
+            # Folders, not their contents: the job folder and result land in sweep_dir as they are here.
+            desc["transfer_output_files"] = f"{JOB_TOP}, {htdir_top}"
         else:
             # Results are written straight to the shared filesystem; nothing travels back.
             desc["transfer_output_files"] = '""'
     else:
         desc["should_transfer_files"] = "NO"
+    if settings.checkpoint_exit_code is not None:
+        # The task saved its state and asks for a restart (README, "Checkpoints and evictions").
+        desc["checkpoint_exit_code"] = str(settings.checkpoint_exit_code)
+        if settings.transfer_files:
+            desc["transfer_checkpoint_files"] = JOB_TOP
+
+    if settings.max_retries:
+        desc["max_retries"] = str(settings.max_retries)
+        if not settings.retry_on_task_error:
+            desc["retry_until"] = str(TASK_RAISED)  # the worker's exit code for "the task raised"
+        # A retry prefers another machine than the last one; on a one-machine pool it still runs.
+        desc["job_machine_attrs"] = "Machine"
+        desc["rank"] = "ifThenElse(TARGET.Machine =?= MY.MachineAttrMachine0, 0, 1)"
+    if settings.max_running is not None:
+        desc["max_materialize"] = str(settings.max_running)
 
     if settings.environment:
         desc["environment"] = _quote_environment(settings.environment)
+    getenv = settings.getenv_command
+    if getenv is not None:
+        desc["getenv"] = getenv
     desc["batch_name"] = f'"{settings.batch_name}"'
     desc["My.HydraJobNum"] = ITEM
     for key, value in settings.submit_commands.items():
         desc[key] = value
 
     itemdata = [{"job_num": str(num)} for num in job_nums]
+    for item, top in zip(itemdata, job_tops, strict=False):
+        item["job_top"] = top
     return SubmitPlan(
         description=desc, itemdata=itemdata, wrapper_path=wrapper_path, wrapper_text=wrapper_text
     )
@@ -215,7 +262,8 @@ def build_submit(
 def render(plan: SubmitPlan) -> str:
     """The plan as a submit file a user could pass to condor_submit (for logs, docs and golden files)."""
     lines = [f"{key} = {value}" for key, value in plan.description.items()]
-    lines.append("queue job_num from (")
-    lines.extend(f"  {item['job_num']}" for item in plan.itemdata)
+    names = list(plan.itemdata[0]) if plan.itemdata else ["job_num"]
+    lines.append(f"queue {', '.join(names)} from (")
+    lines.extend("  " + " ".join(item[name] for name in names) for item in plan.itemdata)
     lines.append(")")
     return "\n".join(lines) + "\n"

@@ -4,8 +4,13 @@
 
 It unpickles the job spec, restores Hydra's Singleton state, runs the task through Hydra's ``run_job`` (so the
 job folder gets ``.hydra/``, the task log and the task's files) and writes the ``JobReturn`` next to the spec
-with a temp file and an atomic rename. Exit status: 0 when the result was written (even for a failed task,
-which the result carries), 2 when it could not be written.
+with a temp file and an atomic rename. Whatever fails on the worker, the result file says so: a task that
+raised and a failure outside the task (unpickling the spec, composing or interpolating the job's config)
+both come back as a FAILED result carrying the exception and its remote traceback. The exit status tells
+HTCondor which it was (``max_retries``/``retry_until`` act on it, the status table shows it): 0 the task
+returned, TASK_RAISED the task raised, OUTSIDE_FAILURE the worker failed around the task, WRITE_FAILED no
+result could be written. Any other code (a crash, a signal, the task's own ``sys.exit``) comes from
+outside this module.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import logging
 import os
 import pickle
+import re
 import socket
 import sys
 import traceback
@@ -21,6 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 WRITE_FAILED = 2
+TASK_RAISED = 80
+OUTSIDE_FAILURE = 81
+# The exit codes this module gives itself; no setting (checkpoint_exit_code) may reuse one.
+WORKER_EXIT_CODES = {
+    WRITE_FAILED: "result not written",
+    TASK_RAISED: "the task raised",
+    OUTSIDE_FAILURE: "failure outside the task",
+}
 
 
 def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
@@ -51,19 +65,36 @@ def write_result(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
-    if transfer_root is not None:
-        # Created first: the job's output transfer names this folder even when everything below fails.
-        os.makedirs(transfer_root, exist_ok=True)
-        transfer_root = os.path.abspath(transfer_root)
+def _add_remote_traceback(exc: BaseException, job_id: str) -> None:
+    """The traceback object does not survive pickling: keep its text as a note on the exception."""
+    remote_tb = "".join(traceback.format_exception(exc)).rstrip()
+    exc.add_note(f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
+    exc.__traceback__ = None
 
+
+def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -> None:
+    """Transferred job: its `.hydra/hydra.yaml` names the worker's scratch folder, which is deleted once the
+    job ends; name the submit-side sweep folder instead, where the job folder lands."""
+    path = os.path.join(job_dir, ".hydra", "hydra.yaml")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        text = f.read()
+    # The scratch path, as a whole path or a path's start (not a longer name that begins with it).
+    pattern = re.escape(scratch.rstrip(os.sep)) + r"(?=/|$)"
+    fixed = re.sub(pattern, submit_sweep_dir.rstrip(os.sep), text, flags=re.M)
+    if fixed != text:
+        write_result(path, fixed.encode())
+
+
+def _run_task(envelope: dict[str, Any], job: dict[str, Any], job_id: str, transfer_root: str | None) -> Any:
+    """Unpickle the spec, compose the job's config and run the task; returns Hydra's JobReturn. Raises for
+    anything that fails outside the task (run_job itself catches what the task raises)."""
     import cloudpickle
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import JobStatus, run_job, setup_globals
+    from hydra.core.utils import run_job, setup_globals
     from omegaconf import open_dict
 
-    with open(spec_file, "rb") as f:
-        envelope = pickle.load(f)
     # Folders the submitting process imported user code from (those that exist here), so the task function
     # and config types pickled by reference import as they would locally. Appended: the worker's own
     # environment wins.
@@ -80,18 +111,15 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         config = common["hydra_context"].config_loader.load_sweep_config(common["config"], spec["overrides"])
     with open_dict(config.hydra.job):
         config.hydra.job.id = job_id
-        config.hydra.job.num = spec["num"]
+        config.hydra.job.num = job["num"]
     if transfer_root is None:
         # Same working directory as the submitting process, so relative paths mean what they meant there.
         os.chdir(common["cwd"])
-        result_file = spec["result_path"]
     else:
-        os.chdir(os.path.dirname(transfer_root))
+        os.chdir(transfer_root)
         with open_dict(config.hydra.sweep):
             config.hydra.sweep.dir = transfer_root
-            config.hydra.sweep.subdir = spec["job_subdir"]
-        result_file = os.path.join(transfer_root, spec["result_relpath"])
-        os.makedirs(os.path.join(transfer_root, spec["job_subdir"]), exist_ok=True)
+            config.hydra.sweep.subdir = job["job_subdir"]
 
     ret = run_job(
         hydra_context=common["hydra_context"],
@@ -100,20 +128,80 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
-    if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
-        exc = ret._return_value
-        if hasattr(exc, "add_note"):  # the traceback itself does not survive pickling
-            remote_tb = "".join(traceback.format_exception(exc)).rstrip()
-            exc.add_note(f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
-        exc.__traceback__ = None
+    if transfer_root is not None:
+        _saved_config_points_at(
+            os.path.join(transfer_root, job["job_subdir"]), transfer_root, job["submit_sweep_dir"]
+        )
+    return ret
+
+
+def _outside_failure(job: dict[str, Any], exc: Exception, job_id: str) -> Any:
+    """A FAILED JobReturn for a failure around the task; the submit side fills in the config it knows."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    return JobReturn(
+        overrides=list(job["overrides"]),
+        status=JobStatus.FAILED,
+        _return_value=exc,
+    )
+
+
+def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
+    log = logging.getLogger(__name__)
+    if transfer_root is not None:
+        # The job's scratch folder stands in for the sweep folder; what travels back is named in the submit
+        # description (the job folder's top entry and the launcher's folder).
+        os.makedirs(transfer_root, exist_ok=True)
+        transfer_root = os.path.abspath(transfer_root)
+
+    # A plain-pickle envelope of builtins: the worker must fix sys.path before it can unpickle the user's
+    # types, and it says where the result goes even when nothing else can be unpickled.
+    with open(spec_file, "rb") as f:
+        envelope = pickle.load(f)
+    job = envelope["place"]
+    if transfer_root is None:
+        result_file = job["result_path"]
+    else:
+        result_file = os.path.join(transfer_root, job["result_relpath"])
+        # Made first: the job's output transfer names both folders, and a missing one would hold the job
+        # instead of letting it end with the exit code that says what happened.
+        os.makedirs(os.path.join(transfer_root, job["job_subdir"]), exist_ok=True)
+        os.makedirs(os.path.dirname(result_file), exist_ok=True)
+    # A result of an earlier attempt (a retry, a restart after an eviction) must not pass for this one's.
+    if os.path.exists(result_file):
+        os.remove(result_file)
 
     try:
+        ret = _run_task(envelope, job, job_id, transfer_root)
+    except Exception as exc:
+        # Unpickling, composing, interpolating the job's config, Hydra's own set-up: the task never ran.
+        print(f"HTCondor job {job_id} failed outside the task:", file=sys.stderr)
+        traceback.print_exception(exc)
+        _add_remote_traceback(exc, job_id)
+        try:
+            ret = _outside_failure(job, exc, job_id)
+        except Exception:
+            traceback.print_exc()
+            return WRITE_FAILED
+        code = OUTSIDE_FAILURE
+    else:
+        from hydra.core.utils import JobStatus
+
+        code = 0
+        if ret.status == JobStatus.FAILED:
+            code = TASK_RAISED
+            if isinstance(ret._return_value, BaseException):
+                _add_remote_traceback(ret._return_value, job_id)
+
+    try:
+        import cloudpickle
+
         write_result(result_file, _picklable_result(ret, cloudpickle.dumps))
     except Exception:
-        logging.getLogger(__name__).exception("could not write the job result to %s", result_file)
+        log.exception("could not write the job result to %s", result_file)
         traceback.print_exc()
         return WRITE_FAILED
-    return 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ adds the checks a type cannot express (ranges, files that must exist, settings t
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -72,6 +73,25 @@ class HTCondorLauncherConf:
     transfer_input_files: list[str] = field(default_factory=list)
     # Where job specs, results, stdout/stderr and the HTCondor event log go.
     htcondor_dir: str = "${hydra.sweep.dir}/.htcondor"
+
+    # --- surviving a real pool: checkpoints, retries, a cap, the job's environment ---
+    # Exit code by which a task says "I saved my state in my job folder, restart me" (README, "Checkpoints
+    # and evictions"): HTCondor restarts the job with its job folder as the task left it. null turns
+    # self-checkpointing off (an exit with that code is then an ordinary failure).
+    checkpoint_exit_code: int | None = 85
+    # A job that dies outside the task (non-zero exit, signal, lost node, worker-side error) is run again by
+    # HTCondor up to this many times, preferably on another machine; 0 never retries.
+    max_retries: int = 0
+    # Also retry a job whose task raised (needs max_retries >= 1); false returns the task's exception at once.
+    retry_on_task_error: bool = False
+    # At most this many jobs of a batch in the queue at once (HTCondor's late materialization,
+    # max_materialize); null queues every job of the batch at submission.
+    max_running: int | None = None
+    # Which of the submitting process's environment variables a job gets: true (all), false (none), or a
+    # list of names and patterns (HTCondor's getenv, e.g. ["PROJECT_ROOT", "WANDB_*"]). null: all of them
+    # on a shared filesystem (env_mode=shared, transfer_files=false) minus what the execute side must set
+    # (GPU assignment, thread counts, _CONDOR_*, scratch folders), none otherwise. `environment` adds to it.
+    getenv: Any = None
 
     # --- pass-through ---
     # Extra submit commands passed through verbatim, e.g. {"+JobDurationCategory": '"Medium"'}.

@@ -1,0 +1,50 @@
+"""The worker entry point run for real as a subprocess (no pool): a failure around the task still writes a
+FAILED result carrying the exception and its traceback, and the exit code says what kind of failure it was."""
+
+import pickle
+import subprocess
+import sys
+
+import cloudpickle
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_htcondor_launcher import _worker
+
+
+def _spec(tmp_path, common: bytes) -> tuple:
+    result = tmp_path / ".htcondor" / "0.result.pkl"
+    result.parent.mkdir()
+    place = {
+        "num": 0,
+        "overrides": ["+x=1"],
+        "result_path": str(result),
+        "result_relpath": ".htcondor/0.result.pkl",
+        "job_subdir": "0",
+        "submit_sweep_dir": str(tmp_path),
+    }
+    job = cloudpickle.dumps({"sweep_config": None, "overrides": ["+x=1"]})
+    spec = tmp_path / "0.spec.pkl"
+    spec.write_bytes(pickle.dumps({"sys_path": [], "place": place, "common": common, "job": job}))
+    return spec, result
+
+
+def test_a_spec_that_cannot_be_unpickled_comes_back_as_a_failed_result(tmp_path):
+    spec, result = _spec(tmp_path, common=b"this is not a pickle")
+    # A result of an earlier attempt must not survive this one.
+    stale = JobReturn(overrides=["+x=1"], status=JobStatus.COMPLETED, _return_value="stale")
+    result.write_bytes(cloudpickle.dumps(stale))
+    command = [sys.executable, "-m", _worker.__name__, str(spec), "12.0"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == _worker.OUTSIDE_FAILURE, proc.stderr
+    assert "HTCondor job 12.0 failed outside the task" in proc.stderr
+    ret = cloudpickle.loads(result.read_bytes())
+    assert ret.status == JobStatus.FAILED and ret.overrides == ["+x=1"]
+    exc = ret._return_value
+    assert isinstance(exc, pickle.UnpicklingError)
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    assert "[remote traceback, HTCondor job 12.0 on " in notes and "_run_task" in notes
+
+
+def test_worker_exit_codes_are_distinct():
+    codes = [0, _worker.WRITE_FAILED, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE]
+    assert len(set(codes)) == len(codes)
+    assert set(_worker.WORKER_EXIT_CODES) == set(codes[1:])
