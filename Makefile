@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 POOL := scripts/condor-pool
+# What mypy checks (config: [tool.mypy] in pyproject.toml).
+TYPED := mnist_app launchers/hydra_plugins condor_pool
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 
@@ -33,6 +35,7 @@ sweep: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy $(TYPED)
 
 pool-install:
 	$(POOL) install
@@ -48,6 +51,7 @@ pool-status:
 
 test: venv pool-install
 	$(BIN)/ruff check .
+	$(BIN)/mypy $(TYPED)
 	$(BIN)/python -m pytest
 
 bench: venv

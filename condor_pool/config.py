@@ -3,6 +3,7 @@
 A template's placeholders are ``@{name}`` (string.Template with ``@``), so HTCondor's own ``$(MACRO)``
 references stay verbatim. An optional piece of configuration is a template in FRAGMENTS, appended to
 condor_config when its setting turns it on: a new knob is a Settings field, a template and one line here.
+Knobs switched on a running pool (`docker on`) go to a file of their own in etc/config.d/ instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def condor_config(settings: Settings, *, release: str, bin_dir: str, sbin: str, 
               "cpus": settings.cpus, "gpus": settings.gpus}
     return render("condor_config.in", values) + "".join(
         render(name, values) for name, wanted in FRAGMENTS if wanted(settings))
+
+
+def docker_config(client: str) -> str:
+    """etc/config.d/50-docker.conf for `docker on`: container jobs through the docker client `client`."""
+    return render("docker.config.in", {"docker": client})
 
 
 def mapfile(settings: Settings) -> str:

@@ -14,6 +14,7 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # Version of the install layout; bump to force a reinstall when this package changes what it produces.
 LAYOUT = 1
 LOCK_TIMEOUT_S = 300
+# `docker on`: Debian's client (a newer stand-alone one may come first on PATH, see docs/condor-pool.md).
+DEFAULT_DOCKER = "/usr/bin/docker"
+DOCKER_FRAGMENT = "50-docker.conf"
 
 
 class _InstallRequired(TypedDict):
@@ -76,6 +80,7 @@ class Pool:
         self.install_json = self.dir / "install.json"
         self.state_json = self.dir / "run" / "master.json"
         self.log_dir = self.local / "log"
+        self.docker_conf = self.etc / "config.d" / DOCKER_FRAGMENT
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -349,12 +354,7 @@ class Pool:
         # The daemon's own log if it got that far, else the master's, else the master's stderr.
         candidates = [self.log_dir / logname, self.log_dir / "MasterLog", self.log_dir / "master.out"]
         path = next((p for p in candidates if p.exists() and p.stat().st_size), candidates[-1])
-        tail = ""
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-            if lines:
-                tail = f"; last line: {lines[-1].strip()[:200]}"
-        raise PoolError(f"pool did not start: {what}; read {path}{tail}")
+        raise PoolError(f"pool did not start: {what}; read {path}{_last_line(path)}")
 
     def _missing_ads(self, info: InstallInfo, cenv: dict[str, str]) -> list[str]:
         try:
@@ -377,6 +377,64 @@ class Pool:
             except ValueError:
                 missing = ["GPUs"]
         return missing
+
+    # ----------------------------------------------------------------- docker on/off
+    def docker(self, enable: bool, client: str = DEFAULT_DOCKER) -> str:
+        """Let the pool run container/docker universe jobs through `client` (or stop that); the line to print.
+
+        Works on a running pool: writes or removes etc/config.d/50-docker.conf and reconfigures the master
+        (SIGHUP, what condor_reconfig asks for). `on` then waits until a slot advertises HasContainer and
+        DockerVersion, which needs a container engine on the default socket.
+        """
+        info = self._require_installed()
+        if enable and not (os.path.isabs(client) and os.access(client, os.X_OK)):
+            raise PoolError(f"--docker={client!r} is not an executable absolute path "
+                            f"(e.g. {DEFAULT_DOCKER}, Debian's docker client)")
+        with self.lock():
+            if enable:
+                self.docker_conf.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.docker_conf.with_name(f".{DOCKER_FRAGMENT}.tmp{os.getpid()}")
+                tmp.write_text(config.docker_config(client))
+                tmp.chmod(0o644)  # the pool user reads it, with or without capabilities
+                tmp.replace(self.docker_conf)
+            else:
+                self.docker_conf.unlink(missing_ok=True)
+            st = self.master()
+            sent = int(time.time())
+            if st is not None:
+                os.kill(st["pid"], signal.SIGHUP)  # the master rereads its config, then its daemons do
+        done = f"docker on ({client}): wrote" if enable else "docker off: removed"
+        if st is None:
+            return f"{PROG}: {done} {self.docker_conf}; takes effect when the pool starts"
+        if not enable:
+            return f"{PROG}: {done} {self.docker_conf} and reconfigured the pool"
+        t0 = time.monotonic()
+        deadline = t0 + self.settings.start_timeout
+        cenv = self.condor_env(info)
+        while not self._docker_slots(info, cenv, since=sent):
+            if time.monotonic() > deadline:
+                start_log = self.log_dir / "StartLog"
+                raise PoolError(f"no slot advertises HasContainer and DockerVersion "
+                                f"{self.settings.start_timeout} s after `docker on` ({client}): is a "
+                                f"container engine running on its default socket? read {start_log}"
+                                f"{_last_line(start_log)}")
+            time.sleep(0.25)
+        return (f"{PROG}: docker on ({client}): a slot runs container jobs, "
+                f"{time.monotonic() - t0:.1f} s after reconfiguring; {self.docker_conf}")
+
+    @staticmethod
+    def _docker_slots(info: InstallInfo, cenv: dict[str, str], since: int) -> list[str]:
+        """Slots that can run container jobs now: HasDocker alone only says the knob is set; DockerVersion and
+        HasContainer appear once the startd has talked to the engine. Only ads of a startd reconfigured at
+        or after `since` count: an older ad may still show an engine that has gone since."""
+        constraint = ("HasContainer =?= true && DockerVersion =!= undefined && "
+                      f"DaemonLastReconfigTime >= {since}")
+        try:
+            r = subprocess.run([f"{info['bin']}/condor_status", "-constraint", constraint, "-af", "Name"],
+                               env=cenv, capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            return []
+        return r.stdout.split() if r.returncode == 0 else []
 
     # ----------------------------------------------------------------- stop
     def stop(self) -> str:
@@ -436,3 +494,12 @@ class Pool:
         info = self._require_installed()
         return (f"export CONDOR_CONFIG={shlex.quote(str(self.config))}\n"
                 f"export PATH={shlex.quote(info['bin'])}:\"$PATH\"")
+
+
+def _last_line(path: Path) -> str:
+    """"; last line: ..." of a log file, or "" if it has none."""
+    with contextlib.suppress(OSError):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return f"; last line: {lines[-1].strip()[:200]}"
+    return ""

@@ -1,4 +1,4 @@
-"""containers/: the image definitions cannot be built here (no Docker engine, no Apptainer, no conda-forge),
+"""containers/: the image definitions cannot be built here (no route to conda-forge or ghcr.io, no Apptainer),
 so these tests check what can be checked: the paths they copy exist, the Pixi environment and CUDA version
 agree with pixi.toml, the build context stays small, and the entry point really starts the launcher's job
 runner and the app (run against the local venv instead of the image's environment)."""
@@ -136,7 +136,7 @@ def test_readme_has_one_build_command_each():
     readme = (CONTAINERS / "README.md").read_text()
     assert "docker build -f containers/Dockerfile -t mnist-app:gpu ." in readme
     assert "apptainer build mnist-app.sif containers/mnist-app.def" in readme
-    assert "Not built or run here" in readme
+    assert "These two images are not built here" in readme
 
 
 # ------------------------------------------------------------- the entry point, run against the local venv

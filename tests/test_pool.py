@@ -6,6 +6,7 @@ Tests marked `condor` run against the pool of the root conftest's `condor_pool` 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 from condor_pool import config, elf
 from condor_pool.errors import PoolError
+from condor_pool.pool import Pool
 from condor_pool.settings import VARIABLES, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,7 +278,11 @@ def test_env_before_install_says_what_to_do(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "env", "needle"), [
-    (("frobnicate",), {}, "unknown command 'frobnicate'; use one of install, start, stop, status, env, help"),
+    (("frobnicate",), {},
+     "unknown command 'frobnicate'; use one of install, start, stop, status, env, docker, help"),
+    (("docker",), {}, "docker needs on or off: expected `docker on [--docker PATH]` or `docker off`"),
+    (("docker", "up"), {}, "docker 'up' is not understood: expected `docker on [--docker PATH]`"),
+    (("docker", "off", "--docker=/usr/bin/docker"), {}, "docker off: unexpected '--docker=/usr/bin/docker'"),
     (("status",), {"CONDOR_POOL_PORT": "abc"}, "CONDOR_POOL_PORT='abc' is not an integer"),
     (("status",), {"CONDOR_POOL_PORT": "70000"}, "CONDOR_POOL_PORT=70000 is not a TCP port (1-65535)"),
 ])
@@ -290,7 +296,7 @@ def test_bad_input_is_one_line(tmp_path, args, env, needle):
 def test_help_lists_commands(tmp_path):
     out = run_script("help", pool_dir=tmp_path / "pool")
     assert out.returncode == 0
-    for cmd in ("install", "start", "stop", "status", "env"):
+    for cmd in ("install", "start", "stop", "status", "env", "docker"):
         assert f"\n  {cmd} " in out.stdout
 
 
@@ -435,6 +441,39 @@ def test_optional_fragments_follow_their_settings():
     assert "GPU" not in text and "NUM_CPUS" not in text
     assert text.endswith("use FEATURE: PartitionableSlot\n")
     assert config.mapfile(settings()) == "FS root htcondor\nFS /^(.*)$/ \\1\n"
+
+
+def test_docker_fragment_names_the_client():
+    text = config.docker_config("/opt/docker/bin/docker")
+    assert "\nDOCKER = /opt/docker/bin/docker\n" in text
+    assert "@" not in text
+
+
+def test_docker_on_needs_an_installed_pool_and_an_executable_client(tmp_path):
+    out = run_script("docker", "on", pool_dir=tmp_path / "pool")
+    assert out.returncode == 1
+    assert out.stderr.strip() == (f"condor-pool: error: not installed in {tmp_path / 'pool'}; "
+                                  "run scripts/condor-pool install first")
+    assert not (tmp_path / "pool" / "etc").exists()
+
+
+def test_docker_on_and_off_on_a_stopped_pool(tmp_path):
+    """`on` on a stopped pool only writes the fragment (it applies at start); a bad client is refused."""
+    pool = Pool(settings(CONDOR_POOL_DIR=str(tmp_path / "pool")))
+    pool.dir.mkdir()
+    pool.install_json.write_text(json.dumps({"layout": 1, "mode": "system", "release": "/usr",
+                                             "bin": "/usr/bin", "sbin": "/usr/sbin", "libexec": "/usr/lib"}))
+    with pytest.raises(PoolError, match=r"^--docker='/no/docker' is not an executable absolute path"):
+        pool.docker(True, "/no/docker")
+    assert not pool.docker_conf.exists()
+    assert pool.docker(True, "/bin/true") == (
+        f"condor-pool: docker on (/bin/true): wrote {pool.docker_conf}; takes effect when the pool starts")
+    assert pool.docker_conf == tmp_path / "pool" / "etc" / "config.d" / "50-docker.conf"
+    assert pool.docker_conf.read_text() == config.docker_config("/bin/true")
+    assert [p.name for p in pool.docker_conf.parent.iterdir()] == ["50-docker.conf"]  # no temp file left
+    assert pool.docker(False) == (f"condor-pool: docker off: removed {pool.docker_conf}; "
+                                  "takes effect when the pool starts")
+    assert not pool.docker_conf.exists()
 
 
 @pytest.fixture(scope="module")

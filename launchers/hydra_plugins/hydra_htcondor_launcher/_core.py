@@ -272,11 +272,13 @@ def _fix_transferred(batch: Batch, ret: JobReturn, job: Job) -> None:
     """A transferred job ran in a scratch folder: point the JobReturn's paths back at the submit side."""
     if ret.hydra_cfg is not None:
         hydra_node = ret.hydra_cfg.hydra
+        # Whether run_job changed into the job folder: hydra.job.chdir may be null, and then Hydra's version
+        # base decided on the worker. The worker's working_dir says what it did.
+        chdir = ret.working_dir == str(hydra_node.runtime.output_dir)
         with read_write(hydra_node), open_dict(hydra_node):
             hydra_node.sweep.dir = batch.sweep_dir_cfg
             hydra_node.sweep.subdir = job.subdir
             hydra_node.runtime.output_dir = job.job_dir
-        chdir = ret.hydra_cfg.hydra.job.chdir
     else:
         chdir = False
     ret.working_dir = job.job_dir if chdir else batch.cwd
