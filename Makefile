@@ -9,7 +9,7 @@ TYPED := mnist_app launchers/hydra_plugins condor_pool
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 
-.PHONY: help venv train sweep test lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
+.PHONY: help venv browser train sweep test lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
 
 help:
 	@echo "make train   - set up .venv and train the CNN for 4 epochs (bundled MNIST when offline)"
@@ -49,7 +49,12 @@ pool-stop:
 pool-status:
 	$(POOL) status
 
-test: venv pool-install
+# The report tests open report.html in a real headless browser: Debian's chromium.
+browser:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: venv pool-install browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/python -m pytest

@@ -61,6 +61,8 @@ CONDA_NAMES: dict[str, set[str]] = {
     "torch": {"pytorch-cpu", "pytorch-gpu", "pytorch"},
     # python-htcondor has the bindings (htcondor2, classad2); htcondor adds the client tools on top of it.
     "htcondor": {"python-htcondor", "htcondor"},
+    # matplotlib-base: matplotlib without a GUI toolkit (the report draws with Agg).
+    "matplotlib": {"matplotlib-base", "matplotlib"},
 }
 # Conda packages with no PyPI requirement behind them, and why.
 PIXI_ONLY = {"python": "the interpreter itself (checked against requires-python)"}
@@ -551,7 +553,7 @@ def test_app_command_lines_in_the_docs_compose():
         if not doc.is_file():
             continue
         for line in _code_lines(doc.read_text()):
-            if not line.startswith("python -m mnist_app"):
+            if line.split()[:3] != ["python", "-m", "mnist_app"]:  # not python -m mnist_app.report
                 continue
             args = _overrides_only(shlex.split(line)[3:])
             checked += 1

@@ -1,0 +1,259 @@
+"""Read a sweep folder into one row per job: swept parameters, status, final metrics, HTCondor facts.
+
+Sources, all in the sweep folder: ``multirun.yaml`` (what was swept, the optimised metric), each job
+folder's ``.hydra/`` (its overrides and number), ``metrics.json`` (the app's final metrics),
+``job_status.json`` (written by the report's Hydra callback at the end of each job: done or failed, and the
+error), Lightning's CSV log (the per-epoch curves), and for HTCondor sweeps the launcher's ``.htcondor/``
+folder (event logs, per-job stderr).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_app.report.condor import HTCONDOR_DIR, CondorJob, batch_logs, read_event_logs
+
+log = logging.getLogger(__name__)
+
+MULTIRUN_YAML = "multirun.yaml"
+JOB_STATUS = "job_status.json"
+METRICS = "metrics.json"
+OPTUNA_RESULTS = "optimization_results.yaml"
+DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
+# Final metrics shown for every job (metrics.json keys), after the optimised one.
+FINAL_METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
+
+
+class NotASweepError(ValueError):
+    """The folder is not a Hydra multirun (sweep) folder."""
+
+
+@dataclass
+class Job:
+    num: int
+    params: dict[str, Any]
+    status: str
+    job_dir: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    condor: CondorJob | None = None
+    # Lightning's CSV log: validation accuracy per epoch, [(epoch, acc)].
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def metric(self, key: str) -> float | None:
+        value = self.metrics.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return None
+        return float(value)
+
+
+@dataclass
+class Sweep:
+    sweep_dir: Path
+    swept: list[str]
+    metric: str
+    maximize: bool
+    jobs: list[Job]
+    on_htcondor: bool
+    optuna: dict[str, Any] | None = None  # optimization_results.yaml, when the Optuna sweeper wrote it
+
+    def ranked(self) -> list[Job]:
+        """Jobs best first by the optimised metric; jobs without it last, in job order."""
+        scored = [(value, j) for j in self.jobs if (value := j.metric(self.metric)) is not None]
+        rest = [j for j in self.jobs if j.metric(self.metric) is None]
+        scored.sort(key=lambda pair: -pair[0] if self.maximize else pair[0])  # stable: ties in job order
+        return [j for _, j in scored] + rest
+
+    def best(self) -> Job | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked and ranked[0].metric(self.metric) is not None else None
+
+    def counts(self) -> dict[str, int]:
+        out = {DONE: 0, FAILED: 0, RUNNING: 0, PENDING: 0}
+        for job in self.jobs:
+            out[job.status] += 1
+        return out
+
+
+def job_params(overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` overrides as a {key: value} dict (``+``/``++``/``~`` prefixes dropped)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_delete():
+            continue
+        value = override.value()
+        if not (isinstance(value, int | float | str | bool) or value is None):
+            value = override.get_value_element_as_str()  # a list or dict value: as written
+        params[override.key_or_group] = value
+    return params
+
+
+def swept_keys(multirun_cfg: DictConfig) -> list[str]:
+    """The keys a sweep varies: sweep overrides on the command line (``a=1,2``, ``choice()``, ``range()``,
+    ``interval()``) and the Optuna sweeper's ``hydra.sweeper.params``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys: list[str] = []
+    task = list(OmegaConf.select(multirun_cfg, "hydra.overrides.task", default=[]) or [])
+    for override in OverridesParser.create().parse_overrides(task):
+        if override.is_sweep_override():
+            keys.append(override.key_or_group)
+    params = OmegaConf.select(multirun_cfg, "hydra.sweeper.params", default=None)
+    if isinstance(params, DictConfig):
+        keys.extend(str(k) for k in params if str(k) not in keys)
+    return keys
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _val_curve(job_dir: Path) -> list[tuple[int, float]]:
+    """Validation accuracy per epoch from Lightning's CSVLogger file(s) in the job folder."""
+    curve: dict[int, float] = {}
+    for path in sorted(job_dir.rglob("metrics.csv")):
+        try:
+            with path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    acc, epoch = row.get("val/acc"), row.get("epoch")
+                    if acc and epoch:
+                        curve[int(float(epoch))] = float(acc)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s: %s", path, exc)
+    return sorted(curve.items())
+
+
+def _last_line(path: Path) -> str | None:
+    """The last non-empty line of a job's stderr: its error when it died before Hydra's callback ran."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def _job_folders(sweep_dir: Path) -> dict[int, Path]:
+    """Job folders by job number (any ``hydra.sweep.subdir`` layout): those holding ``.hydra/hydra.yaml``."""
+    found: dict[int, Path] = {}
+    for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml"):
+        job_dir = hydra_yaml.parent.parent
+        if job_dir == sweep_dir or HTCONDOR_DIR in job_dir.relative_to(sweep_dir).parts:
+            continue
+        try:
+            num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
+        except Exception as exc:
+            log.warning("cannot read %s: %s", hydra_yaml, exc)
+            continue
+        if isinstance(num, int):
+            found[num] = job_dir
+    return found
+
+
+def _condor_error(sweep_dir: Path, cj: CondorJob) -> str:
+    if cj.end_reason:
+        return cj.end_reason
+    detail = f"exit code {cj.exit_code}" if cj.signal is None else f"signal {cj.signal}"
+    err = sweep_dir / HTCONDOR_DIR / f"{cj.num}.err"
+    last = _last_line(err)
+    return f"HTCondor job ended ({detail}) without results" + (f"; {err.name}: {last}" if last else "")
+
+
+def _sweep_config(sweep_dir: Path, folders: dict[int, Path]) -> DictConfig:
+    """The sweep's config: Hydra's ``multirun.yaml``, else (a sweep made without it) the first job's."""
+    try:
+        if (sweep_dir / MULTIRUN_YAML).is_file():
+            cfg = OmegaConf.load(sweep_dir / MULTIRUN_YAML)
+        elif folders:
+            hydra_dir = folders[min(folders)] / ".hydra"
+            # A job's hydra.overrides.task holds its own values: swept keys then come from what differs.
+            cfg = OmegaConf.merge(
+                OmegaConf.load(hydra_dir / "config.yaml"), OmegaConf.load(hydra_dir / "hydra.yaml")
+            )
+        elif batch_logs(sweep_dir):  # HTCondor jobs that all died before Hydra made their folders
+            cfg = OmegaConf.create({})
+        else:
+            raise NotASweepError(
+                f"{sweep_dir} is not a sweep folder: no {MULTIRUN_YAML} and no job folders (expected the "
+                "folder of a `-m` run, e.g. outputs/sweeps/<date>/<time>)"
+            )
+    except NotASweepError:
+        raise
+    except Exception as exc:
+        raise NotASweepError(f"{sweep_dir}: unreadable sweep config ({' '.join(str(exc).split())})") from None
+    if not isinstance(cfg, DictConfig):
+        raise NotASweepError(f"{sweep_dir}: its sweep config is not a mapping")
+    return cfg
+
+
+def load_sweep(sweep_dir: str | Path) -> Sweep:
+    """The sweep in ``sweep_dir`` (finished, partial, failed or still running). Raises ``NotASweepError``."""
+    sweep_dir = Path(sweep_dir).resolve()
+    if not sweep_dir.is_dir():
+        raise NotASweepError(f"{sweep_dir}: no such folder (expected a sweep folder holding {MULTIRUN_YAML})")
+    folders = _job_folders(sweep_dir)
+    cfg = _sweep_config(sweep_dir, folders)
+    metric = str(OmegaConf.select(cfg, "optimized_metric", default=None) or "test/acc")
+    direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    if isinstance(direction, str):
+        maximize = direction.lower().startswith("max")
+    else:  # the basic sweeper has no direction: losses go down, everything else up
+        maximize = "loss" not in metric
+
+    condor = read_event_logs(sweep_dir)
+    nums = sorted(set(folders) | set(condor))
+    swept = swept_keys(cfg)
+    jobs = []
+    for num in nums:
+        job_dir = folders.get(num)
+        cj = condor.get(num)
+        params: dict[str, Any] = {}
+        metrics: dict[str, Any] = {}
+        status_file: dict[str, Any] | None = None
+        curve: list[tuple[int, float]] = []
+        if job_dir is not None:
+            try:
+                overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
+                params = job_params([str(o) for o in overrides])
+            except Exception as exc:
+                log.warning("cannot read the overrides of job %d: %s", num, exc)
+            metrics = _read_json(job_dir / METRICS) or {}
+            status_file = _read_json(job_dir / JOB_STATUS)
+            curve = _val_curve(job_dir)
+        error = None
+        if status_file is not None:
+            status = DONE if status_file.get("status") == DONE else FAILED
+            error = status_file.get("error")
+        elif metrics:
+            status = DONE
+        elif cj is not None and cj.finished:
+            status = FAILED
+            error = _condor_error(sweep_dir, cj)
+        elif cj is not None and cj.attempts == 0:
+            status = PENDING
+        else:
+            status = RUNNING
+        if status == FAILED and error is None and cj is not None and cj.finished:
+            error = _condor_error(sweep_dir, cj)
+        jobs.append(Job(num, params, status, job_dir, metrics, error, cj, curve))
+    if not swept:  # e.g. a sweep whose multirun.yaml lacks the overrides: what differs between jobs
+        keys = sorted({k for j in jobs for k in j.params})
+        swept = [k for k in keys if len({repr(j.params.get(k)) for j in jobs}) > 1]
+    optuna = None
+    if (sweep_dir / OPTUNA_RESULTS).is_file():
+        loaded = OmegaConf.to_container(OmegaConf.load(sweep_dir / OPTUNA_RESULTS))
+        optuna = loaded if isinstance(loaded, dict) else None
+    return Sweep(sweep_dir, swept, metric, maximize, jobs, bool(condor), optuna)  # type: ignore[arg-type]

@@ -1,0 +1,377 @@
+"""A loaded sweep as ``summary.csv``, a text table for the log, and a self-contained ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, Job, Sweep
+from mnist_app.report.condor import DONE as C_DONE
+from mnist_app.report.condor import EVICTED, HELD, RUNNING, WAITING
+from mnist_app.report.condor import FAILED as C_FAILED
+
+SUMMARY_CSV = "summary.csv"
+REPORT_HTML = "report.html"
+MAX_LOG_ROWS = 20
+_ERROR_CHARS = 70
+
+
+def _col(key: str) -> str:
+    return key.replace("/", "_")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def columns(sweep: Sweep) -> list[str]:
+    cols = ["job", *sweep.swept, "status", "optimized_metric", *(_col(k) for k in FINAL_METRICS)]
+    cols += ["epochs", "wall_time_s", "train_images_per_sec"]
+    if sweep.on_htcondor:
+        cols += ["host", "attempts", "evictions", "queue_wait_s"]
+    if sweep.optuna is not None:
+        cols.append("optuna_trial")
+    return [*cols, "error", "job_dir"]
+
+
+def row(sweep: Sweep, job: Job) -> dict[str, Any]:
+    out: dict[str, Any] = {"job": job.num, **{k: job.params.get(k) for k in sweep.swept}}
+    out["status"] = job.status
+    out["optimized_metric"] = job.metric(sweep.metric)
+    for key in FINAL_METRICS:
+        out[_col(key)] = job.metric(key)
+    out["epochs"] = job.metrics.get("epochs")
+    out["wall_time_s"] = job.metric("wall_time_s")
+    out["train_images_per_sec"] = job.metric("train_images_per_sec")
+    if sweep.on_htcondor:
+        cj = job.condor
+        out["host"] = cj.host if cj else None
+        out["attempts"] = cj.attempts if cj else None
+        out["evictions"] = cj.evictions if cj else None
+        out["queue_wait_s"] = cj.queue_wait_s if cj else None
+    if sweep.optuna is not None:
+        # The Optuna sweeper asks its trials in job order: trial number == job number.
+        out["optuna_trial"] = job.num
+    out["error"] = job.error
+    out["job_dir"] = os.path.relpath(job.job_dir, sweep.sweep_dir) if job.job_dir else None
+    return out
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_csv(sweep: Sweep) -> Path:
+    """``summary.csv``: one row per job, in job order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns(sweep), lineterminator="\n")
+    writer.writeheader()
+    for job in sweep.jobs:
+        writer.writerow({k: "" if v is None else v for k, v in row(sweep, job).items()})
+    path = sweep.sweep_dir / SUMMARY_CSV
+    _atomic_write(path, buf.getvalue())
+    return path
+
+
+def _counts_line(sweep: Sweep) -> str:
+    counts = ", ".join(f"{n} {name}" for name, n in sweep.counts().items() if n or name in (DONE, FAILED))
+    best = sweep.best()
+    where = f"; best: job {best.num} ({sweep.metric} {_fmt(best.metric(sweep.metric))})" if best else ""
+    direction = "max" if sweep.maximize else "min"
+    return (
+        f"sweep {sweep.sweep_dir}: {len(sweep.jobs)} jobs: {counts}; by {sweep.metric} ({direction}){where}"
+    )
+
+
+def _short(text: str | None, limit: int = _ERROR_CHARS) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def table_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
+    """The text/HTML table: ranked by the optimised metric, the best first and marked."""
+    header = ["", "job", *sweep.swept, "status", sweep.metric]
+    header += [k for k in FINAL_METRICS if k != sweep.metric] + ["epochs", "time_s"]
+    if sweep.on_htcondor:
+        header += ["host", "attempts", "evicted", "wait_s"]
+    errors = any(job.error for job in sweep.jobs)
+    if errors:  # no empty column when every job went well
+        header.append("error")
+    best = sweep.best()
+    rows = []
+    for job in sweep.ranked():
+        cells = ["*" if job is best else "", str(job.num), *(_fmt(job.params.get(k)) for k in sweep.swept)]
+        cells += [job.status, _fmt(job.metric(sweep.metric))]
+        cells += [_fmt(job.metric(k)) for k in FINAL_METRICS if k != sweep.metric]
+        cells += [_fmt(job.metrics.get("epochs")), _fmt(job.metric("wall_time_s"), 1)]
+        if sweep.on_htcondor:
+            cj = job.condor
+            cells += [
+                (cj.host or "") if cj else "",
+                str(cj.attempts) if cj else "",
+                str(cj.evictions) if cj else "",
+                _fmt(cj.queue_wait_s, 1) if cj else "",
+            ]
+        if errors:
+            cells.append(_short(job.error))
+        rows.append(cells)
+    return header, rows
+
+
+def table_text(sweep: Sweep, max_rows: int = MAX_LOG_ROWS) -> str:
+    """Counts on top, then the ranked table (at most ``max_rows`` rows; the rest counted)."""
+    header, rows = table_rows(sweep)
+    shown = rows[:max_rows]
+    widths = [max(len(r[i]) for r in [header, *shown]) for i in range(len(header))]
+    lines = [_counts_line(sweep)]
+    for cells in [header, *shown]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    if len(rows) > max_rows:
+        lines.append(f"... {len(rows) - max_rows} more job(s) in {sweep.sweep_dir / SUMMARY_CSV}")
+    if sweep.optuna is not None:
+        lines.append(_optuna_line(sweep))
+    return "\n".join(lines)
+
+
+def _optuna_line(sweep: Sweep) -> str:
+    assert sweep.optuna is not None
+    best = sweep.best()
+    trial = f"trial {best.num} (job {best.num})" if best else "no finished trial"
+    return (
+        f"Optuna: best {trial}; optimization_results.yaml: "
+        f"best_value {_fmt(sweep.optuna.get('best_value'))}, "
+        f"best_params {sweep.optuna.get('best_params')}"
+    )
+
+
+# --- plots ---
+
+_STATE_COLORS = {
+    WAITING: "#c7c7c7",
+    RUNNING: "#1f77b4",
+    HELD: "#ff7f0e",
+    EVICTED: "#9467bd",
+    C_DONE: "#2ca02c",
+    C_FAILED: "#d62728",
+}
+
+
+def _figure(width: float, height: float) -> Any:
+    # The object-oriented API with the Agg canvas: no pyplot, no global backend, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _better(sweep: Sweep, a: float, b: float) -> float:
+    return max(a, b) if sweep.maximize else min(a, b)
+
+
+def plot_metric_vs_params(sweep: Sweep) -> str | None:
+    params = sweep.swept
+    scored = [j for j in sweep.jobs if j.metric(sweep.metric) is not None]
+    if not params or not scored:
+        return None
+    best = sweep.best()
+    fig = _figure(4.2 * min(len(params), 3), 3.2 * ((len(params) + 2) // 3))
+    axes = fig.subplots((len(params) + 2) // 3, min(len(params), 3), squeeze=False).ravel()
+    for ax, key in zip(axes, params, strict=False):
+        values = [j.params.get(key) for j in scored]
+        ys = [j.metric(sweep.metric) or 0.0 for j in scored]  # scored: never None
+        numbers = [float(v) for v in values if _is_number(v)]
+        if len(numbers) == len(values):
+            # Every job a dot; the line joins the best job at each value (other swept keys vary too).
+            ax.scatter(numbers, ys, color="#1f77b4", alpha=0.6, label="jobs")
+            top: dict[float, float] = {}
+            for x, y in zip(numbers, ys, strict=True):
+                top[x] = _better(sweep, top.get(x, y), y)
+            xs = sorted(top)
+            ax.plot(xs, [top[x] for x in xs], "-", color="#1f77b4", label="best per value")
+            if best is not None:
+                ax.plot(
+                    [best.params.get(key)],
+                    [best.metric(sweep.metric)],
+                    "*",
+                    ms=16,
+                    color="#ff7f0e",
+                    label=f"best (job {best.num})",
+                )
+            ax.legend(loc="best", fontsize=8)
+            if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:  # e.g. lr 1e-4..1e-1
+                ax.set_xscale("log")
+        else:  # choices: one bar per value, the best job's metric for that value
+            per: dict[str, float] = {}
+            for v, y in zip(values, ys, strict=True):
+                per[str(v)] = _better(sweep, per.get(str(v), y), y)
+            bars = ax.bar(list(per), list(per.values()), color="#1f77b4")
+            ax.bar_label(bars, fmt="%.4g", fontsize=8)
+        ax.set_xlabel(key)
+        ax.set_ylabel(sweep.metric)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(params) :]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
+def plot_val_curves(sweep: Sweep) -> str | None:
+    jobs = [j for j in sweep.jobs if j.val_curve]
+    if not jobs:
+        return None
+    best = sweep.best()
+    fig = _figure(6, 3.4)
+    ax = fig.subplots()
+    for job in jobs:
+        epochs = [e + 1 for e, _ in job.val_curve]  # Lightning counts from 0; "after epoch 1" reads better
+        accs = [a for _, a in job.val_curve]
+        label = f"job {job.num}: " + ", ".join(f"{k}={_fmt(job.params.get(k))}" for k in sweep.swept)
+        ax.plot(epochs, accs, "-o", ms=4, lw=2.5 if job is best else 1.2, label=label[:60])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val/acc")
+    last = max(e for j in jobs for e, _ in j.val_curve) + 1
+    ax.set_xlim(0.5, last + 0.5)
+    ax.set_xticks(range(1, last + 1, max(1, last // 10)))
+    ax.grid(alpha=0.3)
+    if len(jobs) <= 20:
+        ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def plot_condor_timeline(sweep: Sweep) -> str | None:
+    jobs = [j for j in sweep.jobs if j.condor is not None and j.condor.segments]
+    if not jobs:
+        return None
+    from matplotlib.patches import Patch
+
+    segments = [seg for j in jobs if j.condor is not None for seg in j.condor.segments]
+    t0 = min(start for _, start, _ in segments)
+    ends = [end for _, _, end in segments if end is not None]
+    # An unfinished job's current state lasts until now.
+    now = time.time() if any(end is None for _, _, end in segments) else max(ends, default=t0)
+    # The job's own outcome colours its end: a task that failed still ends its HTCondor job with exit 0.
+    outcome = {j.num: (C_FAILED if j.status == FAILED else C_DONE) for j in jobs}
+    fig = _figure(8, 0.45 * len(jobs) + 1.4)
+    ax = fig.subplots()
+    for y, job in enumerate(jobs):
+        assert job.condor is not None
+        for state, start, end in job.condor.segments:
+            end = now if end is None else end
+            if end > start:
+                ax.broken_barh([(start - t0, end - start)], (y - 0.35, 0.7), color=_STATE_COLORS[state])
+            elif state == EVICTED:
+                ax.plot([start - t0], [y], "X", color=_STATE_COLORS[EVICTED], ms=9)
+            elif state in (C_DONE, C_FAILED):
+                end_state = C_FAILED if C_FAILED in (state, outcome[job.num]) else C_DONE
+                ax.plot([start - t0], [y], "o", color=_STATE_COLORS[end_state], ms=9)
+    ax.set_yticks(range(len(jobs)), [f"job {j.num}" for j in jobs])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first submission")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(
+        handles=[Patch(color=c, label=s) for s, c in _STATE_COLORS.items()],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+    )
+    return _png(fig)
+
+
+# --- HTML ---
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; } div.table { overflow-x: auto; }
+td.text, th.text { text-align: left; white-space: normal; max-width: 40em; }
+tr.best { background: #fff3c4; font-weight: bold; } tr.failed { background: #fde2e2; }
+div.plots { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+p.meta { color: #555; } img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def _img(b64: str | None, alt: str) -> str:
+    if b64 is None:
+        return f"<p class='meta'>({html.escape(alt)}: no data)</p>"
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def render_html(sweep: Sweep) -> str:
+    header, rows = table_rows(sweep)
+    ranked = sweep.ranked()
+    errors = header[-1] == "error"
+    head = "".join(f"<th{' class=text' if h == 'error' else ''}>{html.escape(h)}</th>" for h in header)
+    body = []
+    for job, cells in zip(ranked, rows, strict=True):
+        cls = "best" if cells[0] == "*" else ("failed" if job.status == FAILED else "")
+        if errors:  # the whole first line of the error, wrapped
+            cells = [*cells[:-1], " ".join((job.error or "").split())]
+        tds = "".join(
+            f"<td{' class=text' if errors and i == len(cells) - 1 else ''}>{html.escape(c)}</td>"
+            for i, c in enumerate(cells)
+        )
+        body.append(f"<tr class='{cls}' data-job='{job.num}'>{tds}</tr>")
+    optuna = f"<p>{html.escape(_optuna_line(sweep))}</p>" if sweep.optuna is not None else ""
+    sections = [
+        (
+            "Optimised metric against each swept parameter",
+            _img(plot_metric_vs_params(sweep), "metric vs params"),
+        ),
+        ("Validation accuracy per epoch", _img(plot_val_curves(sweep), "validation curves")),
+    ]
+    if sweep.on_htcondor:
+        sections.append(("HTCondor job timeline", _img(plot_condor_timeline(sweep), "HTCondor timeline")))
+    plots = "".join(f"<div><h2>{html.escape(title)}</h2>{img}</div>" for title, img in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Sweep report: {html.escape(sweep.sweep_dir.name)}</title>
+<style>{_CSS}</style></head><body>
+<h1>Sweep report</h1>
+<p class="meta">{html.escape(_counts_line(sweep))}<br>
+Generated {time.strftime("%Y-%m-%d %H:%M:%S %Z")}; rows ranked by {html.escape(sweep.metric)}, best first
+(highlighted); every job's values are in {SUMMARY_CSV}.</p>
+{optuna}
+<div class="table"><table id="jobs"><thead><tr>{head}</tr></thead><tbody>
+{"".join(body)}
+</tbody></table></div>
+<div class="plots">{plots}</div>
+</body></html>
+"""
+
+
+def write_html(sweep: Sweep) -> Path:
+    path = sweep.sweep_dir / REPORT_HTML
+    _atomic_write(path, render_html(sweep))
+    return path
+
+
+def write_all(sweep: Sweep) -> Sequence[Path]:
+    return [write_csv(sweep), write_html(sweep)]

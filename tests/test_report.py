@@ -1,0 +1,430 @@
+"""Sweep reports (mnist_app.report): real sweeps, locally and on the local HTCondor pool, read back from disk,
+in a real headless browser, and with TensorBoard's own event reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mnist_app.report import NotASweepError, load_sweep
+from mnist_app.report.__main__ import main as report_main
+
+REPO = Path(__file__).resolve().parents[1]
+# Short real training on the bundled MNIST sample; TensorBoard stays on (the HParams test reads it).
+QUICK = [
+    "data.source=bundled",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.enable_progress_bar=false",
+]
+# summary.csv column -> metrics.json key
+METRIC_COLUMNS = {
+    "val_acc": "val/acc",
+    "val_loss": "val/loss",
+    "test_acc": "test/acc",
+    "test_loss": "test/loss",
+    "epochs": "epochs",
+    "wall_time_s": "wall_time_s",
+    "train_images_per_sec": "train_images_per_sec",
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def run_app(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop("MNIST_DATA_ROOT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_app", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def sweep_dir_of(cwd: Path) -> Path:
+    dirs = list((cwd / "outputs" / "sweeps").glob("*/*"))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_rows_match_metrics(sweep_dir: Path, rows: list[dict[str, str]]) -> None:
+    """Every done row holds exactly its job's metrics.json values (CSV floats round-trip exactly)."""
+    for row in rows:
+        if row["status"] != "done":
+            continue
+        metrics = json.loads((sweep_dir / row["job_dir"] / "metrics.json").read_text())
+        for column, key in METRIC_COLUMNS.items():
+            assert float(row[column]) == metrics[key], (row["job"], column)
+        assert float(row["optimized_metric"]) == metrics["test/acc"]
+
+
+def log_table(output: str) -> tuple[list[str], list[list[str]]]:
+    """The ranked table the callback logs: header and rows (split on runs of 2+ spaces)."""
+    lines = output.splitlines()
+    start = max(i for i, line in enumerate(lines) if re.search(r"\] sweep .*: \d+ jobs: ", line))
+    header = re.split(r"\s{2,}", lines[start + 1].strip())
+    rows = []
+    for line in lines[start + 2 :]:
+        if line.startswith("report: ") or not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows.append(cells)
+    return header, rows
+
+
+def check_log_sorted(output: str, rows: list[dict[str, str]], metric: str = "test/acc") -> None:
+    header, table = log_table(output)
+    assert header[:1] == ["job"] and metric in header, header
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(table) == len(rows)
+    # Rows with a value come first, best (highest) first; the best one is marked with '*'.
+    values = sorted((float(r["optimized_metric"]) for r in done), reverse=True)
+    column = header.index(metric)
+    logged = [cells[column + 1] if cells[0] == "*" else cells[column] for cells in table[: len(done)]]
+    assert logged == [f"{v:.4f}" for v in values]  # the log shows 4 decimals
+    assert table[0][0] == "*" and not any(cells[0] == "*" for cells in table[1:])
+    best = max(done, key=lambda r: float(r["optimized_metric"]))
+    assert table[0][1] == best["job"]
+
+
+# --- the browser ---
+
+_CHECK_SCRIPT = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const rows = [...document.querySelectorAll('#jobs tbody tr')];
+  const out = {images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+               widths: imgs.map(i => i.naturalWidth), jobs: rows.map(r => r.dataset.job),
+               best: rows.filter(r => r.classList.contains('best')).map(r => r.dataset.job)};
+  const pre = document.createElement('pre');
+  pre.id = 'browser-check';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    message = (
+        "no chromium on PATH (the test set-up installs Debian's `chromium`: apt-get install -y chromium)"
+    )
+    if _in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def open_in_browser(report: Path, out_dir: Path) -> dict[str, Any]:
+    """Load the report in headless Chromium: a screenshot into out_dir, and what the loaded page holds."""
+    browser = chromium()
+    base = [
+        browser,
+        "--headless",
+        "--no-sandbox",  # root in containers and CI
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={out_dir / 'chromium-profile'}",
+    ]
+    shot = out_dir / "report.png"
+    subprocess.run(
+        [*base, "--window-size=1400,2400", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000, "screenshot too small"
+    # The same page with a probe appended, so the browser itself reports what it loaded.
+    probe = out_dir / "report-probe.html"
+    probe.write_text(report.read_text().replace("</body>", _CHECK_SCRIPT + "</body>"))
+    dom = subprocess.run(
+        [*base, "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    match = re.search(r'<pre id="browser-check">(.*?)</pre>', dom)
+    assert match, dom[-2000:]
+    return json.loads(match.group(1).replace("&quot;", '"'))
+
+
+def check_in_browser(sweep_dir: Path, out_dir: Path, n_jobs: int, n_images: int) -> None:
+    seen = open_in_browser(sweep_dir / "report.html", out_dir)
+    assert seen["images"] == n_images, seen
+    assert seen["loaded"] == n_images and all(w > 0 for w in seen["widths"]), seen
+    assert sorted(seen["jobs"], key=int) == [str(n) for n in range(n_jobs)], seen
+    assert len(seen["best"]) == 1, seen
+
+
+# --- a real local sweep ---
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    cwd = tmp_path_factory.mktemp("local_sweep")
+    proc = run_app(cwd, "-m", "model.lr=0.5,1.0", *QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep_dir_of(cwd), proc
+
+
+@pytest.mark.slow
+def test_local_sweep_summary_equals_metrics(local_sweep):
+    sweep_dir, proc = local_sweep
+    rows = read_summary(sweep_dir)
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert [float(r["model.lr"]) for r in rows] == [0.5, 1.0]
+    assert {r["status"] for r in rows} == {"done"}
+    check_rows_match_metrics(sweep_dir, rows)
+    assert "host" not in rows[0]  # no HTCondor columns for a local sweep
+    check_log_sorted(proc.stdout + proc.stderr, rows)
+
+
+@pytest.mark.slow
+def test_local_report_in_a_real_browser(local_sweep, tmp_path):
+    sweep_dir, _ = local_sweep
+    # Two plots: the metric against model.lr, and validation accuracy per epoch.
+    check_in_browser(sweep_dir, tmp_path, n_jobs=2, n_images=2)
+
+
+@pytest.mark.slow
+def test_tensorboard_holds_an_hparams_summary_per_job(local_sweep):
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import metadata
+    from tensorboard.util import tensor_util
+
+    sweep_dir, _ = local_sweep
+    mux = EventMultiplexer().AddRunsFromDirectory(str(sweep_dir))
+    mux.Reload()
+    runs = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    for job, lr in (("0", 0.5), ("1", 1.0)):
+        run = f"{job}/tensorboard"
+        assert run in runs, sorted(runs)
+        start = metadata.parse_session_start_info_plugin_data(runs[run][metadata.SESSION_START_INFO_TAG])
+        # The first summary (the one TensorBoard shows) holds the swept value, not Lightning's whole config.
+        assert start.hparams["model.lr"].number_value == lr
+        assert "hp_metric" not in mux.GetAccumulator(run).Tags()["tensors"]
+        experiment = metadata.parse_experiment_plugin_data(runs[run][metadata.EXPERIMENT_TAG])
+        names = {info.name.tag for info in experiment.metric_infos}
+        assert {"val/acc", "test/acc", "test/loss"} <= names
+        metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
+        last = mux.Tensors(run, "test/acc")[-1]
+        assert math.isclose(
+            float(tensor_util.make_ndarray(last.tensor_proto)), metrics["test/acc"], rel_tol=1e-6
+        )
+
+
+@pytest.mark.slow
+def test_report_cli_rebuilds_a_partial_sweep(local_sweep, tmp_path, capsys):
+    sweep_dir, _ = local_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    before = (copy / "summary.csv").read_text()
+    (copy / "summary.csv").unlink()
+    (copy / "report.html").unlink()
+    assert report_main([str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert (copy / "summary.csv").read_text() == before.replace(str(sweep_dir), str(copy))
+    assert (copy / "report.html").is_file() and "2 jobs: 2 done" in printed
+    # Job 1 still running: no metrics, no status yet.
+    (copy / "1" / "metrics.json").unlink()
+    (copy / "1" / "job_status.json").unlink()
+    sweep = load_sweep(copy)
+    assert [j.status for j in sweep.jobs] == ["done", "running"]
+    assert report_main([str(copy)]) == 0
+    assert "1 done, 0 failed, 1 running" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", ["missing", "not_a_sweep", "bad_yaml"])
+def test_report_cli_bad_input_is_one_line(tmp_path, make):
+    target = tmp_path / "x"
+    if make != "missing":
+        target.mkdir()
+    if make == "bad_yaml":
+        (target / "multirun.yaml").write_text("a: [unclosed\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_app.report", str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(target) in lines[0] and "error" in lines[0], proc.stderr
+    with pytest.raises(NotASweepError):
+        load_sweep(target)
+
+
+# --- HTCondor event logs (a hand-written log in HTCondor's own format: evictions and holds on demand) ---
+
+EVENT_LOG = """\
+000 (095.000.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+000 (095.001.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+001 (095.000.000) 2026-11-29 10:00:05 Job executing on host: <127.0.0.1:37229?alias=node1>
+	SlotName: slot1_1@node1
+...
+004 (095.000.000) 2026-11-29 10:00:20 Job was evicted.
+	(0) Job was not checkpointed.
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+	0  -  Run Bytes Sent By Job
+	0  -  Run Bytes Received By Job
+...
+012 (095.001.000) 2026-11-29 10:00:21 Job was held.
+	Error from slot1_2@vm: out of memory
+	Code 34 Subcode 0
+...
+001 (095.000.000) 2026-11-29 10:00:30 Job executing on host: <127.0.0.1:37229?alias=node2>
+	SlotName: slot1_3@node2
+...
+013 (095.001.000) 2026-11-29 10:00:31 Job was released.
+	via condor_release (by user root)
+...
+009 (095.001.000) 2026-11-29 10:00:40 Job was aborted.
+	via condor_rm (by user root)
+...
+005 (095.000.000) 2026-11-29 10:01:00 Job terminated.
+	(1) Normal termination (return value 0)
+		Usr 0 00:00:08, Sys 0 00:00:00  -  Run Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+		Usr 0 00:00:08, Sys 0 00:00:00  -  Total Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Total Local Usage
+	0  -  Run Bytes Sent By Job
+	0  -  Run Bytes Received By Job
+	0  -  Total Bytes Sent By Job
+	0  -  Total Bytes Received By Job
+...
+000 (095.002.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+001 (095.002.000) 2026-11-29 10:00:06 Job executing on host: <127.0.0.1:37229?alias=node1>
+	SlotName: slot1_2@node1
+...
+004 (095.002.000) 2026-11-29 10:00:50 Job was evicted.
+	(0) Job was not checkpointed.
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+	0  -  Run Bytes Sent By Job
+	0  -  Run Bytes Received By Job
+...
+009 (095.002.000) 2026-11-29 10:00:50 Job was aborted.
+	via condor_rm (by user root)
+...
+"""
+
+
+def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
+    (tmp_path / ".htcondor").mkdir()
+    (tmp_path / ".htcondor" / "batch-4-6.log").write_text(EVENT_LOG)
+    (tmp_path / ".htcondor" / "4.err").write_text("Traceback ...\nRuntimeError: worker lost its data\n")
+    sweep = load_sweep(tmp_path)  # no multirun.yaml, no job folders: every job died before Hydra ran
+    evicted, removed, removed_running = sweep.jobs
+    assert (evicted.num, removed.num, removed_running.num) == (4, 5, 6)  # batch-4-6: proc p is job 4 + p
+    cj = evicted.condor
+    assert cj is not None
+    assert (cj.host, cj.attempts, cj.evictions, cj.queue_wait_s) == ("slot1_3@node2", 2, 1, 5.0)
+    t0 = cj.submitted
+    assert [(state, start - t0) for state, start, _ in cj.segments] == [
+        ("waiting", 0),
+        ("running", 5),
+        ("evicted", 20),
+        ("waiting", 20),
+        ("running", 30),
+        ("done", 60),
+    ]
+    assert evicted.status == "failed"
+    assert (
+        evicted.error
+        == "HTCondor job ended (exit code 0) without results; 4.err: RuntimeError: worker lost its data"
+    )
+    assert removed.status == "failed" and removed.condor is not None and removed.condor.attempts == 0
+    assert "removed (via condor_rm" in (removed.error or "") and "out of memory" in (removed.error or "")
+    assert [s for s, _, _ in removed.condor.segments] == ["waiting", "held", "waiting", "failed"]
+    # condor_rm of a running job logs an eviction first: that is no eviction of the job's own.
+    assert removed_running.condor is not None and removed_running.condor.evictions == 0
+    assert removed_running.condor.attempts == 1 and removed_running.status == "failed"
+    assert report_main([str(tmp_path)]) == 0
+    assert len(read_summary(tmp_path)) == 3
+
+
+# --- on the local HTCondor pool ---
+
+
+@pytest.mark.condor
+@pytest.mark.slow
+def test_pool_sweep_with_a_failing_job(tmp_path):
+    # lr=-1 passes the command-line checks (a float) and fails inside the job (torch's optimizer refuses it).
+    proc = run_app(tmp_path, "-m", "launcher=htcondor_cpu", "model.lr=0.5,1.0,-1.0", *QUICK)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    sweep_dir = sweep_dir_of(tmp_path)
+    rows = read_summary(sweep_dir)
+    assert [r["job"] for r in rows] == ["0", "1", "2"]
+    assert [r["status"] for r in rows] == ["done", "done", "failed"]
+    failed = rows[2]
+    assert "Invalid learning rate" in failed["error"] and failed["optimized_metric"] == ""
+    check_rows_match_metrics(sweep_dir, rows)
+    for row in rows:  # from the launcher's event log
+        assert row["host"] and int(row["attempts"]) == 1 and row["evictions"] == "0"
+        assert float(row["queue_wait_s"]) >= 0
+    check_log_sorted(output, rows)
+    # Three plots: metric against model.lr, validation curves, the HTCondor timeline.
+    check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
+
+
+@pytest.mark.condor
+@pytest.mark.slow
+def test_optuna_search_on_the_pool_marks_the_best_trial(tmp_path):
+    proc = run_app(
+        tmp_path,
+        "-m",
+        "hparams_search=optuna",
+        "launcher=htcondor_cpu",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=3",
+        *QUICK,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = sweep_dir_of(tmp_path)
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    sweep = load_sweep(sweep_dir)
+    assert sweep.metric == "val/acc" and sweep.maximize and len(sweep.jobs) == 3
+    best = sweep.best()
+    assert best is not None
+    assert best.metric("val/acc") == pytest.approx(results["best_value"])
+    for key, value in results["best_params"].items():
+        assert (
+            best.params[key] == pytest.approx(value)
+            if isinstance(value, float)
+            else best.params[key] == value
+        )
+    rows = read_summary(sweep_dir)
+    assert [r["optuna_trial"] for r in rows] == ["0", "1", "2"]
+    html = (sweep_dir / "report.html").read_text()
+    assert f"best trial {best.num} (job {best.num})" in html
+    assert re.search(rf"<tr class='best' data-job='{best.num}'>", html)
+    check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
