@@ -43,6 +43,8 @@ CONFIG_NAME = "config"
 HIDDEN_GROUPS = ("schema",)
 # Typed nodes that still take new keys with `+`: any argument of Lightning's Trainer.
 OPEN_SCHEMA_NODES = ("trainer",)
+# App switches that are not Trainer arguments, by the name a user may look for them under.
+MOVED_KEYS = {"trainer.resume": "app.resume", "trainer.max_minutes_per_start": "app.max_minutes_per_start"}
 # Each costs a composition; past this many values of a sweep, Hydra reports any bad one its own way.
 MAX_SWEEP_COMPOSES = 10
 
@@ -207,6 +209,9 @@ def _unknown_key_message(cause: ConfigAttributeError | ConfigKeyError, job: list
     plain = [o for o in _parsed(job) if o.key_or_group == full_key and o.type == OverrideType.CHANGE]
     if not plain:
         return None
+    if full_key in MOVED_KEYS:
+        moved = MOVED_KEYS[full_key]
+        return f"unknown key {full_key!r}: the app's switch is {moved} (trainer.* are Trainer arguments)"
     parent_key, _, name = full_key.rpartition(".")
     keys = [str(k) for k in parent.keys() if not (parent_key == "" and k == "hydra")]
     where = parent_key or "the top level"

@@ -60,6 +60,14 @@ class TestCkpt(str, Enum):
     last = "last"
 
 
+class ResumeMode(str, Enum):
+    """``app.resume``: continue from the run folder's ``checkpoints/last.ckpt`` when there is one, or always
+    start from scratch."""
+
+    auto = "auto"
+    never = "never"
+
+
 class Accelerator(str, Enum):
     """Lightning accelerators this app trains on (``gpu`` is Lightning's alias of ``cuda``)."""
 
@@ -90,6 +98,8 @@ class AppConfig:
 
     test: bool = MISSING
     test_ckpt: TestCkpt = MISSING
+    resume: ResumeMode = MISSING
+    max_minutes_per_start: float | None = MISSING
 
 
 @dataclass

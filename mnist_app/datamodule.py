@@ -7,7 +7,15 @@ from typing import Any
 import lightning as L
 import torch
 
-from mnist_app.data import MnistArrays, make_loader, normalize
+from mnist_app.data import InMemoryBatches, MnistArrays, make_loader, normalize
+
+
+def _shuffle_generator(loader: Any) -> torch.Generator:
+    """The generator behind a training loader's permutations (``make_loader``'s two kinds of loader)."""
+    if isinstance(loader, InMemoryBatches):
+        return loader.generator
+    generator: torch.Generator = loader.sampler.sampler.generator  # DataLoader(BatchSampler(RandomSampler))
+    return generator
 
 
 class MnistDataModule(L.LightningDataModule):
@@ -37,6 +45,8 @@ class MnistDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.data_on_device, self.seed = data_on_device, seed
         self._loaders: dict[str, Any] = {}
+        # The training shuffle's generator state from a checkpoint, applied when the loader is built.
+        self._train_generator_state: torch.Tensor | None = None
 
     def _device(self) -> torch.device | None:
         if self.num_workers > 0 or not self.data_on_device or self.trainer is None:
@@ -63,7 +73,23 @@ class MnistDataModule(L.LightningDataModule):
                 pin_memory=self.pin_memory,
                 device=self._device(),
             )
+            if train and self._train_generator_state is not None:
+                _shuffle_generator(self._loaders[split]).set_state(self._train_generator_state)
+                self._train_generator_state = None
         return self._loaders[split]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training shuffle's generator state, saved in checkpoints: a resumed run draws the next epoch's
+        permutation exactly as an uninterrupted one would."""
+        if "train" in self._loaders:
+            return {"train_generator": _shuffle_generator(self._loaders["train"]).get_state()}
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_generator_state = state_dict.get("train_generator")
+        if self._train_generator_state is not None and "train" in self._loaders:
+            _shuffle_generator(self._loaders["train"]).set_state(self._train_generator_state)
+            self._train_generator_state = None
 
     def train_dataloader(self) -> Any:
         return self._loader("train")

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_app.config import Accelerator, ProfilerName, TestCkpt
+from mnist_app.config import Accelerator, ProfilerName, ResumeMode, TestCkpt
 from mnist_app.errors import MnistAppError
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,8 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None) -> Any:
     """
     from hydra.utils import instantiate
 
+    from mnist_app.resume import AtomicCheckpointIO
+
     arguments = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     # _partial_: the callbacks and loggers are passed as they are, not copied into the config.
     make_trainer = instantiate(arguments, _partial_=True, _convert_="all")
@@ -236,13 +238,19 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None) -> Any:
         callbacks=[*instantiate_callbacks(cfg), *(callbacks or [])],
         logger=instantiate_loggers(cfg),
         profiler=build_profiler(cfg),
+        # Checkpoints written with temp file + rename: an eviction's SIGKILL never leaves half a last.ckpt.
+        plugins=[AtomicCheckpointIO()],
     )
 
 
 def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Train, validate and test one model as ``cfg`` says; return (and write) the metrics.
 
-    ``output_dir`` defaults to the Hydra run folder. Raises ``MnistAppError`` for bad input.
+    ``output_dir`` defaults to the Hydra run folder. Raises ``MnistAppError`` for bad input. With
+    ``app.resume=auto`` a run folder holding ``checkpoints/last.ckpt`` continues from it
+    (``mnist_app.resume``). Raises ``RestartRequested`` (a ``SystemExit`` with the checkpoint code) after
+    ``app.max_minutes_per_start`` and ``Interrupted`` (``SystemExit(143)``) after a SIGTERM; ``last.ckpt``
+    then holds the last completed epoch.
     """
     t_start = time.perf_counter()
     run_dir = _output_dir(output_dir)
@@ -253,9 +261,20 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
 
     # Heavy imports only now: --help and --cfg job never get here.
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from mnist_app.callbacks import ThroughputTimer
     from mnist_app.data import load_mnist
+    from mnist_app.resume import (
+        SIGTERM_EXIT_CODE,
+        STARTS_FILE,
+        Interrupted,
+        RestartRequested,
+        ResumeState,
+        StartTimeLimit,
+        check_settings,
+        last_checkpoint_path,
+    )
 
     prepare_runtime(cfg)
     arrays = load_mnist(cfg.data, root)
@@ -270,15 +289,45 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
     )
     datamodule = build_datamodule(cfg, arrays)
     model = build_model(cfg)
-    trainer = build_trainer(cfg)
+    resume_state = ResumeState(run_dir, resume_from=None)
+    max_minutes = cfg.app.max_minutes_per_start
+    time_limit = StartTimeLimit(max_minutes, t_start) if max_minutes is not None else None
+    trainer = build_trainer(cfg, callbacks=[resume_state, *([time_limit] if time_limit else [])])
     checkpoint = trainer.checkpoint_callback
     checkpoint = checkpoint if isinstance(checkpoint, ModelCheckpoint) else None
     timer = next((c for c in trainer.callbacks if isinstance(c, ThroughputTimer)), None)
+    restart_code = check_settings(max_minutes, checkpoint)
+    last = last_checkpoint_path(checkpoint)
+    if cfg.app.resume == ResumeMode.auto and last is not None and last.is_file():
+        resume_state.resume_from = last
+        resume_state.keep_csv_rows(trainer.loggers)
+    elif cfg.app.resume == ResumeMode.never:
+        (run_dir / STARTS_FILE).unlink(missing_ok=True)  # a fresh run: earlier starts are not its own
 
     t_fit = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_state.resume_from)
+    except SIGTERMException:
+        raise Interrupted(SIGTERM_EXIT_CODE) from None
     fit_time = time.perf_counter() - t_fit
-    fitted = {k: _float(v) for k, v in trainer.callback_metrics.items()}
+    resume_state.record(trainer.current_epoch)  # when no epoch was left to train (no on_train_start)
+    if time_limit is not None and time_limit.stopped:
+        log.warning(
+            "stopped after %.1f min (app.max_minutes_per_start=%g), %d of %d epochs done; %s is saved. "
+            "Exiting with %d: the HTCondor launcher restarts the job; a local run continues when the same "
+            "command is run again with hydra.run.dir=%s",
+            (time.perf_counter() - t_start) / 60,
+            max_minutes,
+            trainer.current_epoch,
+            trainer.max_epochs,
+            last,
+            restart_code,
+            run_dir,
+        )
+        raise RestartRequested(restart_code)
+    # A start with no epoch left to train (stopped after its last checkpoint) reports that epoch's metrics.
+    fitted = {**resume_state.restored_metrics, **{k: _float(v) for k, v in trainer.callback_metrics.items()}}
+    starts = resume_state.starts or []
 
     metrics: dict[str, Any] = {
         "val/acc": fitted.get("val/acc"),
@@ -301,12 +350,19 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
         "seed": cfg.seed,
         "best_checkpoint": checkpoint.best_model_path if checkpoint is not None else None,
         "last_checkpoint": checkpoint.last_model_path if checkpoint is not None else None,
+        # Starts that reached training (evictions, restarts), each with the epoch it began with.
+        "starts": len(starts),
+        "resumed_from_epochs": [s["from_epoch"] for s in starts if s["checkpoint"] is not None],
+        "start_history": starts,
     }
     if cfg.app.test:
         ckpt = None
         if checkpoint is not None and cfg.app.test_ckpt == TestCkpt.best and checkpoint.best_model_path:
             ckpt = "best"
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        try:
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        except SIGTERMException:
+            raise Interrupted(SIGTERM_EXIT_CODE) from None
         metrics["test/acc"] = _float(results[0].get("test/acc"))
         metrics["test/loss"] = _float(results[0].get("test/loss"))
         metrics["test_weights"] = ckpt or "last"
