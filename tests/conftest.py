@@ -3,27 +3,23 @@ marked `gpu` is skipped there when no CUDA GPU is usable)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _app_helpers import FAST
+from _app_helpers import app_env as app_env_for
+from _app_helpers import run_app as run_app_in
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from mnist_app.config import config_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# Small and offline: bundled data, no progress bar, CSV logs only; used by every test that trains.
-FAST = ("data.source=bundled", "trainer.enable_progress_bar=false", "logger=csv")
-
 
 @pytest.fixture(scope="session")
 def fast() -> list[str]:
-    """:data:`FAST`, the overrides of every test that trains (a fixture: test modules cannot import it)."""
+    """:data:`_app_helpers.FAST`, the overrides of every test that trains."""
     return list(FAST)
 
 
@@ -39,27 +35,16 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
 
 
 @pytest.fixture
-def app_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for CLI subprocesses: the repo importable even before `pip install -e .`, no GPU."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.pop("MNIST_DATA_ROOT", None)
-    env["HYDRA_FULL_ERROR"] = "0"
-    return env
+def app_env() -> dict[str, str]:
+    """Environment for CLI subprocesses (see ``_app_helpers.app_env``), Hydra's short error reports."""
+    return app_env_for(HYDRA_FULL_ERROR="0")
 
 
 @pytest.fixture
 def run_app(tmp_path: Path, app_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -m mnist_app ARGS`` in tmp_path and return the completed process (text output)."""
+    """Run ``python -m mnist_app ARGS`` in tmp_path (or ``cwd``) and return the completed process."""
 
     def _run(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mnist_app", *args],
-            cwd=cwd or tmp_path,
-            env=app_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_app_in(cwd or tmp_path, *args, timeout=timeout, env=app_env)
 
     return _run

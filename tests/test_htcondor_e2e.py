@@ -4,46 +4,23 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cloudpickle
 import pytest
 import yaml
+from _app_helpers import FAST as APP_FAST
+from _app_helpers import only_sweep_dir, run_app
 from hydra.core.utils import JobStatus
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 # Small and offline (bundled MNIST sample), as the app's own tests run.
-FAST = [
-    "data.source=bundled",
-    "trainer.enable_progress_bar=false",
-    "logger=csv",
-    "trainer.max_epochs=1",
-]
+FAST = [*APP_FAST, "trainer.max_epochs=1"]
 
 
 def _run(tmp_path: Path, *args: str, timeout: float = 480) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = dict(os.environ)  # CONDOR_CONFIG comes from the condor_pool fixture
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.pop("MNIST_DATA_ROOT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_app", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _sweep_dir(tmp_path: Path) -> Path:
-    dirs = list((tmp_path / "outputs" / "sweeps").glob("*/*"))
-    assert len(dirs) == 1, dirs
-    return dirs[0]
+    return run_app(tmp_path, *args, timeout=timeout)  # CONDOR_CONFIG comes from the condor_pool fixture
 
 
 def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
@@ -58,7 +35,7 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted as cluster" in proc.stdout + proc.stderr
-    sweep = _sweep_dir(tmp_path)
+    sweep = only_sweep_dir(tmp_path)
     for num, lr in ((0, 0.5), (1, 1.0)):
         job = sweep / str(num)
         metrics = json.loads((job / "metrics.json").read_text())
@@ -102,7 +79,7 @@ def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):
     proc = _run(tmp_path, "-m", "launcher=htcondor", "device=cuda", *FAST)
     assert proc.returncode == 1
     assert "device=cuda but no usable CUDA GPU" in proc.stderr
-    sweep = _sweep_dir(tmp_path)
+    sweep = only_sweep_dir(tmp_path)
     with open(sweep / ".htcondor" / "0.result.pkl", "rb") as f:
         ret = cloudpickle.load(f)
     assert ret.status == JobStatus.FAILED
@@ -124,7 +101,7 @@ def test_optuna_sweeper_gets_real_values_from_the_pool(tmp_path):
         *FAST,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = _sweep_dir(tmp_path)
+    sweep = only_sweep_dir(tmp_path)
     accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 1)]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(accs))

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
+from _app_helpers import only_sweep_dir, run_app
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
 
-REPO = Path(__file__).resolve().parents[1]
 # Short real training on the bundled MNIST sample; TensorBoard stays on (the HParams test reads it).
 QUICK = [
     "data.source=bundled",
@@ -42,26 +42,6 @@ METRIC_COLUMNS = {
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def run_app(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.pop("MNIST_DATA_ROOT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_app", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def sweep_dir_of(cwd: Path) -> Path:
-    dirs = list((cwd / "outputs" / "sweeps").glob("*/*"))
-    assert len(dirs) == 1, dirs
-    return dirs[0]
 
 
 def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
@@ -190,7 +170,7 @@ def local_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str
     cwd = tmp_path_factory.mktemp("local_sweep")
     proc = run_app(cwd, "-m", "model.lr=0.5,1.0", *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return sweep_dir_of(cwd), proc
+    return only_sweep_dir(cwd), proc
 
 
 @pytest.mark.slow
@@ -381,7 +361,7 @@ def test_pool_sweep_with_a_failing_job(tmp_path):
     proc = run_app(tmp_path, "-m", "launcher=htcondor_cpu", "model.lr=0.5,1.0,-1.0", *QUICK)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    sweep_dir = sweep_dir_of(tmp_path)
+    sweep_dir = only_sweep_dir(tmp_path)
     rows = read_summary(sweep_dir)
     assert [r["job"] for r in rows] == ["0", "1", "2"]
     assert [r["status"] for r in rows] == ["done", "done", "failed"]
@@ -409,7 +389,7 @@ def test_optuna_search_on_the_pool_marks_the_best_trial(tmp_path):
         *QUICK,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep_dir = sweep_dir_of(tmp_path)
+    sweep_dir = only_sweep_dir(tmp_path)
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     sweep = load_sweep(sweep_dir)
     assert sweep.metric == "val/acc" and sweep.maximize and len(sweep.jobs) == 3

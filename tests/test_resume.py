@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from _app_helpers import app_command, app_env
 
 from mnist_app.errors import MnistAppError
 from mnist_app.resume import (
@@ -28,7 +27,6 @@ from mnist_app.resume import (
 )
 from mnist_app.train import train
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Three short epochs of the CNN (dropout: the RNG states matter), val every epoch, test on the best weights.
 RUN = (
     "data.source=bundled",
@@ -42,20 +40,13 @@ RUN = (
 SAME = ("val/acc", "val/loss", "val/acc_best", "test/acc", "test/loss", "epochs", "test_weights")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env.pop("MNIST_DATA_ROOT", None)
-    return env
-
-
 def _cmd(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_app", *RUN, f"hydra.run.dir={run_dir}", *extra]
+    return app_command(*RUN, f"hydra.run.dir={run_dir}", *extra)
 
 
 def _run(cwd: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _cmd(run_dir, *extra), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
+        _cmd(run_dir, *extra), cwd=cwd, env=app_env(), capture_output=True, text=True, timeout=600
     )
 
 
@@ -118,7 +109,8 @@ def test_sigterm_mid_training_then_rerun_gives_the_same_result(tmp_path, uninter
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        _cmd(run_dir), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        _cmd(run_dir), cwd=tmp_path, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -6,9 +6,7 @@ run of the same seed."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,11 +14,11 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from _app_helpers import app_command, app_env, run_app
 from hydra.core.utils import JobStatus
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 # Four epochs, long enough (~2-4 s each on one core) to vacate a job between its first checkpoint and end.
 RUN = (
     "data.source=bundled",
@@ -33,13 +31,6 @@ SAME = ("val/acc", "val/loss", "val/acc_best", "test/acc", "test/loss", "epochs"
 TRANSFER = pytest.mark.parametrize("transfer", [False, True], ids=["shared_fs", "transfer"])
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)  # CONDOR_CONFIG comes from the condor_pool fixture
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.pop("MNIST_DATA_ROOT", None)
-    return {**env, **extra}
-
-
 def _same(metrics: dict[str, Any]) -> dict[str, Any]:
     return {**{k: metrics[k] for k in SAME}, "best": Path(metrics["best_checkpoint"]).name}
 
@@ -48,14 +39,7 @@ def _same(metrics: dict[str, Any]) -> dict[str, Any]:
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One local run, on one thread as a 1-CPU pool job runs (HTCondor sets OMP_NUM_THREADS=1)."""
     tmp = tmp_path_factory.mktemp("pool_reference")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_app", *RUN, f"hydra.run.dir={tmp / 'run'}"],
-        cwd=tmp,
-        env=_env(OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_app(tmp, *RUN, f"hydra.run.dir={tmp / 'run'}", env=app_env(OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics: dict[str, Any] = json.loads((tmp / "run" / "metrics.json").read_text())
     return metrics
@@ -65,10 +49,7 @@ def _sweep(tmp_path: Path, transfer: bool, *extra: str) -> tuple[subprocess.Pope
     sweep = tmp_path / "sweep"
     tag = f"resume-{uuid.uuid4().hex[:12]}"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mnist_app",
+        app_command(
             "-m",
             "launcher=htcondor_cpu",
             *RUN,
@@ -78,9 +59,9 @@ def _sweep(tmp_path: Path, transfer: bool, *extra: str) -> tuple[subprocess.Pope
             f"hydra.launcher.batch_name={tag}",
             "hydra.launcher.status_interval=2",
             f"+probe={tag}",  # finds the job folder in the worker's scratch folder
-        ],
+        ),
         cwd=tmp_path,
-        env=_env(),
+        env=app_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
