@@ -27,20 +27,8 @@ def _in_ci() -> bool:
 class CondorPool:
     """Where the pool used by this test session lives."""
 
-    config: Path  # the CONDOR_CONFIG file
-    address: str  # collector host:port
-    env: dict[str, str]  # variables to add to a subprocess' environment (CONDOR_CONFIG, PATH)
+    config: Path  # the CONDOR_CONFIG file (also in os.environ while the session runs)
     pool_dir: Path | None  # scripts/condor-pool folder; None for a pool named by a pre-set CONDOR_CONFIG
-    log_dir: Path | None  # the daemons' logs (MasterLog, SchedLog, StartLog, ShadowLog, ...)
-    started: bool  # True if this session started it (and will stop it)
-
-    def daemon_log(self, name: str) -> Path | None:
-        """Path of a daemon log such as "SchedLog", for failure messages."""
-        return self.log_dir / name if self.log_dir else None
-
-    def subprocess_env(self, **extra: str) -> dict[str, str]:
-        """os.environ plus what a CLI subprocess needs to reach this pool."""
-        return {**os.environ, **self.env, **extra}
 
 
 def _run_pool(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -84,8 +72,8 @@ def _own_pool() -> tuple[dict, bool]:
         raise  # unreachable: _unavailable raises
 
 
-def _check_reachable(address_hint: str) -> str:
-    """Ask the collector for the schedd; returns the collector address the bindings use."""
+def _check_reachable(address_hint: str) -> None:
+    """Ask the collector for the schedd; a pool that does not answer is unavailable."""
     import htcondor2
 
     htcondor2.reload_config()  # CONDOR_CONFIG may have changed since htcondor2 was first imported
@@ -97,7 +85,6 @@ def _check_reachable(address_hint: str) -> str:
                      f"did not answer: {exc}")
     if not ads:
         _unavailable(f"collector {collector} knows no schedd (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']})")
-    return collector
 
 
 @pytest.fixture(scope="session")
@@ -116,28 +103,22 @@ def condor_pool() -> Iterator[CondorPool]:
         if not config.is_file():
             _unavailable(f"CONDOR_CONFIG={preset} is not a file")
         env = {"CONDOR_CONFIG": str(config)}
-        pool_dir = log_dir = None
-        address = _check_reachable("?")
-        import htcondor2
-
-        log = htcondor2.param.get("LOG")
-        log_dir = Path(log) if log else None
+        pool_dir = None
+        _check_reachable("?")
     else:
         info, started = _own_pool()
         config = Path(info["CONDOR_CONFIG"])
         env = {"CONDOR_CONFIG": str(config), "PATH": f"{info['bin']}:{os.environ.get('PATH', '')}"}
-        pool_dir, log_dir = Path(info["pool_dir"]), Path(info["log_dir"])
+        pool_dir = Path(info["pool_dir"])
         os.environ.update(env)
-        address = info["address"]
         try:
-            _check_reachable(address)
+            _check_reachable(info["address"])
         except BaseException:
             if started:
                 _run_pool("stop", timeout=120)
             raise
     os.environ.update(env)
-    pool = CondorPool(config=config, address=address, env=env, pool_dir=pool_dir, log_dir=log_dir,
-                      started=started)
+    pool = CondorPool(config=config, pool_dir=pool_dir)
     try:
         yield pool
     finally:
