@@ -50,6 +50,10 @@ class TestHTCondorLauncher(LauncherTestSuite):
                 "hydra/job_logging=disabled",
                 "hydra/launcher=htcondor",
                 *FAST,
+                # test_to_absolute_path_multirun runs a changed task.py twice into the same sweep folder
+                # and expects the second run to execute; with resume=true (the default) the same command
+                # in the same folder returns the stored results instead (README, "Resume, detach, status").
+                "hydra.launcher.resume=false",
             ],
         )
     ],

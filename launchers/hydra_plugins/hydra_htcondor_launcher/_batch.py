@@ -59,6 +59,8 @@ class Batch:
     # Set by submission: the cluster id, and one record per job keyed by its proc id.
     cluster: int | None = None
     records: dict[int, JobRecord] = field(default_factory=dict)
+    # A re-attached cluster's own event log (it was named after the batch that submitted it).
+    event_log: str | None = None
 
     @property
     def htcondor_dir(self) -> str:
@@ -71,6 +73,8 @@ class Batch:
     @property
     def log_file(self) -> str:
         """The batch's HTCondor event log."""
+        if self.event_log is not None:
+            return self.event_log
         return _submit.log_path(self.htcondor_dir, self.jobs[0].num, self.jobs[-1].num)
 
     def result_path(self, job: Job) -> str:
@@ -87,6 +91,8 @@ class Batch:
         """Record the cluster the schedd created: job i of the batch is proc first_proc + i."""
         self.cluster = cluster
         self.records = {
-            first_proc + i: JobRecord(proc=first_proc + i, num=job.num, overrides=job.shown_overrides)
+            first_proc + i: JobRecord(
+                proc=first_proc + i, num=job.num, overrides=job.shown_overrides, cluster=cluster
+            )
             for i, job in enumerate(self.jobs)
         }

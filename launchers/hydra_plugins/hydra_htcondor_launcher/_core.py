@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import os
 import pickle
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -27,8 +29,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from . import _submit, _wait, _worker
 from ._batch import Batch, HTCondorJobReturn, Job
-from ._errors import HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
+from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
+from ._manifest import Manifest, ManifestError, manifest_path
 from ._settings import Settings, validate
 
 if TYPE_CHECKING:
@@ -199,9 +202,10 @@ def write_specs(batch: Batch) -> None:
             f.write(spec)
 
 
-def prepare(batch: Batch) -> _submit.SubmitPlan:
-    """Create the folders, clear a previous run's event log and results, write the wrapper and job specs;
-    returns the submit description."""
+def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None) -> _submit.SubmitPlan:
+    """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
+    sweep may still follow clusters that write there), write the wrapper and job specs; returns the submit
+    description."""
     os.makedirs(batch.sweep_dir, exist_ok=True)
     if "mode" in batch.config.hydra.sweep:
         os.chmod(batch.sweep_dir, mode=int(str(batch.config.hydra.sweep.mode), 8))
@@ -212,9 +216,13 @@ def prepare(batch: Batch) -> _submit.SubmitPlan:
         cwd=batch.cwd,
         job_nums=batch.nums,
         job_subdirs=[job.subdir for job in batch.jobs],
+        sweep_id=sweep_id,
     )
-    # A re-run into the same sweep folder: start a fresh event log, and no stale result may pass for new.
-    for stale in (batch.log_file, *(batch.result_path(job) for job in batch.jobs)):
+    # A re-run into the same sweep folder: no stale result may pass for new.
+    stale_files = [batch.result_path(job) for job in batch.jobs]
+    if fresh_log:
+        stale_files.append(batch.log_file)
+    for stale in stale_files:
         if os.path.exists(stale):
             os.remove(stale)
     if plan.wrapper_path is not None and plan.wrapper_text is not None:
@@ -394,6 +402,181 @@ def collect(batch: Batch) -> list[JobReturn]:
     return results
 
 
+# JobStatus values of a job still in the queue that a resumed sweep re-attaches to (idle, running, held,
+# transferring output, suspended); removed (3) and completed (4) ones are on their way out.
+_LIVE_STATUS = frozenset({1, 2, 5, 6, 7})
+
+
+@dataclasses.dataclass
+class ResumePlan:
+    """What a (re-)run does with each job of the batch."""
+
+    reused: dict[int, HTCondorJobReturn] = dataclasses.field(default_factory=dict)
+    reattached: list[Batch] = dataclasses.field(default_factory=list)  # one per cluster, records set
+    to_submit: list[Job] = dataclasses.field(default_factory=list)
+    # Of to_submit, the jobs the manifest knew (failed, removed, or never submitted before a crash).
+    resubmitted: int = 0
+
+    @property
+    def resuming(self) -> bool:
+        return bool(self.reused or self.reattached or self.resubmitted)
+
+    def summary(self) -> str:
+        new = len(self.to_submit) - self.resubmitted
+        return (
+            f"resuming sweep: {len(self.reused)} reused, {sum(len(b.jobs) for b in self.reattached)} "
+            f"re-attached, {self.resubmitted} resubmitted" + (f", {new} new" if new else "")
+        )
+
+
+def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
+    """The sweep's manifest: `current` (an earlier batch of this process opened it), the one on disk
+    (resume=true), else a new one with a new sweep id. A job whose overrides differ from the manifest's
+    stops the run with one line."""
+    settings = batch.settings
+    path = manifest_path(batch.sweep_dir)
+    if current is not None and current.sweep_dir == batch.sweep_dir:
+        manifest = current
+    elif settings.resume and os.path.exists(path):
+        _refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
+        manifest = Manifest.load(batch.sweep_dir)
+    else:
+        return Manifest.new(
+            batch.sweep_dir,
+            batch.htcondor_dir,
+            command=list(sys.argv),
+            schedd=settings.schedd,
+            collector=settings.collector,
+        )
+    for job in batch.jobs:
+        entry = manifest.job(job.num)
+        if entry is not None and list(entry.get("overrides", [])) != list(job.overrides):
+            old, new = list(entry.get("overrides", [])), list(job.overrides)
+            diff = next(
+                (f"{a!r} was {b!r}" for a, b in zip(new, old, strict=False) if a != b),
+                f"{new!r} was {old!r}",
+            )
+            raise ManifestError(
+                f"job #{job.num} of the sweep in {batch.sweep_dir} changed: {diff} (the manifest {path} "
+                "holds the earlier sweep; use another hydra.sweep.dir, or hydra.launcher.resume=false to "
+                "start afresh in this one)"
+            )
+    return manifest
+
+
+def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
+    """A sweeper that samples its jobs (Optuna) gives job #N other overrides on every run: the manifest's
+    job numbers cannot name its trials, and a detached run would need the results of batch 1 before
+    batch 2 exists. Its own storage (hydra.sweeper.storage + study_name) is how such a study resumes."""
+    target = str(OmegaConf.select(batch.config, "hydra.sweeper._target_", default="") or "")
+    if "optuna" in target.lower():
+        raise ConfigError(
+            f"{what} is not supported with the Optuna sweeper ({target}): it samples new trials on every "
+            "run, so job numbers do not name the same trials; resume the study with Optuna's own storage "
+            "(hydra.sweeper.storage, hydra.sweeper.study_name) and hydra.launcher.resume=false, or use a new "
+            "hydra.sweep.dir"
+        )
+
+
+def _sweep_jobs(schedd: Any, sweep_id: str, history: bool) -> dict[int, list[Any]]:
+    """The sweep's jobs the schedd knows (queue, or history), by Hydra job number."""
+    constraint = f'HydraSweepId == "{sweep_id}"'
+    projection = ["ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts"]
+    try:
+        if history:
+            ads = list(schedd.history(constraint, projection=projection, match=-1))
+        else:
+            ads = list(schedd.query(constraint, projection=projection))
+    except Exception as exc:
+        log.warning("could not ask the schedd for the sweep's jobs: %s", exc)
+        return {}
+    found: dict[int, list[Any]] = {}
+    for ad in ads:
+        if "HydraJobNum" in ad:
+            found.setdefault(int(ad["HydraJobNum"]), []).append(ad)
+    return found
+
+
+def _completed_result(path: str) -> JobReturn | None:
+    try:
+        with open(path, "rb") as f:
+            ret = cloudpickle.load(f)
+    except Exception:
+        return None
+    ok = isinstance(ret, JobReturn) and ret.status == JobStatus.COMPLETED
+    return ret if ok else None
+
+
+def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
+    """Reuse finished results, re-attach to jobs still in HTCondor, submit the rest. The queue is asked by
+    the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too."""
+    plan = ResumePlan()
+    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False)
+    groups: dict[tuple[int, str], Batch] = {}
+    for job in batch.jobs:
+        entry = manifest.job(job.num) or {}
+        live = [ad for ad in queued.get(job.num, []) if int(ad.get("JobStatus", 0)) in _LIVE_STATUS]
+        if live:
+            ad = max(live, key=lambda a: (int(a["ClusterId"]), int(a["ProcId"])))
+            cluster, proc = int(ad["ClusterId"]), int(ad["ProcId"])
+            log_file = str(ad.get("UserLog") or entry.get("log") or batch.log_file)
+            sub = groups.get((cluster, log_file))
+            if sub is None:
+                sub = dataclasses.replace(batch, jobs=[], cluster=cluster, records={}, event_log=log_file)
+                groups[(cluster, log_file)] = sub
+            sub.jobs.append(job)
+            sub.records[proc] = JobRecord(
+                proc=proc, num=job.num, overrides=job.shown_overrides, cluster=cluster
+            )
+            continue
+        result = _completed_result(batch.result_path(job))
+        if result is not None:
+            plan.reused[job.num] = _reused(batch, job, entry, result)
+            continue
+        plan.to_submit.append(job)
+        plan.resubmitted += bool(entry)
+    plan.reattached = list(groups.values())
+    return plan
+
+
+def _reused(batch: Batch, job: Job, entry: dict[str, Any], ret: JobReturn) -> HTCondorJobReturn:
+    """A stored COMPLETED result, as the launcher returns results (paths fixed for transferred jobs)."""
+    cluster, proc = entry.get("cluster"), entry.get("proc")
+    rec = JobRecord(
+        proc=int(proc) if proc is not None else -1,
+        num=job.num,
+        state=JobState.DONE,
+        exit_code=0,
+        evictions=int(entry.get("evictions") or 0),
+        retries=int(entry.get("retries") or 0),
+    )
+    sub = dataclasses.replace(batch, cluster=int(cluster) if cluster is not None else None)
+    got = _read_result(sub, job, rec)
+    if isinstance(got, BaseException):  # unreachable for a loadable COMPLETED result; keep it honest
+        got = _failed(batch, job, got)
+    out = _with_record(got, sub, rec)
+    if cluster is None or proc is None:
+        out.htcondor_id = None
+    return out
+
+
+def _save_batch(manifest: Manifest, sub: Batch) -> None:
+    assert sub.cluster is not None
+    for rec in sub.records.values():
+        manifest.record(rec, sub.cluster, sub.log_file)
+    manifest.save()
+
+
+def _follow_hint(batch: Batch) -> str:
+    """The commands that follow and collect a sweep: the same command line with its hydra.sweep.dir."""
+    args = [a for a in sys.argv[1:] if not a.startswith(("hydra.sweep.dir=", "hydra.launcher.detach="))]
+    cmd = shlex.join([sys.executable, sys.argv[0], *args, f"hydra.sweep.dir={batch.sweep_dir}"])
+    return (
+        f"follow it with: hydra-htcondor status {shlex.quote(batch.sweep_dir)} --watch; "
+        f"collect it (re-attaches, submits nothing twice) with: {cmd}"
+    )
+
+
 def launch(
     launcher: HTCondorLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
 ) -> Sequence[JobReturn]:
@@ -405,23 +588,90 @@ def launch(
     htcondor = _import_htcondor()
     schedd = connect(htcondor, batch.settings)  # before any folder is created
     add_jobs(batch, job_overrides, initial_job_idx)
+    ours = launcher.manifest if getattr(launcher.manifest, "sweep_dir", None) == batch.sweep_dir else None
+    fresh = ours is None and not (batch.settings.resume and os.path.exists(manifest_path(batch.sweep_dir)))
+    if batch.settings.detach:
+        _refuse_sampling_sweeper(batch, "hydra.launcher.detach=true")
+    manifest = launcher.manifest = open_manifest(batch, ours)
+    rplan = ResumePlan(to_submit=list(batch.jobs)) if fresh else plan_resume(batch, manifest, schedd)
+    if rplan.resuming:
+        log.info("%s", rplan.summary())
+    for num in rplan.reused:  # it may have finished while nobody followed it
+        entry = manifest.job(num)
+        if entry is not None:
+            entry["state"] = JobState.DONE.value
 
-    tic = time.perf_counter()
-    plan = prepare(batch)
-    submit(batch, htcondor, schedd, plan)
-    log.info(
-        "HTCondor launcher: %d job(s) submitted as cluster %d in %.2fs; sweep dir %s, job logs in %s",
-        len(batch.jobs),
-        batch.cluster,
-        time.perf_counter() - tic,
-        batch.sweep_dir,
-        batch.htcondor_dir,
-    )
-    for job in batch.jobs:
-        log.info("\t#%d : %s", job.num, job.shown_overrides)
+    watched: list[Batch] = list(rplan.reattached)
+    if rplan.to_submit:
+        new = dataclasses.replace(batch, jobs=rplan.to_submit, cluster=None, records={})
+        tic = time.perf_counter()
+        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id)
+        for job in new.jobs:
+            manifest.planned(
+                job.num,
+                job.overrides,
+                new.result_path(job),
+                _submit.stdout_path(new.htcondor_dir, job.num),
+                _submit.stderr_path(new.htcondor_dir, job.num),
+            )
+        manifest.save()  # the sweep id is on disk before any job carries it
+        submit(new, htcondor, schedd, plan)
+        _save_batch(manifest, new)
+        log.info(
+            "HTCondor launcher: %d job(s) submitted as cluster %d in %.2fs; sweep dir %s, job logs in %s",
+            len(new.jobs),
+            new.cluster,
+            time.perf_counter() - tic,
+            new.sweep_dir,
+            new.htcondor_dir,
+        )
+        for job in new.jobs:
+            log.info("\t#%d : %s", job.num, job.shown_overrides)
+        watched.append(new)
+    for sub in rplan.reattached:
+        log.info(
+            "HTCondor launcher: re-attached to cluster %d (jobs %s), following %s",
+            sub.cluster,
+            sub.nums,
+            sub.log_file,
+        )
+        _save_batch(manifest, sub)
+    manifest.save()
 
-    _wait.watch(batch, htcondor, schedd)
-    results = collect(batch)
+    hint = _follow_hint(batch)
+    if batch.settings.detach and watched:
+        log.info(
+            "detached: %d job(s) in HTCondor, none waited for; %s",
+            sum(len(sub.jobs) for sub in watched),
+            hint,
+        )
+        logging.shutdown()
+        raise SystemExit(0)
+
+    by_num: dict[int, JobReturn] = dict(rplan.reused)
+    # Each cluster is followed in turn (its jobs run meanwhile all the same).
+    for i, sub in enumerate(watched):
+        try:
+            save = functools.partial(_save_batch, manifest, sub)
+            _wait.watch(
+                sub,
+                htcondor,
+                schedd,
+                on_change=save,
+                resume_hint=hint,
+                reconnect=functools.partial(connect, htcondor, batch.settings),
+                sweep_id=manifest.sweep_id,
+            )
+        except KeyboardInterrupt:
+            if batch.settings.on_interrupt == "remove":  # also the clusters not followed yet
+                for rest in watched[i + 1 :]:
+                    _wait.remove_batch(rest, htcondor, schedd, "interrupted (Ctrl-C)")
+            raise
+        finally:
+            _save_batch(manifest, sub)
+        for job, ret in zip(sub.jobs, collect(sub), strict=True):
+            by_num[job.num] = ret
+    results = [by_num[job.num] for job in batch.jobs]
     _log_summary(batch, results)
     return results
 
@@ -429,7 +679,16 @@ def launch(
 def _log_summary(batch: Batch, results: Sequence[JobReturn]) -> None:
     # What a user wants to see once a batch is back: each job's outcome, without opening the job folders.
     done = sum(ret.status == JobStatus.COMPLETED for ret in results)
-    log.info("HTCondor cluster %d: %d of %d job(s) completed", batch.cluster, done, len(results))
+    ids = sorted(
+        {
+            ret.htcondor_id.split(".")[0]
+            for ret in results
+            if isinstance(ret, HTCondorJobReturn) and ret.htcondor_id
+        },
+        key=int,
+    )
+    where = f"HTCondor cluster{'s' if len(ids) > 1 else ''} {', '.join(ids)}" if ids else "HTCondor sweep"
+    log.info("%s: %d of %d job(s) completed", where, done, len(results))
     for job, ret in zip(batch.jobs, results, strict=True):
         if ret.status == JobStatus.COMPLETED:
             outcome = f"-> {ret.return_value!r}"

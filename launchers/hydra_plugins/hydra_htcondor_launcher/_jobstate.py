@@ -47,6 +47,8 @@ class JobRecord:
     num: int  # Hydra's job number
     # The job's overrides as the launcher shows them (status table only).
     overrides: str = ""
+    # Its cluster where a table shows jobs of several clusters (a resumed sweep); else the table's own.
+    cluster: int | None = None
     state: JobState = JobState.IDLE
     exit_code: int | None = None
     signal: int | None = None

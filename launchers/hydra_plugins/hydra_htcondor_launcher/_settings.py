@@ -332,6 +332,8 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
     if max_running is not None and max_running < 1:
         raise _bad("max_running", max_running, "an integer >= 1, or null")
     getenv = _getenv(conf.getenv)
+    if conf.on_interrupt not in ("remove", "keep"):
+        raise _bad("on_interrupt", conf.on_interrupt, "'remove' or 'keep'")
 
     values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
     values.update(

@@ -23,12 +23,13 @@ _NOTE_CHARS = 60
 _OVERRIDES_CHARS = 80  # the last column: longer costs no alignment
 
 
-def status_line(cluster: int, records: Mapping[int, JobRecord], elapsed: float) -> str:
+def status_line(cluster: int | str, records: Mapping[int, JobRecord], elapsed: float) -> str:
     counts = dict.fromkeys(_COUNTED, 0)
     for rec in records.values():
         counts[JobState.FAILED if rec.state is JobState.REMOVED else rec.state] += 1
     parts = ", ".join(f"{n} {state.value}" for state, n in counts.items())
-    return f"HTCondor cluster {cluster}: {parts} of {len(records)} jobs [{elapsed:.0f}s]"
+    where = f"HTCondor cluster {cluster}" if isinstance(cluster, int) else cluster
+    return f"{where}: {parts} of {len(records)} jobs [{elapsed:.0f}s]"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -92,7 +93,7 @@ def _note(rec: JobRecord) -> str:
 
 
 def status_table(
-    cluster: int,
+    cluster: int | str,
     records: Mapping[int, JobRecord],
     elapsed: float,
     now: float,
@@ -101,7 +102,8 @@ def status_table(
 ) -> str:
     """The counts line, then one aligned row per job (at most max_rows; the rest summed up in a last line).
 
-    `now` is wall-clock epoch seconds, the clock of the event log's timestamps.
+    `now` is wall-clock epoch seconds, the clock of the event log's timestamps. `cluster` is the cluster of
+    every job, or (a sweep of several clusters) the title of the counts line, each record naming its own.
     """
     ordered = sorted(records.values(), key=lambda rec: (_ORDER[rec.state], rec.num))
     shown, rest = ordered[:max_rows], ordered[max_rows:]
@@ -110,7 +112,7 @@ def status_table(
         rows.append(
             (
                 f"#{rec.num}",
-                f"{cluster}.{rec.proc}",
+                "-" if rec.proc < 0 else f"{rec.cluster if rec.cluster is not None else cluster}.{rec.proc}",
                 rec.state.value,
                 "-" if rec.state is JobState.IDLE or rec.host is None else rec.host,
                 format_duration(_time(rec, now)),

@@ -128,10 +128,12 @@ def build_submit(
     cwd: str,
     job_nums: Sequence[int],
     job_subdirs: Sequence[str] = (),
+    sweep_id: str | None = None,
 ) -> SubmitPlan:
     """The submit description and itemdata for one batch (one cluster, one proc per job number).
 
-    `job_subdirs` (each job's hydra.sweep.subdir) is needed with transfer_files only.
+    `job_subdirs` (each job's hydra.sweep.subdir) is needed with transfer_files only. `sweep_id` (the
+    manifest's) goes into every job's ClassAd as HydraSweepId: a resumed sweep finds its jobs by it.
     """
     htdir = settings.htcondor_dir
     first, last = job_nums[0], job_nums[-1]
@@ -248,6 +250,8 @@ def build_submit(
         desc["getenv"] = getenv
     desc["batch_name"] = f'"{settings.batch_name}"'
     desc["My.HydraJobNum"] = ITEM
+    if sweep_id is not None:
+        desc["My.HydraSweepId"] = f'"{sweep_id}"'
     for key, value in settings.submit_commands.items():
         desc[key] = value
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ._batch import Batch
 
 log = logging.getLogger(__name__)
+# The event-log view is cross-checked with the schedd (queue, then history) every this many status intervals.
+CROSSCHECK_EVERY = 2
+LOST = "HTCondor no longer knows this job (in neither the queue nor the history)"
 
 
 class ClusterWatcher:
@@ -38,6 +41,10 @@ class ClusterWatcher:
         wall_clock: Callable[[], float] = time.time,
         max_rows: int = MAX_ROWS,
         change_gap_s: float = 5.0,
+        on_change: Callable[[], None] | None = None,
+        crosscheck_every: int = CROSSCHECK_EVERY,
+        reconnect: Callable[[], Any] | None = None,
+        sweep_id: str | None = None,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -52,6 +59,10 @@ class ClusterWatcher:
         self.wall_clock = wall_clock
         self.max_rows = max_rows
         self.change_gap_s = change_gap_s
+        self.on_change = on_change
+        self.crosscheck_every = crosscheck_every
+        self.reconnect = reconnect
+        self.sweep_id = sweep_id
         self._events: Any = None
 
     # -- schedd actions ------------------------------------------------------------------------
@@ -92,6 +103,46 @@ class ClusterWatcher:
             rec.removed_by_launcher = True
             self._act("Remove", job)
 
+    def _known_procs(self, constraint: str) -> set[int]:
+        """Procs of the cluster in the schedd's queue, or else in its history."""
+        known = {int(ad["ProcId"]) for ad in self.schedd.query(constraint, projection=["ProcId"])}
+        if len(known) < len(self.records):
+            history = self.schedd.history(constraint, projection=["ProcId"], match=len(self.records))
+            known |= {int(ad["ProcId"]) for ad in history}
+        return known
+
+    def crosscheck(self) -> list[int]:
+        """Fail the unfinished jobs that the schedd knows in neither its queue nor its history (a wiped
+        queue, a condor_rm -forcex): their event log will never say more. Returns their job numbers; an
+        unreachable schedd fails nothing."""
+        pending = {rec.proc: rec for rec in self.records.values() if not rec.final}
+        if not pending:
+            return []
+        constraint = f"ClusterId == {self.cluster}"
+        if self.sweep_id is not None:  # a restarted schedd numbers its clusters from 1 again
+            constraint += f' && HydraSweepId == "{self.sweep_id}"'
+        try:
+            known = self._known_procs(constraint)
+        except Exception as exc:
+            if self.reconnect is None:
+                log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, exc)
+                return []
+            try:  # a restarted schedd has a new address: locate it again
+                self.schedd = self.reconnect()
+                known = self._known_procs(constraint)
+            except Exception as again:
+                log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, again)
+                return []
+        if not set(pending) - known:
+            return []
+        self.poll()  # an event written since the query may have ended a job the normal way
+        lost = [pending[p] for p in sorted(set(pending) - known) if not pending[p].final]
+        for rec in lost:
+            rec.state = JobState.REMOVED
+            rec.abort_reason = LOST
+            log.error("job #%d (HTCondor %d.%d): %s; it failed", rec.num, self.cluster, rec.proc, LOST)
+        return [rec.num for rec in lost]
+
     # -- reading the event log -----------------------------------------------------------------
     def _handle(self, event: Any) -> None:
         if event.cluster != self.cluster or event.proc not in self.records:
@@ -128,13 +179,21 @@ class ClusterWatcher:
         deadline = start + self.timeout_s
         last_seen: tuple[tuple[JobState, int], ...] | None = None
         last_log = -math.inf  # the first poll logs the table: the user sees the jobs at once
+        last_check = start
+        last_saved: tuple[tuple[JobState, int], ...] | None = None
         while True:
             self.poll()
             now = self.clock()
+            if now - last_check >= self.crosscheck_every * self.status_interval:
+                self.crosscheck()
+                last_check = now
+            seen = self._snapshot()
+            if seen != last_saved and self.on_change is not None:
+                self.on_change()
+                last_saved = seen
             if all(rec.final for rec in self.records.values()):
                 log.info("%s", self.table(now - start))
                 return self.records
-            seen = self._snapshot()
             # On a change at most every change_gap_s (a wave of starts or ends makes one table, and a long
             # sweep's log stays readable), else every status_interval.
             gap = min(self.change_gap_s, self.status_interval)
@@ -166,9 +225,37 @@ class ClusterWatcher:
             time.sleep(self.poll_interval)
 
 
-def watch(batch: Batch, htcondor: Any, schedd: Any) -> None:
+def remove_batch(batch: Batch, htcondor: Any, schedd: Any, reason: str) -> None:
+    """Remove a batch's unfinished jobs without following it (Ctrl-C before its turn came)."""
+    assert batch.cluster is not None
+    watcher = ClusterWatcher(
+        htcondor,
+        schedd,
+        batch.cluster,
+        batch.log_file,
+        batch.records,
+        max_releases=0,
+        poll_interval=batch.settings.poll_interval,
+        status_interval=batch.settings.status_interval,
+        timeout_s=batch.settings.timeout_s,
+    )
+    removed = watcher.remove_unfinished(reason)
+    log.error("Interrupted: removed HTCondor cluster %d (jobs %s)", batch.cluster, removed)
+
+
+def watch(
+    batch: Batch,
+    htcondor: Any,
+    schedd: Any,
+    on_change: Callable[[], None] | None = None,
+    resume_hint: str = "",
+    reconnect: Callable[[], Any] | None = None,
+    sweep_id: str | None = None,
+) -> None:
     """Wait for the submitted batch; its records end final. On Ctrl-C the unfinished jobs are removed from
-    the pool, the user is told, and the interrupt propagates."""
+    the pool (on_interrupt=remove) or left running (keep: `resume_hint` says how to re-attach), the user is
+    told, and the interrupt propagates. `on_change` is called when a job's state changed (the manifest);
+    `reconnect` locates the schedd again for the lost-job cross-check (a restarted one moved)."""
     assert batch.cluster is not None
     settings = batch.settings
     watcher = ClusterWatcher(
@@ -181,10 +268,20 @@ def watch(batch: Batch, htcondor: Any, schedd: Any) -> None:
         poll_interval=settings.poll_interval,
         status_interval=settings.status_interval,
         timeout_s=settings.timeout_s,
+        on_change=on_change,
+        reconnect=reconnect,
+        sweep_id=sweep_id,
     )
     try:
         watcher.wait()
     except KeyboardInterrupt:
+        if settings.on_interrupt == "keep":
+            log.warning(
+                "Interrupted: HTCondor cluster %d keeps running (on_interrupt=keep); %s",
+                batch.cluster,
+                resume_hint or f"re-run the same command with hydra.sweep.dir={batch.sweep_dir} to re-attach",
+            )
+            raise
         removed = watcher.remove_unfinished("interrupted (Ctrl-C)")
         log.error(
             "Interrupted: removed HTCondor cluster %d (jobs %s still queued or running); finished jobs' "

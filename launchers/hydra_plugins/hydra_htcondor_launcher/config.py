@@ -119,6 +119,16 @@ class HTCondorLauncherConf:
     # 0 removes it at the first hold.
     max_releases: int = 0
 
+    # --- sweeps that outlive the terminal (README, "Resume, detach, status") ---
+    # Running the same command again with the same hydra.sweep.dir reuses finished results, re-attaches to
+    # jobs still in HTCondor and submits only the rest (state in ${hydra.sweep.dir}/.htcondor/manifest.json).
+    # false starts afresh in that folder.
+    resume: bool = True
+    # Submit the batch, write the manifest, log how to follow and collect it, and exit 0 without waiting.
+    detach: bool = False
+    # Ctrl-C while waiting: "remove" the batch's unfinished jobs, or "keep" them running (re-attach later).
+    on_interrupt: str = "remove"
+
 
 ConfigStore.instance().store(
     group="hydra/launcher",

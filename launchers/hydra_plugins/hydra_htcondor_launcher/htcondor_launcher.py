@@ -31,6 +31,9 @@ class HTCondorLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        # The sweep's manifest (_manifest.Manifest) once the first batch opened it: later batches of the
+        # same sweep add to it (resume=false starts afresh once, not at every batch).
+        self.manifest: Any = None
 
     def setup(
         self,

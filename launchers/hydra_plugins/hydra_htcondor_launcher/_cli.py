@@ -1,0 +1,251 @@
+"""``hydra-htcondor``: look at and act on a sweep folder from any shell, with or without the process that
+submitted it (README, "Resume, detach, status").
+
+    hydra-htcondor status SWEEP_DIR [--watch]   the job table; exit 0 all done, 1 some failed, 3 unfinished
+    hydra-htcondor rm SWEEP_DIR                 remove the sweep's jobs still in the queue
+    hydra-htcondor logs SWEEP_DIR N             job N's stdout/stderr tails and event history
+
+State comes from the manifest and the jobs' event logs (files: a finished sweep never needs the pool); the
+schedd is asked only for what files cannot say (a job HTCondor no longer knows) and by `rm`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cloudpickle
+
+from . import _jobstate
+from ._errors import HTCondorLauncherError
+from ._jobstate import JobRecord, JobState
+from ._manifest import Manifest, record_of
+from ._status import status_table
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
+TAIL_LINES = 20
+_RESULT_CHARS = 100
+
+
+def _htcondor() -> Any:
+    import htcondor2
+
+    return htcondor2
+
+
+def _shown(overrides: Sequence[str]) -> str:
+    return " ".join(o for o in overrides if not o.startswith("hydra."))
+
+
+def records(manifest: Manifest) -> dict[int, JobRecord]:
+    """One record per job of the manifest, brought up to date from its event log where it is unfinished."""
+    out: dict[int, JobRecord] = {}
+    for key, entry in manifest.jobs.items():
+        num = int(key)
+        rec = record_of(num, entry, _shown(entry.get("overrides", [])))
+        rec.cluster = entry.get("cluster")
+        out[num] = rec
+    unfinished = [r for r in out.values() if not r.final and r.cluster is not None and r.proc >= 0]
+    logs: dict[str, list[JobRecord]] = {}
+    for rec in unfinished:
+        logs.setdefault(str(manifest.jobs[str(rec.num)].get("log")), []).append(rec)
+    for log_file, recs in logs.items():
+        if os.path.exists(log_file):
+            _replay(log_file, recs)
+    return out
+
+
+def _replay(log_file: str, recs: list[JobRecord]) -> None:
+    """Feed a job event log from its start to fresh records of these jobs (read-only: no schedd action)."""
+    by_id = {(rec.cluster, rec.proc): rec for rec in recs}
+    for rec in recs:  # the log says everything from the submission on
+        fresh = JobRecord(proc=rec.proc, num=rec.num, overrides=rec.overrides, cluster=rec.cluster)
+        by_id[(rec.cluster, rec.proc)] = fresh
+    try:
+        events = _htcondor().JobEventLog(log_file).events(stop_after=0)
+        for event in events:
+            target = by_id.get((event.cluster, event.proc))
+            if target is not None:
+                _jobstate.apply(target, event.type.name, event, float(event.timestamp))
+    except Exception as exc:  # an unreadable log leaves the manifest's view
+        print(f"hydra-htcondor: could not read the event log {log_file}: {exc}", file=sys.stderr)
+        return
+    for rec in recs:
+        fresh = by_id[(rec.cluster, rec.proc)]
+        if fresh.last_event is not None:
+            rec.__dict__.update(fresh.__dict__)
+
+
+def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
+    """Mark unfinished jobs the schedd knows in neither queue nor history; None, or why the pool could not
+    be asked (one line)."""
+    pending = [r for r in recs.values() if not r.final and r.cluster is not None and r.proc >= 0]
+    if not pending:
+        return None
+    try:
+        htcondor = _htcondor()
+        schedd = _schedd(htcondor, manifest)
+        constraint = f'HydraSweepId == "{manifest.sweep_id}"'
+        proj = ["ClusterId", "ProcId"]
+        known = {(int(a["ClusterId"]), int(a["ProcId"])) for a in schedd.query(constraint, projection=proj)}
+        known |= {
+            (int(a["ClusterId"]), int(a["ProcId"]))
+            for a in schedd.history(constraint, projection=proj, match=-1)
+        }
+    except Exception as exc:
+        return (
+            f"pool unreachable for live state ({' '.join(str(exc).split())[:200]}); showing the files' view"
+        )
+    for rec in pending:
+        if (rec.cluster, rec.proc) not in known:
+            rec.state = JobState.REMOVED
+            rec.abort_reason = "HTCondor no longer knows this job"
+    return None
+
+
+def _schedd(htcondor: Any, manifest: Manifest) -> Any:
+    if manifest.collector or manifest.schedd:
+        collector = htcondor.Collector(manifest.collector) if manifest.collector else htcondor.Collector()
+        if manifest.schedd:
+            ad = collector.locate(htcondor.DaemonType.Schedd, manifest.schedd)
+        else:
+            ad = collector.locate(htcondor.DaemonType.Schedd)
+        return htcondor.Schedd(ad)
+    return htcondor.Schedd()
+
+
+def _result_note(entry: dict[str, Any]) -> str | None:
+    path = entry.get("result")
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            ret = cloudpickle.load(f)
+        value = ret._return_value
+    except Exception as exc:
+        return f"unreadable result: {type(exc).__name__}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 3] + "..."
+
+
+def render(manifest: Manifest, recs: dict[int, JobRecord]) -> str:
+    """The job table, then each finished job's return value and where every job's logs are."""
+    title = f"sweep {manifest.sweep_dir}"
+    lines = [status_table(title, recs, time.time() - manifest.updated, time.time(), max_rows=len(recs))]
+    lines.append(f"logs in {manifest.htcondor_dir} (N.out, N.err; event logs batch-*.log)")
+    for num in sorted(recs):
+        entry = manifest.jobs[str(num)]
+        if recs[num].state in (JobState.DONE, JobState.FAILED):
+            note = _result_note(entry)
+            if note is not None:
+                lines.append(f"  #{num} -> {note}")
+    return "\n".join(lines)
+
+
+def _exit_status(recs: dict[int, JobRecord]) -> int:
+    if not all(rec.final for rec in recs.values()):
+        return EXIT_UNFINISHED
+    return EXIT_DONE if all(rec.state is JobState.DONE for rec in recs.values()) else EXIT_FAILED
+
+
+def status(sweep_dir: str, watch: bool = False, interval: float = 5.0) -> int:
+    while True:
+        manifest = Manifest.load(os.path.abspath(sweep_dir))
+        recs = records(manifest)
+        problem = _lost(manifest, recs)
+        if problem is not None:
+            print(f"hydra-htcondor: {problem}", file=sys.stderr)
+        print(render(manifest, recs), flush=True)
+        code = _exit_status(recs)
+        if not watch or code != EXIT_UNFINISHED:
+            return code
+        time.sleep(interval)
+
+
+def rm(sweep_dir: str) -> int:
+    manifest = Manifest.load(os.path.abspath(sweep_dir))
+    htcondor = _htcondor()
+    constraint = f'HydraSweepId == "{manifest.sweep_id}"'
+    try:
+        schedd = _schedd(htcondor, manifest)
+        queued = list(schedd.query(constraint, projection=["ClusterId", "ProcId"]))
+        if queued:
+            schedd.act(htcondor.JobAction.Remove, constraint)
+    except Exception as exc:
+        raise HTCondorLauncherError(f"pool unreachable: {' '.join(str(exc).split())[:300]}") from None
+    ids = ", ".join(f"{a['ClusterId']}.{a['ProcId']}" for a in queued)
+    print(f"removed {len(queued)} job(s) of the sweep {manifest.sweep_dir}" + (f": {ids}" if ids else ""))
+    return 0
+
+
+def _tail(path: str, lines: int = TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError as exc:
+        return f"  ({exc.strerror or exc})"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (empty)"
+
+
+def logs(sweep_dir: str, num: int) -> int:
+    manifest = Manifest.load(os.path.abspath(sweep_dir))
+    entry = manifest.job(num)
+    if entry is None:
+        known = ", ".join(sorted(manifest.jobs, key=int)) or "none"
+        raise HTCondorLauncherError(f"job {num} is not in the sweep {manifest.sweep_dir} (jobs: {known})")
+    out: list[str] = []
+    for what in ("stdout", "stderr"):
+        path = entry.get(what) or os.path.join(manifest.htcondor_dir, f"{num}.{what[3:]}")
+        out.append(f"== {what} {path} (last {TAIL_LINES} lines)")
+        out.append(_tail(path))
+    log_file, cluster, proc = entry.get("log"), entry.get("cluster"), entry.get("proc")
+    out.append(f"== events of HTCondor {cluster}.{proc} in {log_file}")
+    if log_file and os.path.exists(log_file) and cluster is not None:
+        try:
+            for event in _htcondor().JobEventLog(log_file).events(stop_after=0):
+                if event.cluster == cluster and event.proc == proc:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.timestamp)))
+                    extra = event.get("HoldReason") or event.get("Reason") or event.get("SlotName") or ""
+                    out.append(f"  {when}  {event.type.name}" + (f"  {extra}" if extra else ""))
+        except Exception as exc:
+            out.append(f"  (unreadable: {exc})")
+    else:
+        out.append("  (no event log)")
+    print("\n".join(out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hydra-htcondor", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_status = sub.add_parser("status", help="the sweep's job table")
+    p_status.add_argument("sweep_dir")
+    p_status.add_argument("--watch", action="store_true", help="repeat until every job has ended")
+    p_status.add_argument("--interval", type=float, default=5.0, help="seconds between tables (--watch)")
+    p_rm = sub.add_parser("rm", help="remove the sweep's jobs still in the queue")
+    p_rm.add_argument("sweep_dir")
+    p_logs = sub.add_parser("logs", help="a job's stdout/stderr tails and event history")
+    p_logs.add_argument("sweep_dir")
+    p_logs.add_argument("num", type=int)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "status":
+            return status(args.sweep_dir, watch=args.watch, interval=args.interval)
+        if args.command == "rm":
+            return rm(args.sweep_dir)
+        return logs(args.sweep_dir, args.num)
+    except HTCondorLauncherError as exc:
+        print(f"hydra-htcondor: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The sweep's state on disk: ``${hydra.sweep.dir}/.htcondor/manifest.json``, rewritten atomically.
+
+Per job number: its overrides, HTCondor cluster.proc, the event log that follows it, its state as the
+launcher last saw it (the JobRecord fields the status table shows), and its result file. The sweep identity
+(``sweep_id``) is also put in every job's ClassAd (``HydraSweepId``), so a job submitted just before a crash,
+before the manifest knew its cluster, is still found in the schedd's queue or history.
+
+Pure: no Hydra, no bindings (the ``hydra-htcondor`` command reads it without a pool).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import HTCondorLauncherError
+from ._jobstate import JobRecord, JobState
+
+VERSION = 1
+MANIFEST_NAME = "manifest.json"
+# The manifest's place is fixed relative to the sweep folder (htcondor_dir may be elsewhere): the command
+# line tool finds it from the sweep folder alone.
+MANIFEST_DIR = ".htcondor"
+# The JobRecord fields kept per job (what the status table and a resumed launcher need).
+_RECORD_FIELDS = (
+    "proc",
+    "state",
+    "exit_code",
+    "signal",
+    "hold_reason",
+    "holds",
+    "releases",
+    "abort_reason",
+    "host",
+    "since",
+    "run_start",
+    "run_end",
+    "starts",
+    "evictions",
+    "retries",
+)
+
+
+class ManifestError(HTCondorLauncherError):
+    """The sweep folder has no readable manifest, or the sweep changed."""
+
+
+def manifest_path(sweep_dir: str) -> str:
+    return os.path.join(sweep_dir, MANIFEST_DIR, MANIFEST_NAME)
+
+
+@dataclass
+class Manifest:
+    path: str
+    sweep_id: str
+    sweep_dir: str
+    htcondor_dir: str
+    command: list[str] = field(default_factory=list)
+    schedd: str | None = None
+    collector: str | None = None
+    # Keyed by Hydra's job number as a string (JSON keys): overrides, cluster, proc, log, result, state...
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updated: float = 0.0
+
+    @classmethod
+    def new(cls, sweep_dir: str, htcondor_dir: str, **kwargs: Any) -> Manifest:
+        return cls(
+            path=manifest_path(sweep_dir),
+            sweep_id=str(uuid.uuid4()),
+            sweep_dir=sweep_dir,
+            htcondor_dir=htcondor_dir,
+            **kwargs,
+        )
+
+    @classmethod
+    def load(cls, sweep_dir: str) -> Manifest:
+        """The sweep folder's manifest; ManifestError (one line) when there is none or it is unreadable."""
+        path = manifest_path(sweep_dir)
+        if not os.path.isdir(sweep_dir):
+            raise ManifestError(f"{sweep_dir} is not a folder")
+        if not os.path.exists(path):
+            raise ManifestError(
+                f"{sweep_dir} is not a sweep folder of the HTCondor launcher "
+                f"(no {MANIFEST_DIR}/{MANIFEST_NAME})"
+            )
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            if data.get("version") != VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+            return cls(
+                path=path,
+                sweep_id=str(data["sweep_id"]),
+                sweep_dir=str(data["sweep_dir"]),
+                htcondor_dir=str(data["htcondor_dir"]),
+                command=list(data.get("command", [])),
+                schedd=data.get("schedd"),
+                collector=data.get("collector"),
+                jobs={str(k): dict(v) for k, v in data.get("jobs", {}).items()},
+                updated=float(data.get("updated", 0.0)),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"unreadable sweep manifest {path}: {type(exc).__name__}: {exc}") from None
+
+    def save(self) -> None:
+        """Atomically: a crash leaves the old manifest or the new one, never half of one."""
+        self.updated = time.time()
+        data = {
+            "version": VERSION,
+            "sweep_id": self.sweep_id,
+            "sweep_dir": self.sweep_dir,
+            "htcondor_dir": self.htcondor_dir,
+            "command": self.command,
+            "schedd": self.schedd,
+            "collector": self.collector,
+            "updated": self.updated,
+            "jobs": dict(sorted(self.jobs.items(), key=lambda kv: int(kv[0]))),
+        }
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    # -- per job -----------------------------------------------------------------------------------
+    def job(self, num: int) -> dict[str, Any] | None:
+        return self.jobs.get(str(num))
+
+    def planned(self, num: int, overrides: list[str], result: str, stdout: str, stderr: str) -> None:
+        """A job about to be submitted: its overrides and files, no cluster yet."""
+        self.jobs[str(num)] = {
+            "overrides": list(overrides),
+            "cluster": None,
+            "proc": None,
+            "log": None,
+            "result": result,
+            "stdout": stdout,
+            "stderr": stderr,
+            "state": "unsubmitted",
+        }
+
+    def record(self, rec: JobRecord, cluster: int, log_file: str) -> None:
+        """What the launcher knows of a submitted job now."""
+        entry = self.jobs.setdefault(str(rec.num), {})
+        entry.update(cluster=cluster, log=log_file, attempts=rec.attempts)
+        for name in _RECORD_FIELDS:
+            value = getattr(rec, name)
+            entry[name] = value.value if isinstance(value, JobState) else value
+
+
+def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecord:
+    """The JobRecord a manifest entry describes (for the status table of a sweep nobody follows)."""
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(JobRecord)}
+    for name in _RECORD_FIELDS:
+        if name in entry and name in names and entry[name] is not None:
+            kwargs[name] = entry[name]
+    state = entry.get("state")
+    kwargs["state"] = JobState(state) if state in {s.value for s in JobState} else JobState.IDLE
+    kwargs.setdefault("proc", -1)
+    return JobRecord(num=num, overrides=shown_overrides, **kwargs)
