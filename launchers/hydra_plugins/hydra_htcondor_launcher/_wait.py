@@ -225,20 +225,29 @@ class ClusterWatcher:
             time.sleep(self.poll_interval)
 
 
-def remove_batch(batch: Batch, htcondor: Any, schedd: Any, reason: str) -> None:
-    """Remove a batch's unfinished jobs without following it (Ctrl-C before its turn came)."""
+def _watcher_of(
+    batch: Batch, htcondor: Any, schedd: Any, *, max_releases: int, **extra: Any
+) -> ClusterWatcher:
+    """The watcher of a submitted batch, with the batch's own polling, table and deadline settings."""
     assert batch.cluster is not None
-    watcher = ClusterWatcher(
+    settings = batch.settings
+    return ClusterWatcher(
         htcondor,
         schedd,
         batch.cluster,
         batch.log_file,
         batch.records,
-        max_releases=0,
-        poll_interval=batch.settings.poll_interval,
-        status_interval=batch.settings.status_interval,
-        timeout_s=batch.settings.timeout_s,
+        max_releases=max_releases,
+        poll_interval=settings.poll_interval,
+        status_interval=settings.status_interval,
+        timeout_s=settings.timeout_s,
+        **extra,
     )
+
+
+def remove_batch(batch: Batch, htcondor: Any, schedd: Any, reason: str) -> None:
+    """Remove a batch's unfinished jobs without following it (Ctrl-C before its turn came)."""
+    watcher = _watcher_of(batch, htcondor, schedd, max_releases=0)
     removed = watcher.remove_unfinished(reason)
     log.error("Interrupted: removed HTCondor cluster %d (jobs %s)", batch.cluster, removed)
 
@@ -256,26 +265,14 @@ def watch(
     the pool (on_interrupt=remove) or left running (keep: `resume_hint` says how to re-attach), the user is
     told, and the interrupt propagates. `on_change` is called when a job's state changed (the manifest);
     `reconnect` locates the schedd again for the lost-job cross-check (a restarted one moved)."""
-    assert batch.cluster is not None
-    settings = batch.settings
-    watcher = ClusterWatcher(
-        htcondor,
-        schedd,
-        batch.cluster,
-        batch.log_file,
-        batch.records,
-        max_releases=settings.max_releases,
-        poll_interval=settings.poll_interval,
-        status_interval=settings.status_interval,
-        timeout_s=settings.timeout_s,
-        on_change=on_change,
-        reconnect=reconnect,
-        sweep_id=sweep_id,
+    watcher = _watcher_of(
+        batch, htcondor, schedd, max_releases=batch.settings.max_releases, on_change=on_change,
+        reconnect=reconnect, sweep_id=sweep_id,
     )
     try:
         watcher.wait()
     except KeyboardInterrupt:
-        if settings.on_interrupt == "keep":
+        if batch.settings.on_interrupt == "keep":
             log.warning(
                 "Interrupted: HTCondor cluster %d keeps running (on_interrupt=keep); %s",
                 batch.cluster,
