@@ -2,6 +2,8 @@
 (Hydra's sweeper would stop at the first failed one)."""
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,3 +65,29 @@ def status_tables() -> Iterator[list[str]]:
     yield tables
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+# The smallest third-party Hydra app: a script with no config files whose task returns 1.
+TRIVIAL_APP = (
+    "import hydra\n"
+    "@hydra.main(version_base=None, config_path=None)\n"
+    "def main(cfg):\n    return 1\n"
+    "if __name__ == '__main__':\n    main()\n"
+)
+
+
+def run_script_app(
+    folder: Path, source: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Write ``source`` to ``folder/app.py`` and run ``python app.py -m hydra/launcher=htcondor ARGS`` there,
+    as a user of any Hydra app would."""
+    app = folder / "app.py"
+    app.write_text(source)
+    return subprocess.run(
+        [sys.executable, str(app), "-m", "hydra/launcher=htcondor", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _launch_helpers import launch, status_tables  # noqa: F401 (a fixture)
+from _launch_helpers import TRIVIAL_APP, launch, run_script_app, status_tables  # noqa: F401 (a fixture)
 from hydra.core.utils import JobStatus
 from hydra_plugins.hydra_htcondor_launcher import _jobstate
 from hydra_plugins.hydra_htcondor_launcher._errors import HeldJobError, JobFailedError
@@ -186,26 +186,8 @@ def test_gpu_job_matches_the_simulated_gpu(tmp_path):
 
 
 def test_unreachable_pool_is_one_line_and_creates_no_job_folder(tmp_path):
-    app = tmp_path / "app.py"
-    app.write_text(
-        "import hydra\n"
-        "@hydra.main(version_base=None, config_path=None)\n"
-        "def main(cfg):\n    return 1\n"
-        "if __name__ == '__main__':\n    main()\n"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(app),
-            "-m",
-            "hydra/launcher=htcondor",
-            "+x=1,2",
-            "hydra.launcher.collector=127.0.0.1:1",
-            "hydra.sweep.dir=sweep",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    proc = run_script_app(
+        tmp_path, TRIVIAL_APP, "+x=1,2", "hydra.launcher.collector=127.0.0.1:1", "hydra.sweep.dir=sweep",
         timeout=120,
     )
     assert proc.returncode == 1

@@ -6,13 +6,12 @@ launchers/README.md ("Checkpoints and evictions").
 """
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from _launch_helpers import launch, status_tables  # noqa: F401 (a fixture)
+from _launch_helpers import launch, run_script_app, status_tables  # noqa: F401 (a fixture)
 from hydra.core.utils import JobStatus
 from hydra_plugins.hydra_htcondor_launcher._batch import HTCondorJobReturn
 from hydra_plugins.hydra_htcondor_launcher._errors import JobFailedError
@@ -192,22 +191,12 @@ if __name__ == "__main__":
 
 
 def test_app_that_sets_a_variable_at_import_sweeps_into_it(tmp_path):
-    app = tmp_path / "app.py"
-    app.write_text(_IMPORT_TIME_APP)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(app),
-            "-m",
-            "hydra/launcher=htcondor",
-            "hydra.launcher.request_memory=256MB",
-            "hydra.sweep.dir=${oc.env:MYAPP_ROOT}/sweeps",
-            "+x=1,2",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_script_app(
+        tmp_path,
+        _IMPORT_TIME_APP,
+        "hydra.launcher.request_memory=256MB",
+        "hydra.sweep.dir=${oc.env:MYAPP_ROOT}/sweeps",
+        "+x=1,2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = tmp_path / "project" / "sweeps"
@@ -217,26 +206,15 @@ def test_app_that_sets_a_variable_at_import_sweeps_into_it(tmp_path):
 
 
 def test_worker_side_interpolation_error_reaches_the_console(tmp_path):
-    app = tmp_path / "app.py"
-    app.write_text(_IMPORT_TIME_APP)
-    env = {**os.environ, "ONLY_ON_THE_SUBMIT_SIDE": "sub"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(app),
-            "-m",
-            "hydra/launcher=htcondor",
-            "hydra.launcher.request_memory=256MB",
-            "hydra.launcher.getenv=false",  # the worker does not get the variable the subdir needs
-            "hydra.sweep.dir=sweep",
-            "hydra.sweep.subdir=${oc.env:ONLY_ON_THE_SUBMIT_SIDE}_${hydra.job.num}",
-            "+x=1,2",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    proc = run_script_app(
+        tmp_path,
+        _IMPORT_TIME_APP,
+        "hydra.launcher.request_memory=256MB",
+        "hydra.launcher.getenv=false",  # the worker does not get the variable the subdir needs
+        "hydra.sweep.dir=sweep",
+        "hydra.sweep.subdir=${oc.env:ONLY_ON_THE_SUBMIT_SIDE}_${hydra.job.num}",
+        "+x=1,2",
+        env={**os.environ, "ONLY_ON_THE_SUBMIT_SIDE": "sub"},
     )
     assert proc.returncode == 1
     # The real cause, not "exited with code 1 without writing its result", and no crash of the launcher.

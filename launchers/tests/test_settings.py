@@ -3,11 +3,10 @@ validate() adds the remaining checks; each bad value gives one line naming field
 
 import dataclasses
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _launch_helpers import TRIVIAL_APP, run_script_app
 from hydra import compose, initialize
 from hydra.errors import ConfigCompositionException
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
@@ -140,27 +139,7 @@ def test_composition_rejects_bad_types_and_choices(override, message):
 
 
 def test_bad_env_mode_on_the_command_line_fails_before_anything_runs(tmp_path):
-    app = tmp_path / "app.py"
-    app.write_text(
-        "import hydra\n"
-        "@hydra.main(version_base=None, config_path=None)\n"
-        "def main(cfg):\n    return 1\n"
-        "if __name__ == '__main__':\n    main()\n"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(app),
-            "-m",
-            "hydra/launcher=htcondor",
-            "hydra.launcher.env_mode=conda",
-            "+x=1,2",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script_app(tmp_path, TRIVIAL_APP, "hydra.launcher.env_mode=conda", "+x=1,2", timeout=120)
     assert proc.returncode == 1
     assert "Invalid value 'conda', expected one of [shared, container, packed]" in proc.stderr
     assert "full_key: hydra.launcher.env_mode" in proc.stderr
