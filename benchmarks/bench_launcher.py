@@ -1,9 +1,10 @@
 """The HTCondor launcher's own overhead, measured on the local pool (scripts/condor-pool).
 
-1. Submit side for a sweep of --jobs (default 100) jobs as one cluster, split into its steps:
-   compose the jobs' sweep configs (Hydra's load_sweep_config; also paid by every launcher), validate and
-   build the submit description, pickle and write the job specs, and schedd.submit() of one cluster.
-   The cluster is submitted on hold and removed right away: only the launcher's work is timed.
+1. Submit side for a sweep of --jobs (default 100) jobs as one cluster, in each environment mode, split into
+   the launcher's steps: validate settings, make the jobs (with file transfer: their folder names), write the
+   config snapshot, common payload, job specs and submit description, and schedd.submit() of one cluster.
+   The cluster is submitted on hold and removed right away: only the launcher's work is timed. For
+   comparison, Hydra composing every job's config on the submit side (which the workers do instead).
 2. Wall time of a sweep of --trivial (default 8) trivial jobs through the launcher (submit, run on the pool,
    results back) against the same number of bare jobs (`python -c pass`, one cluster, no launcher) submitted
    and awaited the same way (event log), and the same bare jobs as a user would run them by hand
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -34,7 +36,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, RunMode
-from hydra_plugins.hydra_htcondor_launcher import _core, _submit
+from hydra_plugins.hydra_htcondor_launcher import _core
 
 
 def trivial_task(cfg):
@@ -64,12 +66,15 @@ def make_launcher(sweep_dir: Path, extra: list[str]):
 
 
 def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> dict[str, float]:
+    """The launcher's own submit path (new_batch, add_jobs, prepare, submit), step by step, plus Hydra's
+    composition of every job's config on the submit side (what the worker now does) for comparison."""
     schedd = htcondor2.Schedd()
     rows: dict[str, list[float]] = {
-        "validate + build description": [],
-        "compose job configs": [],
-        "pickle + write specs": [],
+        "validate settings": [],
+        "jobs (+ folder names)": [],
+        "snapshot + specs + description": [],
         "schedd.submit (1 cluster)": [],
+        "(Hydra composing each job here)": [],
     }
     for r in range(repeats):
         sweep = tmp / f"overhead{len(extra)}-{r}"
@@ -77,25 +82,21 @@ def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> d
         overrides = [[f"+x={i}"] for i in range(n_jobs)]
         t0 = time.perf_counter()
         batch = _core.new_batch(launcher)
-        os.makedirs(batch.htcondor_dir, exist_ok=True)
-        plan = _submit.build_submit(
-            batch.settings,
-            sweep_dir=str(sweep),
-            cwd=os.getcwd(),
-            job_nums=list(range(n_jobs)),
-            job_subdirs=[str(i) for i in range(n_jobs)],  # Hydra's default subdir, ${hydra.job.num}
-        )
         t1 = time.perf_counter()
         _core.add_jobs(batch, overrides, 0)
         t2 = time.perf_counter()
-        _core.write_specs(batch)
+        plan = _core.prepare(batch, sweep_id="bench")
         t3 = time.perf_counter()
-        desc = dict(plan.description, hold="True")  # never runs: only the submission is timed
-        result = schedd.submit(htcondor2.Submit(desc), itemdata=iter(plan.itemdata))
+        plan = dataclasses.replace(plan, description=dict(plan.description, hold="True"))  # never runs
+        _core.submit(batch, htcondor2, schedd, plan)
         t4 = time.perf_counter()
-        schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {result.cluster()}")
+        schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {batch.cluster}")
+        loader = batch.hydra_context.config_loader
+        for job in overrides:
+            loader.load_sweep_config(batch.config, job)
+        t5 = time.perf_counter()
         GlobalHydra.instance().clear()
-        for key, value in zip(rows, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        for key, value in zip(rows, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             rows[key].append(value)
     return {k: statistics.median(v) for k, v in rows.items()}
 
@@ -174,23 +175,37 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--trivial", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--submit-only", action="store_true", help="only the submit-side table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-launcher-") as tmpname:
         tmp = Path(tmpname)
-        for label, extra in (
-            ("shared filesystem: workers compose their configs", []),
-            ("transfer_files=true: submit side composes", ["hydra.launcher.transfer_files=true"]),
-        ):
-            over = submit_overhead(tmp, args.jobs, args.repeats, extra)
-            total = sum(over.values())
-            print(
-                f"\nSubmit-side overhead, {args.jobs} jobs as one cluster, {label} (median of {args.repeats})"
-            )
-            print(f"{'step':<32}{'total s':>10}{'ms/job':>10}")
-            for key, value in over.items():
-                print(f"{key:<32}{value:>10.3f}{1000 * value / args.jobs:>10.2f}")
-            print(f"{'all':<32}{total:>10.3f}{1000 * total / args.jobs:>10.2f}")
+        archive = tmp / "env.tar.gz"
+        archive.write_bytes(b"")  # packed mode checks that the archive exists; these jobs never run
+        modes = {
+            "shared": [],
+            "transfer": ["hydra.launcher.transfer_files=true"],
+            "container": [
+                "hydra.launcher.env_mode=container",
+                "hydra.launcher.container_image=docker://python:3.11",
+                "hydra.launcher.transfer_files=true",
+            ],
+            "packed": [
+                "hydra.launcher.env_mode=packed",
+                f"hydra.launcher.packed_env={archive}",
+                "hydra.launcher.transfer_files=true",
+            ],
+        }
+        table = {mode: submit_overhead(tmp, args.jobs, args.repeats, extra) for mode, extra in modes.items()}
+        print(f"\nSubmit side, {args.jobs} jobs as one cluster, ms/job (median of {args.repeats})")
+        print(f"{'step':<34}" + "".join(f"{mode:>11}" for mode in modes))
+        steps = list(next(iter(table.values())))
+        for step in steps:
+            print(f"{step:<34}" + "".join(f"{1000 * table[m][step] / args.jobs:>11.2f}" for m in modes))
+        totals = {m: sum(v for k, v in table[m].items() if not k.startswith("(")) for m in modes}
+        print(f"{'launcher total':<34}" + "".join(f"{1000 * totals[m] / args.jobs:>11.2f}" for m in modes))
+        if args.submit_only:
+            return
 
         # condor_submit (run as root) cannot use a folder only root may enter; the pool user must read it.
         os.chmod(tmp, 0o755)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import cloudpickle
 import pytest
@@ -90,6 +92,95 @@ def test_status_exit_codes_say_failed_and_unfinished(tmp_path, capsys):
     assert _cli.main(["status", str(tmp_path / "sweep")]) == _cli.EXIT_UNFINISHED
 
 
+def test_manifest_is_one_job_a_line_and_round_trips_empty(tmp_path):
+    m = _manifest(tmp_path, [["+x=1"], ["+x=2"]])
+    m.save()
+    lines = open(m.path).read().splitlines()
+    assert [line.split(":")[0].strip() for line in lines if line.startswith("  ")] == ['"0"', '"1"']
+    assert json.loads(open(m.path).read())["jobs"]["1"]["overrides"] == ["+x=2"]
+    empty = _manifest(tmp_path / "e")
+    empty.save()
+    assert Manifest.load(empty.sweep_dir).jobs == {}
+
+
+def test_status_shows_the_return_values_the_launcher_noted_without_reading_results(tmp_path, capsys):
+    m = _finished_sweep(tmp_path, [JobState.DONE, JobState.FAILED])
+    results = {num: cloudpickle.load(open(m.jobs[str(num)]["result"], "rb")) for num in (0, 1)}
+    m.returned(results)  # what _core.launch does with the results it returns
+    assert Manifest.load(m.sweep_dir).job(0)["returned"] == "'ok:0'"
+    for num in (0, 1):  # status now needs no result file
+        with open(m.jobs[str(num)]["result"], "wb") as f:
+            f.write(b"not a pickle")
+    assert _cli.main(["status", m.sweep_dir]) == _cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "#0 -> 'ok:0'" in out and "#1 -> ValueError('boom')" in out
+    # A job submitted again (resume) is planned afresh: no stale note.
+    m.planned(1, ["+x=1"], m.jobs["1"]["result"], "/o", "/e")
+    assert "returned" not in m.job(1)
+
+
+def test_status_filters_by_state_and_caps_rows(tmp_path, capsys):
+    _finished_sweep(tmp_path, [JobState.DONE, JobState.FAILED, JobState.DONE, JobState.FAILED])
+    sweep = str(tmp_path / "sweep")
+    assert _cli.main(["status", sweep, "--state", "failed"]) == _cli.EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    assert "2 done, 2 failed of 4 jobs" in out[0]  # the counts line counts every job
+    assert [line.split()[0] for line in out[2:4]] == ["#1", "#3"]
+    assert out[4] == "  ... and 2 more (2 done)"
+    assert [line for line in out if "->" in line] == [
+        "  #1 -> ValueError('boom')",
+        "  #3 -> ValueError('boom')",
+    ]
+    assert _cli.main(["status", sweep, "--max-rows", "1", "--state", "done,failed"]) == _cli.EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[0] == "#1" and out[3] == "  ... and 3 more (1 failed, 2 done)"
+    assert len([line for line in out if "->" in line]) == 1  # return values of the rows shown
+    with pytest.raises(SystemExit):
+        _cli.main(["status", sweep, "--state", "done,finished"])
+    err = capsys.readouterr().err
+    assert (
+        "invalid state 'finished' (accepted: a comma-separated list of idle, running, held, done, failed)"
+        in err
+    )
+
+
+def test_status_piped_into_head_ends_quietly(tmp_path):
+    _finished_sweep(tmp_path, [JobState.DONE] * 999 + [JobState.FAILED])  # more than a pipe holds
+    exe = os.path.join(os.path.dirname(sys.executable), "hydra-htcondor")
+    done = subprocess.run(
+        f"{exe} status {tmp_path / 'sweep'} | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("sweep ") and done.stdout.count("\n") == 1
+    assert done.returncode == _cli.EXIT_FAILED and "Traceback" not in done.stderr, done.stderr
+
+
+def test_status_asks_the_history_only_for_jobs_not_in_the_queue(tmp_path, monkeypatch):
+    m = _manifest(tmp_path, [["+x=0"], ["+x=1"]])
+    recs = {n: JobRecord(proc=n, num=n, cluster=7, state=JobState.RUNNING) for n in (0, 1)}
+    asked = []
+
+    class Schedd:
+        def query(self, constraint, projection):
+            return [{"ClusterId": 7, "ProcId": p} for p in queue]
+
+        def history(self, constraint, projection, match):
+            asked.append(constraint)
+            return [{"ClusterId": 7, "ProcId": 1}]
+
+    monkeypatch.setattr(_cli, "_htcondor", lambda: None)
+    monkeypatch.setattr(_cli, "_schedd", lambda htcondor, manifest: Schedd())
+    queue = [0, 1]
+    assert _cli._lost(m, recs) is None and asked == []
+    queue = [0]
+    assert _cli._lost(m, recs) is None and asked == [f'HydraSweepId == "{m.sweep_id}"']
+    assert all(rec.state is JobState.RUNNING for rec in recs.values())
+
+
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert _cli.main(["status", str(tmp_path)]) == _cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err
@@ -104,6 +195,7 @@ class _Schedd:
 
     def __init__(self, queue, history, fail=False):
         self.queue, self.hist, self.fail = queue, history, fail
+        self.history_asked: list[str] = []
 
     def query(self, constraint, projection):
         if self.fail:
@@ -111,6 +203,7 @@ class _Schedd:
         return [{"ProcId": p} for p in self.queue]
 
     def history(self, constraint, projection, match):
+        self.history_asked.append(constraint)
         return [{"ProcId": p} for p in self.hist]
 
 
@@ -135,6 +228,17 @@ def test_crosscheck_fails_only_jobs_htcondor_no_longer_knows():
     assert lost == [1]
     assert records[1].state is JobState.REMOVED and "no longer knows" in (records[1].abort_reason or "")
     assert records[0].state is JobState.RUNNING and records[2].state is JobState.DONE
+
+
+def test_crosscheck_asks_the_history_only_for_pending_jobs_missing_from_the_queue():
+    records = {p: JobRecord(proc=p, num=p, state=JobState.DONE) for p in range(1000)}
+    records[5].state = records[7].state = JobState.RUNNING
+    schedd = _Schedd(queue=[5, 7], history=[])
+    assert _watcher(schedd, records).crosscheck() == []
+    assert schedd.history_asked == []  # 998 finished jobs left the queue: none of them is asked for
+    schedd.queue = [5]
+    assert _watcher(schedd, records).crosscheck() == [7]
+    assert schedd.history_asked == ["ClusterId == 9 && member(ProcId, {7})"]
 
 
 def test_crosscheck_keeps_jobs_in_history_and_when_the_schedd_is_unreachable():

@@ -30,7 +30,7 @@ def test_defaults_are_valid():
     s = _validate(_conf())
     assert isinstance(s, Settings) and isinstance(s, HTCondorLauncherConf)
     assert s.python == "/venv/bin/python" and s.env_mode == EnvMode.shared and s.request_gpus == 0
-    assert s.universe == "vanilla" and s.compose_on_worker and s.timeout_s == 1440.0 * 60
+    assert s.universe == "vanilla" and s.shared_filesystem and s.timeout_s == 1440.0 * 60
 
 
 def test_settings_have_every_field_once():
@@ -91,7 +91,7 @@ def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
 
 def test_container_mode_implies_container_universe_and_python3():
     s = _validate(_conf(env_mode=EnvMode.container, container_image="docker://img", transfer_files=True))
-    assert s.universe == "container" and s.python == "python3" and not s.compose_on_worker
+    assert s.universe == "container" and s.python == "python3" and not s.shared_filesystem
 
 
 def test_container_mode_on_a_shared_filesystem_is_refused():

@@ -50,8 +50,8 @@ def test_status_table_is_the_counts_line_then_aligned_rows():
         "  job  id    state    host          time  note      overrides",
         "  #3   12.3  failed   slot1_3@vm      3s  signal 9  lr=4.0",
         "  #1   12.1  running  slot1_12@vm  5m00s            lr=1.0 model=big",
+        "  #0   12.0  done     slot1_1@vm     55s  exit 0    lr=0.5",  # ended 45 s ago: before the waiting
         "  #2   12.2  idle     -              10s            lr=2.0",
-        "  #0   12.0  done     slot1_1@vm     55s  exit 0    lr=0.5",
     ]
     # The header stays the greppable counts line of earlier versions.
     assert table.splitlines()[0] == _status.status_line(12, st, 34.2)
@@ -68,6 +68,50 @@ def test_status_table_caps_rows_attention_first():
     assert lines[-1] == "  ... and 80 more (5 idle, 75 done)"
     # Small batches show every job and no summary line.
     assert len(_status.status_table(3, dict(list(st.items())[:20]), 1.0, now=0.0).splitlines()) == 22
+
+
+def test_a_big_sweeps_table_shows_what_matters_and_sums_up_the_rest():
+    now = 10_000.0
+    st = {}
+    for num in range(1000):
+        if num < 600:
+            st[num] = _state(num, "idle", since=now - 900)
+        elif num < 700:
+            st[num] = _state(num, "running", host="slot1_1@vm", run_start=now - 300)
+        else:  # finished 1..300 s ago, the highest job number last
+            st[num] = _state(num, "done", exit_code=0, run_start=now - 2000, run_end=now - (1000 - num))
+    st[5] = _state(5, "held", hold_reason="disk full", since=now - 10)
+    st[6] = _state(6, "failed", exit_code=80, run_start=now - 99, run_end=now - 9)
+    lines = _status.status_table(3, st, 900.0, now=now).splitlines()
+    assert (
+        lines[0]
+        == "HTCondor cluster 3: 598 idle, 100 running, 1 held, 300 done, 1 failed of 1000 jobs [900s]"
+    )
+    assert len(lines) == 2 + _status.MAX_ROWS + 1  # a table a terminal holds, at any size
+    assert [line.split()[0] for line in lines[2:5]] == ["#5", "#6", "#600"]  # held, failed, then running
+    assert lines[-1] == "  ... and 980 more (82 running, 598 idle, 300 done)"
+    # Fewer running jobs than rows: the rest of the rows are the latest to finish, before the waiting ones.
+    for num in range(610, 700):
+        st[num] = _state(num, "idle", since=now - 900)
+    rows = [line.split()[0] for line in _status.status_table(3, st, 900.0, now=now).splitlines()[2:-1]]
+    assert rows[:12] == ["#5", "#6"] + [f"#{n}" for n in range(600, 610)]
+    recent = [f"#{n}" for n in range(999, 999 - 8, -1)]  # ended within RECENT_S, latest first
+    assert rows[12:] == recent
+    last = _status.status_table(3, st, 900.0, now=now).splitlines()[-1]
+    assert last == "  ... and 980 more (688 idle, 292 done)"
+
+
+def test_status_table_filters_by_state_and_counts_every_job():
+    st = {
+        i: _state(i, name) for i, name in enumerate(["idle", "running", "removed", "done", "failed", "idle"])
+    }
+    table = _status.status_table("sweep x", st, 1.0, now=0.0, max_rows=None, states={JobState.FAILED})
+    lines = table.splitlines()
+    assert lines[0].startswith("sweep x: 2 idle, 1 running, 0 held, 1 done, 2 failed of 6 jobs")
+    assert [line.split()[0] for line in lines[2:-1]] == ["#2", "#4"]  # failed counts removed jobs
+    assert lines[-1] == "  ... and 4 more (1 running, 2 idle, 1 done)"
+    none = _status.status_table(1, st, 1.0, now=0.0, states={JobState.HELD}).splitlines()
+    assert none[1:] == ["  ... and 6 jobs, none shown (1 failed, 1 removed, 1 running, 2 idle, 1 done)"]
 
 
 def test_status_table_notes_hold_reason_shortened_releases_and_removal():

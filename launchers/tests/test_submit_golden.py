@@ -114,7 +114,13 @@ def test_submit_description_matches_golden(case, tmp_path):
         overrides["packed_env"] = str(archive)
     settings = _validate(_conf(**overrides))
     subdirs = ["4", "5", "6"] if settings.transfer_files else []
-    plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6], job_subdirs=subdirs)
+    batch_inputs = [
+        _submit.common_path(f"{SWEEP}/.htcondor", "0123abcd"),
+        f"{SWEEP}/.htcondor/config-sources-4567",
+    ]
+    plan = _submit.build_submit(
+        settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6], job_subdirs=subdirs, batch_inputs=batch_inputs
+    )
     text = _submit.render(plan)
     if archive is not None:
         text = text.replace(str(tmp_path), "/home/user/envs")

@@ -2,6 +2,7 @@
 logged (fakes at the bindings boundary; the real pool tests are in test_pool_failures.py)."""
 
 import enum
+import itertools
 import logging
 import types
 
@@ -174,3 +175,27 @@ def test_a_resumed_job_is_running_again():
     w.poll()
     w.poll()
     assert w.records[0].state == JobState.RUNNING and w.records[0].host == "slot1@vm"
+
+
+def test_on_change_is_throttled_to_save_gap_and_flushed_at_the_end():
+    """A big sweep changes state at nearly every poll; the manifest (on_change) is rewritten at most every
+    save_gap_s, and once more when every job has ended."""
+    ticks = [0.0]
+
+    def clock():
+        ticks[0] += 0.5
+        return ticks[0]
+
+    flip = [EventType.EXECUTE, EventType.JOB_EVICTED] * 10  # a change at every poll for 10 s
+    batches = [[Event(etype, 7, 0)] for etype in flip]
+    end = [Event(EventType.JOB_TERMINATED, 7, p, TerminatedNormally=True, ReturnValue=0) for p in (0, 1)]
+    batches.append(end)
+    b = FakeBindings(batches)
+    saves = []
+    w = _watch(b, {0: 0, 1: 1}, save_gap_s=2.0, clock=clock)
+    w.on_change = lambda: saves.append((ticks[0], [rec.state for rec in w.records.values()]))
+    w.wait()
+    times = [t for t, _ in saves]
+    assert all(later - earlier >= 2.0 for earlier, later in itertools.pairwise(times[:-1])), times
+    assert 5 <= len(saves) <= 7, times  # not the 21 changes
+    assert saves[-1][1] == [JobState.DONE, JobState.DONE]  # the end is always saved

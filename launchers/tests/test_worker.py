@@ -4,6 +4,7 @@ FAILED result carrying the exception and its traceback, and the exit code says w
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
@@ -20,10 +21,11 @@ def _spec(tmp_path, common: bytes) -> tuple:
         "result_relpath": ".htcondor/0.result.pkl",
         "job_subdir": "0",
         "submit_sweep_dir": str(tmp_path),
+        "common_path": str(tmp_path / ".htcondor" / "common-0.pkl"),
     }
-    job = cloudpickle.dumps({"sweep_config": None, "overrides": ["+x=1"]})
+    (tmp_path / ".htcondor" / "common-0.pkl").write_bytes(common)
     spec = tmp_path / "0.spec.pkl"
-    spec.write_bytes(pickle.dumps({"sys_path": [], "place": place, "common": common, "job": job}))
+    spec.write_bytes(pickle.dumps({"sys_path": [], "place": place}))
     return spec, result
 
 
@@ -42,6 +44,21 @@ def test_a_spec_that_cannot_be_unpickled_comes_back_as_a_failed_result(tmp_path)
     assert isinstance(exc, pickle.UnpicklingError)
     notes = "\n".join(getattr(exc, "__notes__", []))
     assert "[remote traceback, HTCondor job 12.0 on " in notes and "_run_task" in notes
+    # The one-line note `hydra-htcondor status` reads instead of unpickling the result.
+    note = Path(_worker.return_note_path(str(result))).read_text()
+    assert note.startswith("UnpicklingError(") and "\n" not in note
+
+
+def test_status_reads_the_workers_note_instead_of_the_result(tmp_path):
+    from hydra_plugins.hydra_htcondor_launcher import _cli
+
+    result = tmp_path / "3.result.pkl"
+    result.write_bytes(b"not a pickle: only the note can say what the job returned")
+    Path(_worker.return_note_path(str(result))).write_text("0.93")
+    assert _cli._result_note({"result": str(result)}) == "0.93"
+    Path(_worker.return_note_path(str(result))).unlink()
+    _cli._notes.clear()
+    assert _cli._result_note({"result": str(result)}).startswith("unreadable result")
 
 
 def test_worker_exit_codes_are_distinct():

@@ -31,9 +31,9 @@ class Job:
 
     num: int  # hydra.job.num
     overrides: list[str]
-    # Composed on the submit side only where the worker cannot compose it (Settings.compose_on_worker).
-    sweep_config: DictConfig | None = None
-    job_dir: str = ""  # as computed on the submit side ("" when composed on the worker)
+    # The job's folder, as the submit side computes it for transfer_files ("" otherwise: the worker composes
+    # the job's config and knows it).
+    job_dir: str = ""
     subdir: str = ""
 
     @property

@@ -1,7 +1,8 @@
 """``hydra-htcondor``: look at and act on a sweep folder from any shell, with or without the process that
 submitted it (README, "Resume, detach, status").
 
-    hydra-htcondor status SWEEP_DIR [--watch]   the job table; exit 0 all done, 1 some failed, 3 unfinished
+    hydra-htcondor status SWEEP_DIR [--watch] [--state S,..] [--max-rows N]
+                                                the job table; exit 0 all done, 1 some failed, 3 unfinished
     hydra-htcondor rm SWEEP_DIR                 remove the sweep's jobs still in the queue
     hydra-htcondor logs SWEEP_DIR N             job N's stdout/stderr tails and event history
 
@@ -15,20 +16,21 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import cloudpickle
 
-from . import _jobstate
+from . import _jobstate, _worker
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
-from ._manifest import Manifest, record_of
-from ._status import status_table
+from ._manifest import Manifest, record_of, return_note
+from ._status import shown_jobs, status_table
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
 TAIL_LINES = 20
-_RESULT_CHARS = 100
+# What --state accepts: the counts line's states (failed includes removed).
+STATES = ("idle", "running", "held", "done", "failed")
 
 
 def _htcondor() -> Any:
@@ -92,10 +94,11 @@ def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
         constraint = f'HydraSweepId == "{manifest.sweep_id}"'
         proj = ["ClusterId", "ProcId"]
         known = {(int(a["ClusterId"]), int(a["ProcId"])) for a in schedd.query(constraint, projection=proj)}
-        known |= {
-            (int(a["ClusterId"]), int(a["ProcId"]))
-            for a in schedd.history(constraint, projection=proj, match=-1)
-        }
+        if any((rec.cluster, rec.proc) not in known for rec in pending):  # the history is a file scan
+            known |= {
+                (int(a["ClusterId"]), int(a["ProcId"]))
+                for a in schedd.history(constraint, projection=proj, match=-1)
+            }
     except Exception as exc:
         return (
             f"pool unreachable for live state ({' '.join(str(exc).split())[:200]}); showing the files' view"
@@ -118,31 +121,58 @@ def _schedd(htcondor: Any, manifest: Manifest) -> Any:
     return htcondor.Schedd()
 
 
+# Return values read from result files, by (path, mtime, size): `status --watch` reads each file once.
+_notes: dict[tuple[str, int, int], str] = {}
+
+
 def _result_note(entry: dict[str, Any]) -> str | None:
+    """The job's return value as the launcher noted it in the manifest when it collected the job, else as the
+    worker noted it next to its result file (a detached sweep nobody collected yet), else from that file."""
+    if entry.get("returned") is not None:
+        return str(entry["returned"])
     path = entry.get("result")
-    if not path or not os.path.exists(path):
-        return None
     try:
-        with open(path, "rb") as f:
-            ret = cloudpickle.load(f)
-        value = ret._return_value
-    except Exception as exc:
-        return f"unreadable result: {type(exc).__name__}"
-    text = " ".join(repr(value).split())
-    return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 3] + "..."
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    if path is None or st is None:
+        return None
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _notes:
+        try:  # the worker's one-line note, written after the result
+            with open(_worker.return_note_path(path), encoding="utf-8", errors="replace") as f:
+                _notes[key] = f.read()
+            return _notes[key]
+        except OSError:
+            pass
+        try:
+            with open(path, "rb") as f:
+                ret = cloudpickle.load(f)
+            _notes[key] = return_note(ret._return_value)
+        except Exception as exc:
+            return f"unreadable result: {type(exc).__name__}"
+    return _notes[key]
 
 
-def render(manifest: Manifest, recs: dict[int, JobRecord]) -> str:
-    """The job table, then each finished job's return value and where every job's logs are."""
+def render(
+    manifest: Manifest,
+    recs: dict[int, JobRecord],
+    *,
+    max_rows: int | None = None,
+    states: Collection[JobState] | None = None,
+) -> str:
+    """The job table (every job, or those in `states`, at most max_rows), then the return value of each
+    finished job it shows, and where every job's logs are."""
     title = f"sweep {manifest.sweep_dir}"
-    lines = [status_table(title, recs, time.time() - manifest.updated, time.time(), max_rows=len(recs))]
+    now = time.time()
+    lines = [status_table(title, recs, now - manifest.updated, now, max_rows=max_rows, states=states)]
     lines.append(f"logs in {manifest.htcondor_dir} (N.out, N.err; event logs batch-*.log)")
-    for num in sorted(recs):
-        entry = manifest.jobs[str(num)]
-        if recs[num].state in (JobState.DONE, JobState.FAILED):
-            note = _result_note(entry)
+    shown = shown_jobs(recs, now, max_rows=max_rows, states=states)
+    for rec in sorted(shown, key=lambda rec: rec.num):
+        if rec.state in (JobState.DONE, JobState.FAILED):
+            note = _result_note(manifest.jobs[str(rec.num)])
             if note is not None:
-                lines.append(f"  #{num} -> {note}")
+                lines.append(f"  #{rec.num} -> {note}")
     return "\n".join(lines)
 
 
@@ -152,18 +182,50 @@ def _exit_status(recs: dict[int, JobRecord]) -> int:
     return EXIT_DONE if all(rec.state is JobState.DONE for rec in recs.values()) else EXIT_FAILED
 
 
-def status(sweep_dir: str, watch: bool = False, interval: float = 5.0) -> int:
+def status(
+    sweep_dir: str,
+    watch: bool = False,
+    interval: float = 5.0,
+    *,
+    max_rows: int | None = None,
+    states: Collection[JobState] | None = None,
+) -> int:
     while True:
         manifest = Manifest.load(os.path.abspath(sweep_dir))
         recs = records(manifest)
         problem = _lost(manifest, recs)
         if problem is not None:
             print(f"hydra-htcondor: {problem}", file=sys.stderr)
-        print(render(manifest, recs), flush=True)
         code = _exit_status(recs)
+        try:
+            print(render(manifest, recs, max_rows=max_rows, states=states), flush=True)
+        except BrokenPipeError:  # `hydra-htcondor status DIR | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return code
         if not watch or code != EXIT_UNFINISHED:
             return code
         time.sleep(interval)
+
+
+def _states(text: str) -> set[JobState]:
+    """--state's value: a comma-separated list of STATES."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if name not in STATES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"invalid state {(bad or [text])[0]!r} (accepted: a comma-separated list of {', '.join(STATES)})"
+        )
+    return {JobState(name) for name in names}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid number of rows {text!r} (accepted: a whole number >= 1)")
+    return value
 
 
 def rm(sweep_dir: str) -> int:
@@ -228,6 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_status.add_argument("sweep_dir")
     p_status.add_argument("--watch", action="store_true", help="repeat until every job has ended")
     p_status.add_argument("--interval", type=float, default=5.0, help="seconds between tables (--watch)")
+    p_status.add_argument(
+        "--state",
+        type=_states,
+        metavar="S[,S...]",
+        help=f"show only the jobs in these states ({', '.join(STATES)}); the counts line counts all",
+    )
+    p_status.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        metavar="N",
+        help="show at most N jobs, those that matter first (held, failed, running, just done); default all",
+    )
     p_rm = sub.add_parser("rm", help="remove the sweep's jobs still in the queue")
     p_rm.add_argument("sweep_dir")
     p_logs = sub.add_parser("logs", help="a job's stdout/stderr tails and event history")
@@ -236,7 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "status":
-            return status(args.sweep_dir, watch=args.watch, interval=args.interval)
+            return status(
+                args.sweep_dir,
+                watch=args.watch,
+                interval=args.interval,
+                max_rows=args.max_rows,
+                states=args.state,
+            )
         if args.command == "rm":
             return rm(args.sweep_dir)
         return logs(args.sweep_dir, args.num)

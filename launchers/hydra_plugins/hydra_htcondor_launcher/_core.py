@@ -6,9 +6,9 @@ The Batch flows through: new_batch (validated settings) -> connect -> add_jobs -
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -19,15 +19,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
-from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import OmegaConf, open_dict, read_write
 
-from . import _submit, _wait, _worker
+from . import _sources, _submit, _wait, _worker
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
@@ -95,28 +91,31 @@ def new_batch(launcher: HTCondorLauncher) -> Batch:
     )
 
 
-def _compose(batch: Batch, overrides: Sequence[str], num: int) -> DictConfig:
+def _subdir_by_composing(batch: Batch, overrides: Sequence[str], num: int) -> str:
+    """A job's hydra.sweep.subdir where only composing its config tells (a template beyond the job number
+    and overrides): Hydra's own composition, as the worker will do it."""
     sweep_config = batch.hydra_context.config_loader.load_sweep_config(batch.config, list(overrides))
     with open_dict(sweep_config):
-        # Provisional; the worker sets the real HTCondor id (ClusterId.ProcId).
+        # As the worker sets them before the job runs (it then sets the real HTCondor id).
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{num}"
         sweep_config.hydra.job.num = num
-    return sweep_config
+    return str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
 
 
 def add_jobs(batch: Batch, job_overrides: Sequence[Sequence[str]], first: int) -> None:
-    """One Job per job; composes the sweep configs here unless the workers will (bad overrides were already
-    caught by the sweeper's own validation of the batch)."""
+    """One Job per job. The workers compose the jobs' configs (bad overrides were already caught by the
+    sweeper's own validation of the batch); with transfer_files the submit side needs each job's folder
+    name, which follows from the job number and overrides for all but unusual hydra.sweep.subdir values."""
+    namer = _sources.subdir_namer(batch.config) if batch.settings.transfer_files else None
     for idx, overrides in enumerate(job_overrides):
         num = first + idx
-        if batch.settings.compose_on_worker:
+        if namer is None:
             batch.jobs.append(Job(num, list(overrides)))
             continue
-        sweep_config = _compose(batch, overrides, num)
-        subdir = str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
-        batch.jobs.append(
-            Job(num, list(overrides), sweep_config, os.path.join(batch.sweep_dir, subdir), subdir)
-        )
+        subdir = namer(overrides, num)
+        if subdir is None:
+            subdir = _subdir_by_composing(batch, overrides, num)
+        batch.jobs.append(Job(num, list(overrides), os.path.join(batch.sweep_dir, subdir), subdir))
 
 
 def _user_sys_path() -> list[str]:
@@ -134,59 +133,31 @@ def _user_sys_path() -> list[str]:
     return out
 
 
-def _common_payload(batch: Batch) -> dict[str, Any]:
-    """What every job of the batch needs from the submit side.
-
-    A worker that composes its own config (compose_on_worker: shared filesystem, same environment) gets the
-    config loader, the whole Singleton state and the sweep's config. Any other worker gets a composed config
-    and only what run_job uses: the task, the callbacks and the Singleton state without ConfigStore,
-    GlobalHydra and HydraConfig (run_job sets that one itself). Those hold the structured-config classes of
-    every Hydra plugin installed on the submit side, pickled by reference: the worker would need all those
-    plugins installed just to unpickle the spec.
-    """
-    if batch.settings.compose_on_worker:
-        return {
-            "task_function": batch.task_function,
-            "hydra_context": batch.hydra_context,
-            "singleton_state": Singleton.get_state(),
-            "cwd": batch.cwd,
-            "config": batch.config,
-        }
-    state = Singleton.get_state()
-    dropped = (ConfigStore, GlobalHydra, HydraConfig)
-    state["instances"] = {cls: obj for cls, obj in state["instances"].items() if cls not in dropped}
+def _common_payload(batch: Batch, kit: _sources.Kit) -> dict[str, Any]:
+    """What every job of the batch needs from the submit side: the task, the callbacks (all run_job uses of
+    the Hydra context; the config loader's repository would drag every installed plugin along), and the kit
+    the worker composes its config with."""
     return {
         "task_function": batch.task_function,
-        # run_job uses only the callbacks; the config loader's repository is what drags the plugins in.
         "hydra_context": HydraContext(
             config_loader=None,  # type: ignore[arg-type]
             callbacks=batch.hydra_context.callbacks,
         ),
-        "singleton_state": state,
         "cwd": batch.cwd,
-        "config": None,
+        "kit": kit,
     }
 
 
-def _portable(sweep_config: DictConfig) -> DictConfig:
-    """The job's config without plugin classes: hydra.sweeper is typed by the sweeper plugin's dataclass
-    (e.g. OptunaSweeperConf), which a worker neither has nor needs; it becomes a plain node."""
-    portable = copy.deepcopy(sweep_config)
-    with read_write(portable.hydra), open_dict(portable.hydra):
-        portable.hydra.sweeper = OmegaConf.create(
-            OmegaConf.to_container(portable.hydra.sweeper, resolve=False, enum_to_str=True)
-        )
-    return portable
-
-
-def write_specs(batch: Batch) -> None:
-    """One spec file per job: what the worker needs to run it (see _worker)."""
-    # The heavy, shared part (task function, Hydra context, Singleton state) is pickled once per batch.
-    payload = cloudpickle.dumps(_common_payload(batch))
+def write_specs(batch: Batch, kit: _sources.Kit) -> str:
+    """The batch's common payload (once, content-addressed: a resumed sweep's earlier jobs may still read
+    theirs) and one small spec per job (see _worker); returns the common file's path."""
+    payload = cloudpickle.dumps(_common_payload(batch, kit))
+    common = _submit.common_path(batch.htcondor_dir, hashlib.sha256(payload).hexdigest()[:16])
+    if not os.path.exists(common):
+        _worker.write_atomic(common, payload)
     sys_path = _user_sys_path()
     for job in batch.jobs:
         result = batch.result_path(job)
-        per_job = cloudpickle.dumps({"sweep_config": job.sweep_config, "overrides": job.overrides})
         # Plain pickle of builtins: the worker fixes sys.path before it unpickles the user's types, and knows
         # where its result goes even when nothing else can be unpickled there.
         place = {
@@ -196,20 +167,31 @@ def write_specs(batch: Batch) -> None:
             "result_relpath": os.path.relpath(result, batch.sweep_dir),
             "job_subdir": job.subdir,
             "submit_sweep_dir": batch.sweep_dir,
+            "common_path": common,
         }
-        spec = pickle.dumps({"sys_path": sys_path, "place": place, "common": payload, "job": per_job})
+        spec = pickle.dumps({"sys_path": sys_path, "place": place})
         with open(_submit.spec_path(batch.htcondor_dir, job.num), "wb") as f:
             f.write(spec)
+    return common
 
 
 def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None) -> _submit.SubmitPlan:
     """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
-    sweep may still follow clusters that write there), write the wrapper and job specs; returns the submit
-    description."""
+    sweep may still follow clusters that write there), write the config snapshot, job specs and wrapper;
+    returns the submit description."""
     os.makedirs(batch.sweep_dir, exist_ok=True)
     if "mode" in batch.config.hydra.sweep:
         os.chmod(batch.sweep_dir, mode=int(str(batch.config.hydra.sweep.mode), 8))
     os.makedirs(batch.htcondor_dir, exist_ok=True)
+    kit = _sources.build_kit(
+        batch.config,
+        batch.hydra_context.config_loader,
+        cwd=batch.cwd,
+        htcondor_dir=batch.htcondor_dir,
+        sweep_dir=batch.sweep_dir,
+        same_env=batch.settings.shared_filesystem,
+    )
+    common = write_specs(batch, kit)
     plan = _submit.build_submit(
         batch.settings,
         sweep_dir=batch.sweep_dir,
@@ -217,6 +199,7 @@ def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None
         job_nums=batch.nums,
         job_subdirs=[job.subdir for job in batch.jobs],
         sweep_id=sweep_id,
+        batch_inputs=[common, kit.snapshot_dir],
     )
     # A re-run into the same sweep folder: no stale result may pass for new.
     stale_files = [batch.result_path(job) for job in batch.jobs]
@@ -229,7 +212,6 @@ def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None
         with open(plan.wrapper_path, "w") as f:
             f.write(plan.wrapper_text)
         os.chmod(plan.wrapper_path, 0o755)
-    write_specs(batch)
     log.debug("HTCondor submit description:\n%s", _submit.render(plan))
     return plan
 
@@ -257,18 +239,9 @@ def _task_name(batch: Batch) -> str | None:
 
 def _failed(batch: Batch, job: Job, exc: BaseException) -> JobReturn:
     """A FAILED JobReturn carrying `exc`. Never raises: it uses only what the submit side already has (the
-    job's config where the submit side composed it), never composes or resolves anything."""
-    cfg = hydra_cfg = None
-    if job.sweep_config is not None:
-        try:
-            cfg = OmegaConf.masked_copy(job.sweep_config, [str(k) for k in job.sweep_config if k != "hydra"])
-            hydra_cfg = OmegaConf.masked_copy(job.sweep_config, ["hydra"])
-        except Exception as copy_error:
-            log.debug("job #%d: no config for its FAILED result: %s", job.num, copy_error)
+    workers compose the configs, so a job that never ran has none)."""
     return JobReturn(
         overrides=list(job.overrides),
-        cfg=cfg,
-        hydra_cfg=hydra_cfg,
         working_dir=job.job_dir or None,
         task_name=_task_name(batch),
         status=JobStatus.FAILED,
@@ -672,6 +645,7 @@ def launch(
         for job, ret in zip(sub.jobs, collect(sub), strict=True):
             by_num[job.num] = ret
     results = [by_num[job.num] for job in batch.jobs]
+    manifest.returned(by_num)  # `hydra-htcondor status` shows them without unpickling every result
     _log_summary(batch, results)
     return results
 

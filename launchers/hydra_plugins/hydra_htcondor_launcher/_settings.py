@@ -108,14 +108,6 @@ class Settings(HTCondorLauncherConf):
         return self.timeout_min * 60.0
 
     @property
-    def compose_on_worker(self) -> bool:
-        """Composing a job's config costs ~50 ms (Hydra re-composes everything per job); on a shared
-        filesystem the workers do it in parallel, with the same config sources. Elsewhere (file transfer,
-        containers, packed environments) the config folders may not exist on the worker, so the submit
-        side composes."""
-        return self.shared_filesystem
-
-    @property
     def shared_filesystem(self) -> bool:
         """The job runs the submitting interpreter in the submitting folder, as a local run would."""
         return self.env_mode == EnvMode.shared and not self.transfer_files

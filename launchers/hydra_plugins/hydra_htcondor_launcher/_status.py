@@ -1,21 +1,25 @@
-"""Rendering of the live job-status table: a counts line, then one aligned row per job (pure text)."""
+"""Rendering of the live job-status table: a counts line, then one aligned row per job that matters, the
+rest summed up in a last line (pure text)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ._jobstate import JobRecord, JobState
 from ._worker import OUTSIDE_FAILURE, TASK_RAISED
 
-# Table order: what needs attention first, then what is in flight, then the quiet majority.
+# Table order: what needs attention first, then what is in flight, what just finished (RECENT_S), then the
+# quiet majority: waiting, then long done. A big sweep's table shows the first max_rows of these.
 _ORDER = {
     JobState.HELD: 0,
     JobState.FAILED: 1,
     JobState.REMOVED: 1,
     JobState.RUNNING: 2,
-    JobState.IDLE: 3,
-    JobState.DONE: 4,
+    JobState.IDLE: 4,
+    JobState.DONE: 5,
 }
+_RECENTLY_DONE = 3
+RECENT_S = 60.0  # a few live tables' worth
 # The counts line counts removed jobs as failed.
 _COUNTED = (JobState.IDLE, JobState.RUNNING, JobState.HELD, JobState.DONE, JobState.FAILED)
 MAX_ROWS = 20
@@ -92,21 +96,44 @@ def _note(rec: JobRecord) -> str:
     return "; ".join(parts)
 
 
+def _rank(rec: JobRecord, now: float) -> tuple[int, float, int]:
+    if rec.state is JobState.DONE and rec.run_end is not None and now - rec.run_end <= RECENT_S:
+        return (_RECENTLY_DONE, -rec.run_end, rec.num)  # the latest first
+    return (_ORDER[rec.state], 0.0, rec.num)
+
+
+def shown_jobs(
+    records: Mapping[int, JobRecord],
+    now: float,
+    *,
+    max_rows: int | None = MAX_ROWS,
+    states: Collection[JobState] | None = None,
+) -> list[JobRecord]:
+    """The jobs a table shows, in its order: those in `states` (all when None; FAILED includes REMOVED, as
+    counted), the ones that matter first, at most max_rows (None: no cap)."""
+    if states is not None and JobState.FAILED in states:
+        states = {*states, JobState.REMOVED}
+    chosen = [rec for rec in records.values() if states is None or rec.state in states]
+    chosen.sort(key=lambda rec: _rank(rec, now))
+    return chosen if max_rows is None else chosen[:max_rows]
+
+
 def status_table(
     cluster: int | str,
     records: Mapping[int, JobRecord],
     elapsed: float,
     now: float,
     *,
-    max_rows: int = MAX_ROWS,
+    max_rows: int | None = MAX_ROWS,
+    states: Collection[JobState] | None = None,
 ) -> str:
-    """The counts line, then one aligned row per job (at most max_rows; the rest summed up in a last line).
+    """The counts line (of every job), then one aligned row per job of shown_jobs(); the others summed up
+    in a last line (`... and 940 more (60 running, 880 idle)`).
 
     `now` is wall-clock epoch seconds, the clock of the event log's timestamps. `cluster` is the cluster of
     every job, or (a sweep of several clusters) the title of the counts line, each record naming its own.
     """
-    ordered = sorted(records.values(), key=lambda rec: (_ORDER[rec.state], rec.num))
-    shown, rest = ordered[:max_rows], ordered[max_rows:]
+    shown = shown_jobs(records, now, max_rows=max_rows, states=states)
     rows = [("job", "id", "state", "host", "time", "note", "overrides")]
     for rec in shown:
         rows.append(
@@ -122,16 +149,20 @@ def status_table(
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [status_line(cluster, records, elapsed)]
-    for row in rows:
-        cells = [
-            cell.rjust(width) if col == 4 else cell.ljust(width)  # durations right-aligned
-            for col, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append(("  " + "  ".join(cells)).rstrip())
-    if rest:
+    if shown:
+        for row in rows:
+            cells = [
+                cell.rjust(width) if col == 4 else cell.ljust(width)  # durations right-aligned
+                for col, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append(("  " + "  ".join(cells)).rstrip())
+    if len(shown) < len(records):
         counts = dict.fromkeys(sorted(_ORDER, key=_ORDER.__getitem__), 0)
-        for rec in rest:
-            counts[rec.state] += 1
+        ids = {id(rec) for rec in shown}
+        for rec in records.values():
+            if id(rec) not in ids:
+                counts[rec.state] += 1
         summary = ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)
-        lines.append(f"  ... and {len(rest)} more ({summary})")
+        more = "more" if shown else "jobs, none shown"
+        lines.append(f"  ... and {len(records) - len(shown)} {more} ({summary})")
     return "\n".join(lines)

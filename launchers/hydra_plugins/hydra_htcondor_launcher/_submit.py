@@ -29,6 +29,11 @@ def spec_path(htcondor_dir: str, num: int | str) -> str:
     return os.path.join(htcondor_dir, f"{num}.spec.pkl")
 
 
+def common_path(htcondor_dir: str, key: str) -> str:
+    """What every job of a batch needs (task, callbacks, composition kit); `key` is its content hash."""
+    return os.path.join(htcondor_dir, f"common-{key}.pkl")
+
+
 def result_path(htcondor_dir: str, num: int | str) -> str:
     return os.path.join(htcondor_dir, f"{num}.result.pkl")
 
@@ -129,11 +134,14 @@ def build_submit(
     job_nums: Sequence[int],
     job_subdirs: Sequence[str] = (),
     sweep_id: str | None = None,
+    batch_inputs: Sequence[str] = (),
 ) -> SubmitPlan:
     """The submit description and itemdata for one batch (one cluster, one proc per job number).
 
     `job_subdirs` (each job's hydra.sweep.subdir) is needed with transfer_files only. `sweep_id` (the
     manifest's) goes into every job's ClassAd as HydraSweepId: a resumed sweep finds its jobs by it.
+    `batch_inputs` (the common payload, the config snapshot) are read by every job: transferred with
+    transfer_files, read in place otherwise.
     """
     htdir = settings.htcondor_dir
     first, last = job_nums[0], job_nums[-1]
@@ -158,6 +166,7 @@ def build_submit(
     if settings.transfer_files:
         spec_arg = os.path.basename(spec_path(htdir, ITEM))
         transfer_inputs.append(spec_path(htdir, ITEM))
+        transfer_inputs.extend(batch_inputs)
         worker_args = [
             "-m",
             WORKER_MODULE,

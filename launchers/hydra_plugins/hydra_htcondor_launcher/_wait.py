@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import _jobstate
@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 # The event-log view is cross-checked with the schedd (queue, then history) every this many status intervals.
 CROSSCHECK_EVERY = 2
 LOST = "HTCondor no longer knows this job (in neither the queue nor the history)"
+# on_change (the manifest, rewritten whole) at most this often: a big sweep changes state at nearly every
+# poll. What resuming relies on is in HTCondor and the result files; the manifest may lag by this much.
+SAVE_GAP_S = 2.0
+SAVE_SHARE = 100
 
 
 class ClusterWatcher:
@@ -42,6 +46,7 @@ class ClusterWatcher:
         max_rows: int = MAX_ROWS,
         change_gap_s: float = 5.0,
         on_change: Callable[[], None] | None = None,
+        save_gap_s: float = SAVE_GAP_S,
         crosscheck_every: int = CROSSCHECK_EVERY,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
@@ -60,6 +65,7 @@ class ClusterWatcher:
         self.max_rows = max_rows
         self.change_gap_s = change_gap_s
         self.on_change = on_change
+        self.save_gap_s = save_gap_s
         self.crosscheck_every = crosscheck_every
         self.reconnect = reconnect
         self.sweep_id = sweep_id
@@ -103,11 +109,17 @@ class ClusterWatcher:
             rec.removed_by_launcher = True
             self._act("Remove", job)
 
-    def _known_procs(self, constraint: str) -> set[int]:
-        """Procs of the cluster in the schedd's queue, or else in its history."""
+    def _known_procs(self, constraint: str, pending: Collection[int]) -> set[int]:
+        """Of the pending procs, those in the schedd's queue or else in its history. The history is a scan of
+        a file: it is asked only for pending procs missing from the queue (rare: a job that ended since the
+        last poll, or a lost one), not for the finished jobs a big sweep has left the queue with."""
         known = {int(ad["ProcId"]) for ad in self.schedd.query(constraint, projection=["ProcId"])}
-        if len(known) < len(self.records):
-            history = self.schedd.history(constraint, projection=["ProcId"], match=len(self.records))
+        missing = sorted(set(pending) - known)
+        if missing:
+            procs = ", ".join(str(p) for p in missing)
+            history = self.schedd.history(
+                f"{constraint} && member(ProcId, {{{procs}}})", projection=["ProcId"], match=len(missing)
+            )
             known |= {int(ad["ProcId"]) for ad in history}
         return known
 
@@ -122,14 +134,14 @@ class ClusterWatcher:
         if self.sweep_id is not None:  # a restarted schedd numbers its clusters from 1 again
             constraint += f' && HydraSweepId == "{self.sweep_id}"'
         try:
-            known = self._known_procs(constraint)
+            known = self._known_procs(constraint, pending)
         except Exception as exc:
             if self.reconnect is None:
                 log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, exc)
                 return []
             try:  # a restarted schedd has a new address: locate it again
                 self.schedd = self.reconnect()
-                known = self._known_procs(constraint)
+                known = self._known_procs(constraint, pending)
             except Exception as again:
                 log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, again)
                 return []
@@ -181,6 +193,8 @@ class ClusterWatcher:
         last_log = -math.inf  # the first poll logs the table: the user sees the jobs at once
         last_check = start
         last_saved: tuple[tuple[JobState, int], ...] | None = None
+        last_save = -math.inf
+        save_gap = self.save_gap_s
         while True:
             self.poll()
             now = self.clock()
@@ -188,10 +202,16 @@ class ClusterWatcher:
                 self.crosscheck()
                 last_check = now
             seen = self._snapshot()
-            if seen != last_saved and self.on_change is not None:
+            done = all(rec.final for rec in self.records.values())
+            due = done or now - last_save >= save_gap
+            if seen != last_saved and self.on_change is not None and due:
+                tic = time.perf_counter()
                 self.on_change()
-                last_saved = seen
-            if all(rec.final for rec in self.records.values()):
+                # A big sweep's manifest costs more to rewrite: space the saves so that they take at most
+                # 1/SAVE_SHARE of the waiting time.
+                save_gap = max(self.save_gap_s, SAVE_SHARE * (time.perf_counter() - tic))
+                last_saved, last_save = seen, now
+            if done:
                 log.info("%s", self.table(now - start))
                 return self.records
             # On a change at most every change_gap_s (a wave of starts or ends makes one table, and a long
@@ -263,8 +283,9 @@ def watch(
 ) -> None:
     """Wait for the submitted batch; its records end final. On Ctrl-C the unfinished jobs are removed from
     the pool (on_interrupt=remove) or left running (keep: `resume_hint` says how to re-attach), the user is
-    told, and the interrupt propagates. `on_change` is called when a job's state changed (the manifest);
-    `reconnect` locates the schedd again for the lost-job cross-check (a restarted one moved)."""
+    told, and the interrupt propagates. `on_change` is called when a job's state changed, at most every
+    SAVE_GAP_S seconds and once at the end (the manifest); `reconnect` locates the schedd again for the
+    lost-job cross-check (a restarted one moved)."""
     watcher = _watcher_of(
         batch, htcondor, schedd, max_releases=batch.settings.max_releases, on_change=on_change,
         reconnect=reconnect, sweep_id=sweep_id,

@@ -2,7 +2,8 @@
 
     python -m hydra_plugins.hydra_htcondor_launcher._worker SPEC JOB_ID [--transfer-root DIR]
 
-It unpickles the job spec, restores Hydra's Singleton state, runs the task through Hydra's ``run_job`` (so the
+It unpickles the job spec, restores Hydra's Singleton state, composes the job's config from the sweep's
+shipped config sources (``_sources``), runs the task through Hydra's ``run_job`` (so the
 job folder gets ``.hydra/``, the task log and the task's files) and writes the ``JobReturn`` next to the spec
 with a temp file and an atomic rename. Whatever fails on the worker, the result file says so: a task that
 raised and a failure outside the task (unpickling the spec, composing or interpolating the job's config)
@@ -54,7 +55,13 @@ def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
     return dumps(ret)
 
 
-def write_result(path: str, data: bytes) -> None:
+def return_note_path(result_file: str) -> str:
+    """Next to the result: its return value (or exception) on one line, as `hydra-htcondor status` shows it,
+    so that status of a sweep nobody collected yet need not unpickle every result."""
+    return os.path.splitext(result_file)[0] + ".txt"
+
+
+def write_atomic(path: str, data: bytes) -> None:
     """Write atomically: a reader sees the old state or the whole file, never half of it."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
@@ -84,14 +91,13 @@ def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -
     pattern = re.escape(scratch.rstrip(os.sep)) + r"(?=/|$)"
     fixed = re.sub(pattern, submit_sweep_dir.rstrip(os.sep), text, flags=re.M)
     if fixed != text:
-        write_result(path, fixed.encode())
+        write_atomic(path, fixed.encode())
 
 
 def _run_task(envelope: dict[str, Any], job: dict[str, Any], job_id: str, transfer_root: str | None) -> Any:
     """Unpickle the spec, compose the job's config and run the task; returns Hydra's JobReturn. Raises for
     anything that fails outside the task (run_job itself catches what the task raises)."""
     import cloudpickle
-    from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals
     from omegaconf import open_dict
 
@@ -101,14 +107,18 @@ def _run_task(envelope: dict[str, Any], job: dict[str, Any], job_id: str, transf
     for path in envelope["sys_path"]:
         if path not in sys.path and os.path.isdir(path):
             sys.path.append(path)
-    common = cloudpickle.loads(envelope["common"])
-    spec = cloudpickle.loads(envelope["job"])
-    Singleton.set_state(common["singleton_state"])
-    setup_globals()
+    from . import _sources
 
-    config = spec["sweep_config"]
-    if config is None:  # composed here, in parallel with the other jobs (shared filesystem)
-        config = common["hydra_context"].config_loader.load_sweep_config(common["config"], spec["overrides"])
+    # Transferred files land in the scratch folder (the transfer root); elsewhere they are read in place.
+    def here(path: str) -> str:
+        return path if transfer_root is None else os.path.join(transfer_root, os.path.basename(path))
+
+    with open(here(job["common_path"]), "rb") as f:
+        common = cloudpickle.load(f)
+    kit: _sources.Kit = common["kit"]
+    _sources.restore(kit, here(kit.snapshot_dir))
+    setup_globals()
+    config = _sources.compose(kit, job["overrides"])
     with open_dict(config.hydra.job):
         config.hydra.job.id = job_id
         config.hydra.job.num = job["num"]
@@ -168,8 +178,9 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         os.makedirs(os.path.join(transfer_root, job["job_subdir"]), exist_ok=True)
         os.makedirs(os.path.dirname(result_file), exist_ok=True)
     # A result of an earlier attempt (a retry, a restart after an eviction) must not pass for this one's.
-    if os.path.exists(result_file):
-        os.remove(result_file)
+    for stale in (result_file, return_note_path(result_file)):
+        if os.path.exists(stale):
+            os.remove(stale)
 
     try:
         ret = _run_task(envelope, job, job_id, transfer_root)
@@ -196,11 +207,17 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     try:
         import cloudpickle
 
-        write_result(result_file, _picklable_result(ret, cloudpickle.dumps))
+        write_atomic(result_file, _picklable_result(ret, cloudpickle.dumps))
     except Exception:
         log.exception("could not write the job result to %s", result_file)
         traceback.print_exc()
         return WRITE_FAILED
+    from ._manifest import return_note
+
+    try:
+        write_atomic(return_note_path(result_file), return_note(ret._return_value).encode())
+    except OSError:  # only a shortcut for `status`; the result is what counts
+        traceback.print_exc()
     return code
 
 

@@ -1,0 +1,419 @@
+"""Every job composes its own config on the worker, from config sources shipped with the sweep.
+
+Composing a job's config costs Hydra ~50-150 ms (it re-composes everything per job); done on the submit side,
+a 1,000-job sweep would wait minutes before its first job is queued. So the submit side builds one ``Kit`` per
+batch and the workers compose, in parallel, in every mode:
+
+- the config folders (``file://`` and ``pkg://`` sources, also those added by ``hydra.searchpath``) are
+  copied, YAML files only, into a content-addressed snapshot folder ``<htcondor_dir>/config-sources-<hash>``:
+  read in place on a shared filesystem, transferred with the job otherwise. Jobs compose from the configs as
+  they were at submission, not as edited while the jobs wait in the queue;
+- on the worker, Hydra's ``file`` and ``pkg`` config sources are replaced by ones that read the snapshot but
+  keep their original paths, so the composed config (``hydra.runtime.config_sources`` included) and the
+  primary config's own ``hydra.searchpath`` mean what they meant on the submit side;
+- Hydra's Singleton state travels item by item, the ConfigStore node by node: an item whose classes cannot be
+  imported on the worker (a sweeper plugin missing from a container image) is left out, and a ConfigStore
+  node then comes untyped, instead of the whole job failing to unpickle;
+- what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
+  submit side's, as it would be in a local run.
+
+Hydra has no public API to compose from another search path; the internals used here (``ConfigLoaderImpl``,
+the built-in config sources, ``SourcesRegistry``) are pinned by ``launchers/tests/test_sources.py``, which
+composes a sweep both ways and fails if the results differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.abc import Traversable
+from typing import Any, ClassVar
+
+import cloudpickle
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.core_plugins.file_config_source import FileConfigSource
+from hydra._internal.core_plugins.importlib_resources_config_source import (
+    ImportlibResourcesConfigSource,
+)
+from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
+from hydra._internal.sources_registry import SourcesRegistry
+from hydra.core.config_store import ConfigNode, ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.singleton import Singleton
+from hydra.plugins.config_source import ConfigResult
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from ._errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_PREFIX = "config-sources-"
+# Hydra reads config files with these suffixes only.
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+# A config folder is small; a search path entry pointing at a project root with data in it is a mistake we
+# name rather than copy.
+MAX_FILES = 20_000
+MAX_BYTES = 64 * 1024 * 1024
+# Singletons that hold the submitting process's plugins and Hydra instance: sent only where the worker runs
+# the same environment (shared mode). The worker needs none of them to compose and run the job.
+_SAME_ENV_ONLY = (GlobalHydra, HydraConfig, Plugins)
+# hydra.sweep.subdir templates the submit side can evaluate without composing (transfer_files needs each
+# job's folder name in the submit description).
+_SUBDIR_KEYS = ("num", "override_dirname", "name", "config_name")
+_SUBDIR_KEY = re.compile(r"\$\{hydra\.job\.(" + "|".join(_SUBDIR_KEYS) + r")\}")
+_SUBDIR_TEMPLATE = re.compile(
+    r"(?:[^$]|\$(?!\{))*(?:\$\{hydra\.job\.(?:" + "|".join(_SUBDIR_KEYS) + r")\}(?:[^$]|\$(?!\{))*)*"
+)
+
+
+@dataclass
+class Kit:
+    """What a worker needs to compose any job of the batch (pickled once per batch into the job specs)."""
+
+    master: DictConfig  # the sweep's hydra node and resolver cache (see _portable)
+    search_path: Any  # the config loader's ConfigSearchPath (Hydra's own type)
+    # (scheme, path as Hydra normalised it) of each shipped source -> its subfolder in the snapshot.
+    shipped: dict[tuple[str, str], str]
+    snapshot_dir: str  # absolute, on the submit side
+    cwd: str  # the submitting working directory (hydra.runtime.cwd)
+    singletons: list[tuple[str, bytes]] = field(default_factory=list)
+    resolvers: list[tuple[str, bytes]] = field(default_factory=list)
+    # ConfigStore nodes: (label, repo path, typed pickle, untyped pickle or None).
+    store: list[tuple[str, tuple[str, ...], bytes, bytes | None]] = field(default_factory=list)
+
+    @property
+    def snapshot_name(self) -> str:
+        return os.path.basename(self.snapshot_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Submit side
+
+
+def _portable(config: DictConfig) -> DictConfig:
+    """What composing a job reads of the sweep's config: its hydra node (the overrides, the config name,
+    env_copy) and the root's resolver cache (a ``${now:}`` resolved once for the whole sweep). Not the task
+    part, whose types may come from modules the worker lacks, nor the sweeper plugin's class: hydra.sweeper
+    (e.g. OptunaSweeperConf) becomes a plain node."""
+    portable = OmegaConf.masked_copy(config, ["hydra"])
+    OmegaConf.copy_cache(from_config=config, to_config=portable)
+    with read_write(portable.hydra), open_dict(portable.hydra):
+        portable.hydra.sweeper = OmegaConf.create(
+            OmegaConf.to_container(portable.hydra.sweeper, resolve=False, enum_to_str=True)
+        )
+    return portable
+
+
+def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable | None]]:
+    """(relative path, file) of every config file under root, and (relative folder path + "/", None) of
+    every folder (an empty group is still a group). Hidden folders, Python environments and the sweep's own
+    folder are not configs."""
+    stack: list[tuple[str, Traversable]] = [("", root)]
+    while stack:
+        rel, folder = stack.pop()
+        entries = list(folder.iterdir())
+        names = {entry.name for entry in entries}
+        if rel and ("pyvenv.cfg" in names or "conda-meta" in names):
+            continue
+        yield f"{rel}/", None
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir():
+                if os.path.realpath(str(entry)) not in skip:
+                    stack.append((path, entry))
+            elif entry.name.endswith(_CONFIG_SUFFIXES):
+                yield path, entry
+
+
+def _source_root(scheme: str, path: str, cwd: str) -> Traversable | None:
+    """The folder a file:// or pkg:// source reads, or None where it does not exist (Hydra skips those)."""
+    if scheme == "file":
+        folder = os.path.join(cwd, path)
+        return pathlib.Path(folder) if os.path.isdir(folder) else None
+    try:
+        root = resources.files(path)
+    except (ModuleNotFoundError, TypeError, ValueError):
+        return None
+    return root if root.is_dir() else None
+
+
+def _collect(
+    sources: Iterable[tuple[str, str]], cwd: str, skip: set[str]
+) -> tuple[dict[tuple[str, str], str], list[tuple[str, bytes]]]:
+    """The shipped sources' subfolders, and every file (and, ending in "/", folder) to write."""
+    shipped: dict[tuple[str, str], str] = {}
+    files: list[tuple[str, bytes]] = []
+    for scheme, path in sources:
+        if (scheme, path) in shipped or scheme not in ("file", "pkg"):
+            continue
+        root = _source_root(scheme, path, cwd)
+        if root is None:
+            continue
+        sub = str(len(shipped))
+        shipped[(scheme, path)] = sub
+        count = total = 0
+        for rel, entry in _config_tree(root, skip):
+            data = b"" if entry is None else entry.read_bytes()
+            count += 1
+            total += len(data)
+            files.append((f"{sub}/{rel}", data))
+            if count > MAX_FILES or total > MAX_BYTES:
+                raise ConfigError(
+                    f"the config search path entry {scheme}://{path} holds more than {MAX_FILES} config "
+                    f"files and folders or {MAX_BYTES >> 20} MiB of configs: the launcher ships every config "
+                    "source with the jobs; point config_path (or hydra.searchpath) at a folder with the "
+                    "configs only"
+                )
+    return shipped, files
+
+
+def _write_snapshot(parent: str, files: list[tuple[str, bytes]]) -> str:
+    """Content-addressed, written once: a temp folder renamed into place (a crash leaves no half snapshot)."""
+    digest = hashlib.sha256()
+    for rel, data in sorted(files):
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    final = os.path.join(parent, SNAPSHOT_PREFIX + digest.hexdigest()[:16])
+    if os.path.isdir(final):
+        return final
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-config-sources-", dir=parent)
+    for rel, data in files:
+        target = os.path.join(tmp, rel)
+        if rel.endswith("/"):
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another process wrote the same snapshot meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isdir(final):
+            raise
+    return final
+
+
+def _store_nodes(
+    tree: dict[str, Any], path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _store_nodes(value, (*path, key))
+        else:
+            yield path, key, value
+
+
+def _untyped(node: ConfigNode) -> bytes | None:
+    try:
+        plain = OmegaConf.create(OmegaConf.to_container(node.node, resolve=False, enum_to_str=True))
+    except Exception:  # a node OmegaConf cannot make plain only loses its fallback
+        return None
+    if not isinstance(plain, DictConfig):
+        return None
+    return cloudpickle.dumps(dataclasses.replace(node, node=plain))
+
+
+def build_kit(
+    config: DictConfig, config_loader: Any, *, cwd: str, htcondor_dir: str, sweep_dir: str, same_env: bool
+) -> Kit:
+    """Snapshot the batch's config sources into htcondor_dir and gather what a worker composes with."""
+    runtime_sources = OmegaConf.select(config, "hydra.runtime.config_sources", default=None) or []
+    # The sources the sweep's own composition used (hydra.searchpath entries included), then the loader's.
+    sources = [(str(s.schema), str(s.path)) for s in runtime_sources]
+    sources += [(s.scheme(), s.path) for s in config_loader.get_sources()]
+    skip = {os.path.realpath(sweep_dir), os.path.realpath(htcondor_dir)}
+    shipped, files = _collect(sources, cwd, skip)
+    snapshot_dir = _write_snapshot(htcondor_dir, files)
+
+    state = Singleton.get_state()
+    dropped: tuple[type, ...] = (ConfigStore, *(() if same_env else _SAME_ENV_ONLY))
+    singletons = [
+        (cls.__name__, cloudpickle.dumps((cls, obj)))
+        for cls, obj in state["instances"].items()
+        if cls not in dropped
+    ]
+    resolvers = [(name, cloudpickle.dumps((name, fn))) for name, fn in state["omegaconf_resolvers"].items()]
+    store = [
+        ("/".join((*path, key)), (*path, key), cloudpickle.dumps(node), _untyped(node))
+        for path, key, node in _store_nodes(ConfigStore.instance().repo)
+    ]
+    return Kit(
+        master=_portable(config),
+        search_path=config_loader.get_search_path(),
+        shipped=shipped,
+        snapshot_dir=snapshot_dir,
+        cwd=cwd,
+        singletons=singletons,
+        resolvers=resolvers,
+        store=store,
+    )
+
+
+def subdir_namer(config: DictConfig) -> Callable[[Sequence[str], int], str | None]:
+    """A function giving job `num`'s hydra.sweep.subdir where it follows from the job number and overrides
+    alone (Hydra's default ``${hydra.job.num}``, ``${hydra.job.override_dirname}``...), None where only
+    composing tells. Built once per batch: it must cost microseconds a job."""
+    template = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")  # type: ignore[union-attr]
+    if not isinstance(template, str) or "\\" in template or not _SUBDIR_TEMPLATE.fullmatch(template):
+        return lambda overrides, num: None  # escapes, resolvers, other keys: composing tells
+    fixed = {
+        "name": str(OmegaConf.select(config, "hydra.job.name")),
+        "config_name": str(OmegaConf.select(config, "hydra.job.config_name")),
+    }
+    dirname_cfg = config.hydra.job.config.override_dirname
+    exclude, item_sep, kv_sep = list(dirname_cfg.exclude_keys), dirname_cfg.item_sep, dirname_cfg.kv_sep
+    parser = OverridesParser.create()
+
+    def name(overrides: Sequence[str], num: int) -> str | None:
+        values = dict(fixed, num=str(num))
+        # Parsing costs ~1 ms a job: only where the name needs it or a job may override hydra.* itself.
+        if "override_dirname" in template or any("hydra" in o for o in overrides):
+            parsed = parser.parse_overrides(overrides=list(overrides))
+            if any(o.is_hydra_override() for o in parsed):
+                return None  # a job that changes hydra.* itself
+            values["override_dirname"] = get_overrides_dirname(
+                overrides=parsed, exclude_keys=exclude, item_sep=item_sep, kv_sep=kv_sep
+            )
+        return _SUBDIR_KEY.sub(lambda m: values[m.group(1)], template)
+
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Worker side
+
+
+def _loads_each(packed: Iterable[tuple[str, bytes]], what: str) -> Iterator[Any]:
+    """Unpickle item by item; one that needs a module this worker lacks is left out, and said so."""
+    missing = []
+    for label, data in packed:
+        try:
+            yield cloudpickle.loads(data)
+        except Exception as exc:
+            missing.append(f"{label} ({type(exc).__name__}: {exc})")
+    if missing:
+        log.warning("%s left out (not importable on this worker): %s", what, "; ".join(missing))
+
+
+class _Shipped:
+    """Mixin: a config source that keeps its submit-side path but reads the snapshot's copy of it."""
+
+    snapshot: ClassVar[dict[tuple[str, str], str]] = {}
+    path: str
+    provider: str
+    _local: FileConfigSource | None
+
+    def _attach(self) -> None:
+        local = self.snapshot.get((self.scheme(), self.path))  # type: ignore[attr-defined]
+        self._local = FileConfigSource(self.provider, local) if local is not None else None
+
+    def load_config(self, config_path: str) -> ConfigResult:
+        if self._local is None:
+            return super().load_config(config_path)  # type: ignore[misc]
+        result = self._local.load_config(config_path)
+        result.path = f"{self.scheme()}://{self.path}"  # type: ignore[attr-defined]
+        return result
+
+    def available(self) -> bool:
+        return self._local.available() if self._local is not None else super().available()  # type: ignore[misc]
+
+    def is_group(self, config_path: str) -> bool:
+        if self._local is None:
+            return super().is_group(config_path)  # type: ignore[misc]
+        return self._local.is_group(config_path)
+
+    def is_config(self, config_path: str) -> bool:
+        if self._local is None:
+            return super().is_config(config_path)  # type: ignore[misc]
+        return self._local.is_config(config_path)
+
+    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
+        if self._local is None:
+            return super().list(config_path, results_filter)  # type: ignore[misc]
+        return self._local.list(config_path, results_filter)
+
+
+class ShippedFileSource(_Shipped, FileConfigSource):
+    def __init__(self, provider: str, path: str) -> None:
+        FileConfigSource.__init__(self, provider, path)
+        self._attach()
+
+
+class ShippedPkgSource(_Shipped, ImportlibResourcesConfigSource):
+    def __init__(self, provider: str, path: str) -> None:
+        ImportlibResourcesConfigSource.__init__(self, provider, path)
+        self._attach()
+
+
+def restore(kit: Kit, snapshot_dir: str) -> None:
+    """Hydra's Singleton state as on the submit side (what can be imported here), reading `snapshot_dir`."""
+    instances = dict(_loads_each(kit.singletons, "Hydra state"))
+    resolvers = dict(_loads_each(kit.resolvers, "OmegaConf resolvers"))
+    Singleton.set_state({"instances": instances, "omegaconf_resolvers": resolvers})
+    repo = ConfigStore.instance().repo
+    untyped = []
+    for label, path, typed, plain in kit.store:
+        try:
+            node = cloudpickle.loads(typed)
+        except Exception as exc:
+            if plain is None:
+                log.warning("ConfigStore node %s left out: %s: %s", label, type(exc).__name__, exc)
+                continue
+            node = cloudpickle.loads(plain)
+            untyped.append(f"{label} ({type(exc).__name__}: {exc})")
+        tree = repo
+        for part in path[:-1]:
+            tree = tree.setdefault(part, {})
+        tree[path[-1]] = node
+    if untyped:
+        log.warning(
+            "ConfigStore nodes composed without their classes (not importable here): %s", "; ".join(untyped)
+        )
+    _Shipped.snapshot = {key: os.path.join(snapshot_dir, sub) for key, sub in kit.shipped.items()}
+    types = SourcesRegistry.instance().types
+    types["file"] = ShippedFileSource
+    types["pkg"] = ShippedPkgSource
+    types.setdefault("structured", StructuredConfigSource)
+
+
+@contextlib.contextmanager
+def _submit_environment(master: DictConfig) -> Iterator[None]:
+    """The hydra.job.env_copy variables as the submit side had them (a worker may lack them)."""
+    env_set = master.hydra.job.env_set
+    saved = {key: os.environ.get(key) for key in master.hydra.job.env_copy if key in env_set}
+    os.environ.update({key: str(env_set[key]) for key in saved})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def compose(kit: Kit, overrides: Sequence[str]) -> DictConfig:
+    """The job's config, as the submit side would compose it (call `restore` first)."""
+    loader = ConfigLoaderImpl(config_search_path=kit.search_path)
+    with _submit_environment(kit.master):
+        config = loader.load_sweep_config(kit.master, list(overrides))
+    with open_dict(config.hydra.runtime):
+        config.hydra.runtime.cwd = kit.cwd
+    return config

@@ -1,0 +1,257 @@
+"""The workers compose every job's config from the shipped config sources: the result must be exactly what
+Hydra composes on the submit side. A fresh interpreter (another working directory, without the submit side's
+environment variable, its config folders moved away and its config package and schema module not
+importable) composes a sweep's jobs from the kit; the YAML must match Hydra's own `load_sweep_config`.
+
+This also pins the Hydra internals `_sources` uses: a Hydra release that changes them fails here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from hydra_plugins.hydra_htcondor_launcher import _sources
+from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
+from omegaconf import OmegaConf
+
+pytestmark = pytest.mark.usefixtures("hydra_restore_singletons")
+
+JOBS = [
+    ["db=postgres", "db.port=1"],
+    ["db=mysql", "+extra=from_searchpath", "stamp_copy=${stamp}"],
+    ["pkgthing=two", "schema_user.rate=2"],
+]
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import cloudpickle
+    from omegaconf import OmegaConf
+    from hydra_plugins.hydra_htcondor_launcher import _sources
+
+    kit_file, snapshot, jobs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    with open(kit_file, "rb") as f:
+        kit = cloudpickle.load(f)
+    _sources.restore(kit, snapshot)
+    print(json.dumps([OmegaConf.to_yaml(_sources.compose(kit, job)) for job in jobs]))
+    """
+)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An app with a config folder, a hydra.searchpath folder and package, a schema from a module and an
+    env_copy variable: every kind of source and process state that composition reads."""
+    conf = tmp_path / "app" / "conf"
+    _write(
+        conf / "config.yaml",
+        """\
+        defaults:
+          - db: mysql
+          - pkgthing: one
+          - schema_user: base
+          - _self_
+        hydra:
+          searchpath:
+            - file://SEARCHPATH
+            - pkg://shipped_pkg_conf
+          job:
+            env_copy: [SUBMIT_ONLY_VAR]
+        stamp: ${now:%H-%M-%S-%f}
+        stamp_copy: none
+        """,
+    )
+    _write(conf / "db" / "mysql.yaml", "name: mysql\nport: 3306\n")
+    _write(conf / "db" / "postgres.yaml", "name: postgres\nport: 5432\n")
+    _write(
+        conf / "schema_user" / "base.yaml", "defaults:\n  - /schemas/rated@_here_\n  - _self_\nrate: 1.5\n"
+    )
+    _write(conf / "empty_group" / ".keep", "")
+    _write(conf / "outputs" / "old" / ".hydra" / "config.yaml", "not: shipped\n")
+    searchpath = tmp_path / "sp"
+    _write(searchpath / "extra_group" / "x.yaml", "x: 1\n")
+    primary = conf / "config.yaml"
+    primary.write_text(primary.read_text().replace("SEARCHPATH", str(searchpath)))
+    pkg = tmp_path / "pkgroot" / "shipped_pkg_conf"
+    _write(pkg / "__init__.py", "")
+    _write(pkg / "pkgthing" / "one.yaml", "thing: one\n")
+    _write(pkg / "pkgthing" / "two.yaml", "thing: two\n")
+    _write(tmp_path / "schemaroot" / "rated_schema.py", RATED_SCHEMA)
+    for module in ("shipped_pkg_conf", "rated_schema"):  # another test's copies, moved away since
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgroot"))
+    monkeypatch.syspath_prepend(str(tmp_path / "schemaroot"))
+    monkeypatch.setenv("SUBMIT_ONLY_VAR", "from the submit side")
+    monkeypatch.chdir(tmp_path / "app")
+    import rated_schema  # the app's schema module, as an app registers it
+
+    ConfigStore.instance().store(group="schemas", name="rated", node=rated_schema.Rated)
+    return tmp_path
+
+
+RATED_SCHEMA = """\
+from dataclasses import dataclass
+
+@dataclass
+class Rated:
+    rate: float = 0.0
+    label: str = "rated"
+"""
+
+
+def _compose_both_ways(
+    root: Path, jobs: list[list[str]], *, schema_on_worker: bool
+) -> tuple[list[str], list[str], str]:
+    sweep_dir = root / "app" / "multirun"
+    htcondor_dir = sweep_dir / ".htcondor"
+    with initialize_config_dir(config_dir=str(root / "app" / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [f"hydra.sweep.dir={sweep_dir}"], RunMode.MULTIRUN)
+        assert master.stamp  # resolved (and cached) on the submit side, as the sweep dir's ${now:} is
+        expected = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
+        kit = _sources.build_kit(
+            master,
+            loader,
+            cwd=os.getcwd(),
+            htcondor_dir=str(htcondor_dir),
+            sweep_dir=str(sweep_dir),
+            same_env=False,
+        )
+    kit_file = root / "kit.pkl"
+    kit_file.write_bytes(cloudpickle.dumps(kit))
+    # What a worker with file transfer sees: its own copy of the snapshot; none of the originals.
+    scratch = root / "scratch"
+    shutil.copytree(kit.snapshot_dir, scratch / kit.snapshot_name)
+    for gone in ("app/conf", "sp", "pkgroot"):
+        shutil.move(root / gone, root / (gone.replace("/", "_") + ".moved"))
+    env = {k: v for k, v in os.environ.items() if k not in ("SUBMIT_ONLY_VAR", "PYTHONPATH")}
+    if schema_on_worker:  # the app's own modules are installed where its task runs
+        env["PYTHONPATH"] = str(root / "schemaroot")
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, str(kit_file), str(scratch / kit.snapshot_name), json.dumps(jobs)],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return expected, json.loads(proc.stdout), proc.stderr
+
+
+def test_workers_compose_exactly_what_the_submit_side_would(app: Path) -> None:
+    expected, composed, stderr = _compose_both_ways(app, JOBS, schema_on_worker=True)
+    for job, want, got in zip(JOBS, expected, composed, strict=True):
+        assert got == want, f"job {job} composed differently on the worker"
+    # The checks that make the comparison meaningful: each job really differs, and the searchpath and
+    # package sources, the schema and the env_copy variable were used.
+    first, second, third = (OmegaConf.create(text) for text in composed)
+    assert (first.db.name, first.db.port, second.db.name) == ("postgres", 1, "mysql")
+    assert second.extra == "from_searchpath" and second.stamp_copy == second.stamp
+    assert third.pkgthing.thing == "two" and third.schema_user.rate == 2.0
+    assert isinstance(third.schema_user.rate, float)  # typed by the schema: the override's 2 became 2.0
+    assert first.hydra.job.env_set.SUBMIT_ONLY_VAR == "from the submit side"
+    assert first.hydra.runtime.cwd == str(app / "app")
+    assert "left out" not in stderr and "without their classes" not in stderr
+
+
+def test_a_schema_the_worker_cannot_import_composes_untyped_and_says_so(app: Path) -> None:
+    expected, composed, stderr = _compose_both_ways(app, JOBS[2:], schema_on_worker=False)
+    got = OmegaConf.create(composed[0])
+    assert OmegaConf.create(expected[0]).schema_user.rate == 2.0
+    assert got.schema_user.rate == 2 and isinstance(got.schema_user.rate, int)
+    assert "schemas/rated.yaml (ModuleNotFoundError" in stderr and "composed without their classes" in stderr
+
+
+def _kit_of(app: Path) -> _sources.Kit:
+    """The kit of a sweep of the app, as the launcher builds it."""
+    sweep_dir = app / "app" / "multirun"
+    with initialize_config_dir(config_dir=str(app / "app" / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [f"hydra.sweep.dir={sweep_dir}"], RunMode.MULTIRUN)
+        return _sources.build_kit(
+            master,
+            loader,
+            cwd=os.getcwd(),
+            htcondor_dir=str(sweep_dir / ".htcondor"),
+            sweep_dir=str(sweep_dir),
+            same_env=True,
+        )
+
+
+def test_the_snapshot_holds_config_files_only_and_is_content_addressed(app: Path) -> None:
+    kits = [_kit_of(app) for _ in range(2)]
+    assert kits[0].snapshot_dir == kits[1].snapshot_dir  # the same configs, one snapshot
+    (app / "app" / "conf" / "db" / "mysql.yaml").write_text("name: mysql\nport: 1\n")
+    changed = _kit_of(app)
+    assert changed.snapshot_dir != kits[0].snapshot_dir
+    files = {
+        str(p.relative_to(kits[0].snapshot_dir)) for p in Path(kits[0].snapshot_dir).rglob("*") if p.is_file()
+    }
+    main = kits[0].shipped[("file", str(app / "app" / "conf"))]
+    assert f"{main}/db/mysql.yaml" in files and f"{main}/config.yaml" in files
+    assert not any("outputs" in f or f.endswith(".keep") or f.endswith(".py") for f in files)
+    assert (Path(kits[0].snapshot_dir) / main / "empty_group").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("template", "expect_fast"),
+    [
+        ("${hydra.job.num}", True),
+        ("${hydra.job.override_dirname}", True),
+        ("run_${hydra.job.num}-${hydra.job.name}", True),
+        ("${now:%H-%M-%S}", False),
+        ("${db.name}_${hydra.job.num}", False),
+    ],
+)
+def test_job_subdir_without_composing_matches_hydra(app: Path, template: str, expect_fast: bool) -> None:
+    sweep_dir = app / "app" / "multirun"
+    with initialize_config_dir(config_dir=str(app / "app" / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", [f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir={template}"], RunMode.MULTIRUN
+        )
+        namer = _sources.subdir_namer(master)
+        for num, job in enumerate([*JOBS[:1], ["db=mysql", "db.port=7"], ["hydra.job.name=x"]]):
+            fast = namer(job, num)
+            if job[0].startswith("hydra."):
+                assert fast is None  # a job that changes hydra.* is composed to know its folder
+                continue
+            if not expect_fast:
+                assert fast is None
+                continue
+            composed = loader.load_sweep_config(master, job)
+            composed.hydra.job.num = num
+            assert fast == composed.hydra.sweep.subdir
+
+
+def test_a_config_path_full_of_yaml_is_refused_in_one_line(
+    app: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import resources
+
+    hydra_own = sum(1 for _ in _sources._config_tree(resources.files("hydra.conf"), set()))
+    monkeypatch.setattr(_sources, "MAX_FILES", hydra_own + 10)
+    for i in range(hydra_own + 10):
+        _write(app / "app" / "conf" / "many" / f"c{i}.yaml", "a: 1\n")
+    with pytest.raises(
+        ConfigError, match=r"config search path entry file://.*conf holds more than \d+ config files"
+    ) as err:
+        _kit_of(app)
+    assert "\n" not in str(err.value)
