@@ -23,12 +23,12 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import htcondor2
+from _bare import bare_description
 from hydra._internal.callbacks import Callbacks
 from hydra._internal.hydra import Hydra
 from hydra._internal.utils import create_config_search_path
@@ -109,21 +109,6 @@ def launcher_sweep(tmp: Path, n: int, tag: str) -> float:
     GlobalHydra.instance().clear()
     assert [r.return_value for r in results] == list(range(n))
     return elapsed
-
-
-def bare_description(folder: Path, log: Path) -> dict[str, str]:
-    """A trivial job (`python -c pass`) with nothing to transfer: the pool's own latency, no launcher."""
-    return {
-        "executable": sys.executable,
-        "arguments": '"-c pass"',
-        "transfer_executable": "False",
-        "should_transfer_files": "NO",
-        "initialdir": str(folder),
-        "output": str(folder / "$(ProcId).out"),
-        "error": str(folder / "$(ProcId).err"),
-        "log": str(log),
-        "request_memory": "128MB",
-    }
 
 
 def bare_sweep(tmp: Path, n: int, tag: str) -> float:

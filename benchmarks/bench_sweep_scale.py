@@ -225,13 +225,14 @@ MARKERS = {
 def procs_per_job(sweep_id: str) -> dict[int, int]:
     """How many procs the schedd ever had per Hydra job number of the sweep (queue and history)."""
     import htcondor2
+    from hydra_plugins.hydra_htcondor_launcher import _core
 
     schedd = htcondor2.Schedd()
-    constraint = f'HydraSweepId == "{sweep_id}"'
-    proj = ["ClusterId", "ProcId", "HydraJobNum"]
-    ids = {
-        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
-        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
+    ids = {  # the launcher's own query of a sweep's jobs (the tests check it independently)
+        (int(ad["ClusterId"]), int(ad["ProcId"])): num
+        for history in (False, True)
+        for num, ads in _core._sweep_jobs(schedd, sweep_id, history).items()
+        for ad in ads
     }
     counts: dict[int, int] = {}
     for num in ids.values():
@@ -242,19 +243,10 @@ def procs_per_job(sweep_id: str) -> dict[int, int]:
 def bare_child(n: int, folder: Path) -> None:
     """Runs in a child process (``--bare-child``): n bare jobs as one cluster, waited on via the event log."""
     import htcondor2
+    from _bare import bare_description
 
     log = folder / "cluster.log"
-    desc = {
-        "executable": sys.executable,
-        "arguments": '"-c pass"',
-        "transfer_executable": "False",
-        "should_transfer_files": "NO",
-        "initialdir": str(folder),
-        "output": str(folder / "$(ProcId).out"),
-        "error": str(folder / "$(ProcId).err"),
-        "log": str(log),
-        "request_memory": "128MB",
-    }
+    desc = bare_description(folder, log)
     cluster = htcondor2.Schedd().submit(htcondor2.Submit(desc), count=n).cluster()
     print(f"bare: {n} jobs submitted as cluster {cluster}", flush=True)
     ended = (htcondor2.JobEventType.JOB_TERMINATED, htcondor2.JobEventType.JOB_ABORTED)

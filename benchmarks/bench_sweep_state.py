@@ -33,6 +33,7 @@ folder, first on ``PYTHONPATH``), alternating with the working tree's: the befor
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -237,7 +238,9 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
 
     save_ms = _median_ms(save_batch, repeats)
     size_kb = os.path.getsize(m.path) / 1024
-    watcher = _wait.ClusterWatcher(
+    # The launcher's defaults (poll 0.5 s, status every 15 s), no pool: records and the clocks only.
+    watcher_of = functools.partial(
+        _wait.ClusterWatcher,
         None,
         None,
         CLUSTER,
@@ -247,24 +250,15 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
         poll_interval=0.5,
         status_interval=15.0,
         timeout_s=1e9,
-        wall_clock=lambda: T0 + 600,
     )
+    watcher = watcher_of(wall_clock=lambda: T0 + 600)
     table = watcher.table(600.0)
     table_ms = _median_ms(lambda: watcher.table(600.0), repeats)
 
     # The waiting loop on a scripted clock: one job changes state at every poll, for a minute.
     clock = [0.0]
     saves = [0]
-    watcher = _wait.ClusterWatcher(
-        None,
-        None,
-        CLUSTER,
-        "/nonexistent.log",
-        recs,
-        max_releases=0,
-        poll_interval=0.5,
-        status_interval=15.0,
-        timeout_s=1e9,
+    watcher = watcher_of(
         clock=lambda: clock[0],
         wall_clock=lambda: T0 + 600 + clock[0],
         on_change=lambda: saves.__setitem__(0, saves[0] + 1),
