@@ -8,7 +8,7 @@ import sys
 import cloudpickle
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _cli, _wait
+from hydra_plugins.hydra_htcondor_launcher import _cli, _schedd, _wait
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
 from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, manifest_path, record_of
 
@@ -173,11 +173,12 @@ def test_status_asks_the_history_only_for_jobs_not_in_the_queue(tmp_path, monkey
             return [{"ClusterId": 7, "ProcId": 1}]
 
     monkeypatch.setattr(_cli, "_htcondor", lambda: None)
-    monkeypatch.setattr(_cli, "_schedd", lambda htcondor, manifest: Schedd())
+    monkeypatch.setattr(_schedd, "locate", lambda htcondor, collector, schedd: Schedd())
     queue = [0, 1]
     assert _cli._lost(m, recs) is None and asked == []
     queue = [0]
-    assert _cli._lost(m, recs) is None and asked == [f'HydraSweepId == "{m.sweep_id}"']
+    assert _cli._lost(m, recs) is None
+    assert asked == [f'ClusterId == 7 && HydraSweepId == "{m.sweep_id}" && member(ProcId, {{1}})']
     assert all(rec.state is JobState.RUNNING for rec in recs.values())
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import _jobstate, _worker
+from . import _jobstate, _schedd, _worker
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
 from ._manifest import Manifest, record_of, return_note
@@ -85,40 +85,29 @@ def _replay(log_file: str, recs: list[JobRecord]) -> None:
 def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
     """Mark unfinished jobs the schedd knows in neither queue nor history; None, or why the pool could not
     be asked (one line)."""
-    pending = [r for r in recs.values() if not r.final and r.cluster is not None and r.proc >= 0]
-    if not pending:
+    by_cluster: dict[int, list[JobRecord]] = {}
+    for rec in recs.values():
+        if not rec.final and rec.cluster is not None and rec.proc >= 0:
+            by_cluster.setdefault(rec.cluster, []).append(rec)
+    if not by_cluster:
         return None
     try:
         htcondor = _htcondor()
-        schedd = _schedd(htcondor, manifest)
-        constraint = f'HydraSweepId == "{manifest.sweep_id}"'
-        proj = ["ClusterId", "ProcId"]
-        known = {(int(a["ClusterId"]), int(a["ProcId"])) for a in schedd.query(constraint, projection=proj)}
-        if any((rec.cluster, rec.proc) not in known for rec in pending):  # the history is a file scan
-            known |= {
-                (int(a["ClusterId"]), int(a["ProcId"]))
-                for a in schedd.history(constraint, projection=proj, match=-1)
-            }
+        schedd = _schedd.locate(htcondor, manifest.collector, manifest.schedd)
+        known = {
+            cluster: _schedd.known_procs(schedd, cluster, [rec.proc for rec in pending], manifest.sweep_id)
+            for cluster, pending in by_cluster.items()
+        }
     except Exception as exc:
         return (
             f"pool unreachable for live state ({' '.join(str(exc).split())[:200]}); showing the files' view"
         )
-    for rec in pending:
-        if (rec.cluster, rec.proc) not in known:
-            rec.state = JobState.REMOVED
-            rec.abort_reason = "HTCondor no longer knows this job"
+    for cluster, pending in by_cluster.items():
+        for rec in pending:
+            if rec.proc not in known[cluster]:
+                rec.state = JobState.REMOVED
+                rec.abort_reason = _schedd.LOST
     return None
-
-
-def _schedd(htcondor: Any, manifest: Manifest) -> Any:
-    if manifest.collector or manifest.schedd:
-        collector = htcondor.Collector(manifest.collector) if manifest.collector else htcondor.Collector()
-        if manifest.schedd:
-            ad = collector.locate(htcondor.DaemonType.Schedd, manifest.schedd)
-        else:
-            ad = collector.locate(htcondor.DaemonType.Schedd)
-        return htcondor.Schedd(ad)
-    return htcondor.Schedd()
 
 
 # Return values read from result files, by (path, mtime, size): `status --watch` reads each file once.
@@ -233,7 +222,7 @@ def rm(sweep_dir: str) -> int:
     htcondor = _htcondor()
     constraint = f'HydraSweepId == "{manifest.sweep_id}"'
     try:
-        schedd = _schedd(htcondor, manifest)
+        schedd = _schedd.locate(htcondor, manifest.collector, manifest.schedd)
         queued = list(schedd.query(constraint, projection=["ClusterId", "ProcId"]))
         if queued:
             schedd.act(htcondor.JobAction.Remove, constraint)

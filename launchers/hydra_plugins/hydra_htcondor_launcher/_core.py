@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext
 from omegaconf import OmegaConf, open_dict, read_write
 
-from . import _sources, _submit, _wait, _worker
+from . import _schedd, _sources, _submit, _wait, _worker
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
@@ -52,15 +52,7 @@ def connect(htcondor: Any, settings: Settings) -> Any:
         or f"the collector named by CONDOR_CONFIG={os.environ.get('CONDOR_CONFIG', '(unset)')}"
     )
     try:
-        if settings.collector is not None or settings.schedd is not None:
-            collector = htcondor.Collector(settings.collector) if settings.collector else htcondor.Collector()
-            if settings.schedd is not None:
-                ad = collector.locate(htcondor.DaemonType.Schedd, settings.schedd)
-            else:
-                ad = collector.locate(htcondor.DaemonType.Schedd)
-            schedd = htcondor.Schedd(ad)
-        else:
-            schedd = htcondor.Schedd()
+        schedd = _schedd.locate(htcondor, settings.collector, settings.schedd)
         schedd.query(constraint="false", projection=["ClusterId"], limit=1)
     except Exception as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
+from ._worker import write_atomic
 
 VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -132,19 +132,7 @@ class Manifest:
         jobs = sorted(self.jobs.items(), key=lambda kv: int(kv[0]))
         body = ",\n".join(f"  {json.dumps(num)}: {json.dumps(entry)}" for num, entry in jobs)
         text = "{\n" + "\n".join(lines) + '\n "jobs": {' + (f"\n{body}\n }}" if jobs else "}") + "\n}\n"
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_atomic(self.path, text.encode())
 
     # -- per job -----------------------------------------------------------------------------------
     def job(self, num: int) -> dict[str, Any] | None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _jobstate
+from . import _jobstate, _schedd
 from ._jobstate import JobRecord, JobState
+from ._schedd import LOST
 from ._status import MAX_ROWS, status_table
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # The event-log view is cross-checked with the schedd (queue, then history) every this many status intervals.
 CROSSCHECK_EVERY = 2
-LOST = "HTCondor no longer knows this job (in neither the queue nor the history)"
 # on_change (the manifest, rewritten whole) at most this often: a big sweep changes state at nearly every
 # poll. What resuming relies on is in HTCondor and the result files; the manifest may lag by this much.
 SAVE_GAP_S = 2.0
@@ -109,20 +109,6 @@ class ClusterWatcher:
             rec.removed_by_launcher = True
             self._act("Remove", job)
 
-    def _known_procs(self, constraint: str, pending: Collection[int]) -> set[int]:
-        """Of the pending procs, those in the schedd's queue or else in its history. The history is a scan of
-        a file: it is asked only for pending procs missing from the queue (rare: a job that ended since the
-        last poll, or a lost one), not for the finished jobs a big sweep has left the queue with."""
-        known = {int(ad["ProcId"]) for ad in self.schedd.query(constraint, projection=["ProcId"])}
-        missing = sorted(set(pending) - known)
-        if missing:
-            procs = ", ".join(str(p) for p in missing)
-            history = self.schedd.history(
-                f"{constraint} && member(ProcId, {{{procs}}})", projection=["ProcId"], match=len(missing)
-            )
-            known |= {int(ad["ProcId"]) for ad in history}
-        return known
-
     def crosscheck(self) -> list[int]:
         """Fail the unfinished jobs that the schedd knows in neither its queue nor its history (a wiped
         queue, a condor_rm -forcex): their event log will never say more. Returns their job numbers; an
@@ -130,18 +116,15 @@ class ClusterWatcher:
         pending = {rec.proc: rec for rec in self.records.values() if not rec.final}
         if not pending:
             return []
-        constraint = f"ClusterId == {self.cluster}"
-        if self.sweep_id is not None:  # a restarted schedd numbers its clusters from 1 again
-            constraint += f' && HydraSweepId == "{self.sweep_id}"'
         try:
-            known = self._known_procs(constraint, pending)
+            known = _schedd.known_procs(self.schedd, self.cluster, pending, self.sweep_id)
         except Exception as exc:
             if self.reconnect is None:
                 log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, exc)
                 return []
             try:  # a restarted schedd has a new address: locate it again
                 self.schedd = self.reconnect()
-                known = self._known_procs(constraint, pending)
+                known = _schedd.known_procs(self.schedd, self.cluster, pending, self.sweep_id)
             except Exception as again:
                 log.debug("HTCondor cluster %d: cross-check with the schedd failed: %s", self.cluster, again)
                 return []
