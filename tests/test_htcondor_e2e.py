@@ -65,7 +65,8 @@ def test_cpu_sweep_trains_both_jobs_on_the_pool(tmp_path):
     cluster = int(proc.stdout.split("submitted as cluster")[1].split()[0])
     counts = f"HTCondor cluster {cluster}: 0 idle, 0 running, 0 held, 2 done, 0 failed of 2 jobs"
     final = proc.stdout[proc.stdout.rindex(counts) :]
-    rows = [line.split() for line in final.splitlines()[2:4]]
+    # The final table lists jobs that just ended latest first (launchers/README.md): take them by number.
+    rows = sorted((line.split() for line in final.splitlines()[2:4]), key=lambda row: row[0])
     for row, num, lr in zip(rows, (0, 1), (0.5, 1.0), strict=True):  # proc n is job n: one batch
         assert row[:4] == [f"#{num}", f"{cluster}.{num}", "done", slots[num]], final
         assert row[5:7] == ["exit", "0"] and f"model.lr={lr}" in row, final
