@@ -4,8 +4,9 @@
 engine with scripts/container-runtime (no bridge, no firewall or sysctl changes), builds or loads the worker
 test image `mnist-app-test-worker:latest` (cached outside the repository, see containers/README.md), turns
 on the pool's container jobs with `scripts/condor-pool docker on` (a config.d fragment and a reconfig), then
-undoes all of that at session end and checks that the host's network state is what it was. Locally a
-runtime that cannot start skips the tests; under CI=true it fails them, as for the pool.
+undoes all of that at session end and checks that the host is as the engine found it (`host-state`, taken
+after `install` and before `start`). Locally a runtime that cannot start skips the tests; under CI=true it
+fails them, as for the pool.
 """
 
 from __future__ import annotations
@@ -29,12 +30,32 @@ IMAGE_TAG = "mnist-app-test-worker:latest"
 
 @dataclasses.dataclass(frozen=True)
 class ContainerWorker:
-    """The worker test image, as the launcher names it."""
+    """The worker test image, as the launcher names it, and the host as the engine found it."""
 
     image: str  # container_image for the launcher: docker://mnist-app-test-worker:latest
     tag: str
-    # `scripts/container-runtime host-state` before this session started the engine; None if it was running.
+    # `host_state()` after `install`, before this session started the engine; None if it was running.
     host_before: dict[str, Any] | None
+
+    @staticmethod
+    def host_state() -> dict[str, Any]:
+        """`scripts/container-runtime host-state` now: {"network": {...}, "engine": {...}}."""
+        proc = _runtime("host-state", timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/container-runtime host-state failed: {_last_line(proc)}")
+        state: dict[str, Any] = json.loads(proc.stdout)
+        return state
+
+    def changes(self, now: dict[str, Any], part: str | None = None) -> dict[str, tuple[Any, Any]]:
+        """What differs from `host_before` in `now`, or in its `part`: {"network.links": (before, now)}."""
+        assert self.host_before is not None
+        diff = {}
+        for section in [part] if part else sorted(self.host_before.keys() | now.keys()):
+            old, new = self.host_before.get(section, {}), now.get(section, {})
+            for key in sorted(old.keys() | new.keys()):
+                if old.get(key) != new.get(key):
+                    diff[f"{section}.{key}"] = (old.get(key), new.get(key))
+        return diff
 
 
 def _in_ci() -> bool:
@@ -58,10 +79,6 @@ def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def _host_state() -> dict[str, Any]:
-    return json.loads(_runtime("host-state", timeout=60).stdout)
-
-
 def _docker_slots(htcondor: Any) -> list[Any]:
     """Slots that can run container jobs now (what `scripts/condor-pool docker on` waits for)."""
     ads = htcondor.Collector().query(
@@ -83,13 +100,20 @@ def container_worker(condor_pool: Any) -> Iterator[ContainerWorker]:
 
     holder = str(os.getpid())
     engine_was_running = _runtime("status", timeout=60).returncode == 0
-    before = _host_state() if not engine_was_running else None
+    before: dict[str, Any] | None = None
+
+    def step(*args: str, timeout: float) -> None:
+        proc = _runtime(*args, timeout=timeout)
+        if proc.returncode != 0:
+            _unavailable(f"scripts/container-runtime {args[0]} failed: {_last_line(proc)}")
+
     try:
-        for args, timeout in ((("install",), 900), (("start", f"--holder={holder}"), 120),
-                              (("image", f"--python={sys.executable}"), 1800)):
-            proc = _runtime(*args, timeout=timeout)
-            if proc.returncode != 0:
-                _unavailable(f"scripts/container-runtime {args[0]} failed: {_last_line(proc)}")
+        step("install", timeout=900)
+        # The host as the engine finds it: after the packages are installed (/etc/docker and iptables'
+        # tables are theirs, not the engine's), before the engine starts.
+        before = ContainerWorker.host_state() if not engine_was_running else None
+        step("start", f"--holder={holder}", timeout=120)
+        step("image", f"--python={sys.executable}", timeout=1800)
         # Only a scripts/condor-pool pool is reconfigured; a pool named by a pre-set CONDOR_CONFIG must
         # advertise HasContainer by itself.
         pool_dir = condor_pool.pool_dir
@@ -106,8 +130,9 @@ def container_worker(condor_pool: Any) -> Iterator[ContainerWorker]:
     except BaseException:  # a skip or failure above: let go of the engine first
         _runtime("stop", f"--holder={holder}", timeout=300)
         raise
+    worker = ContainerWorker(image=f"docker://{IMAGE_TAG}", tag=IMAGE_TAG, host_before=before)
     try:
-        yield ContainerWorker(image=f"docker://{IMAGE_TAG}", tag=IMAGE_TAG, host_before=before)
+        yield worker
     finally:
         stop = _runtime("stop", f"--holder={holder}", timeout=300)
         stopped = "engine stopped" in stop.stdout
@@ -118,8 +143,6 @@ def container_worker(condor_pool: Any) -> Iterator[ContainerWorker]:
         if stop.returncode != 0:
             pytest.fail(f"scripts/container-runtime stop failed: {_last_line(stop)}", pytrace=False)
         if before is not None and stopped:
-            after = _host_state()
-            if after != before:
-                changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys()
-                           if before.get(k) != after.get(k)}
+            changed = worker.changes(ContainerWorker.host_state())
+            if changed:
                 pytest.fail(f"the container engine left the host changed: {changed}", pytrace=False)
