@@ -80,7 +80,7 @@ def _time(rec: JobRecord, now: float) -> float | None:
 
 
 def clock_time(epoch: float) -> str:
-    """A wall-clock time of today's kind, local: 16:00:18."""
+    """A wall-clock time, local, to the second: 16:00:18 (what the table shows is within hours of now)."""
     return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
