@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,6 +131,21 @@ def condor_pool() -> Iterator[CondorPool]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def private_pool_env(condor_pool: CondorPool) -> Callable[[int | str], dict[str, str]]:
+    """port -> the environment for scripts/condor-pool running a pool of the test's own on that port (its
+    CONDOR_POOL_DIR is the test's) with the session pool's HTCondor: its bin/sbin on PATH make `install` take
+    its "HTCondor on PATH" branch (no download). Skips for a pool named by a pre-set CONDOR_CONFIG."""
+    if condor_pool.pool_dir is None:
+        pytest.skip("needs a pool installed by scripts/condor-pool")
+    info = json.loads((condor_pool.pool_dir / "install.json").read_text())
+
+    def env(port: int | str) -> dict[str, str]:
+        return {"CONDOR_POOL_PORT": str(port), "PATH": f"{info['sbin']}:{info['bin']}:{os.environ['PATH']}"}
+
+    return env
 
 
 def _cuda_available() -> bool:

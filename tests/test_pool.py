@@ -308,18 +308,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def second_pool(tmp_path, condor_pool):
+def second_pool(tmp_path, private_pool_env):
     """Environment for scripts/condor-pool on a private folder and port, reusing the session pool's binaries.
 
     The session pool's bin/sbin on PATH make `install` take its "HTCondor on PATH" branch (no download).
     """
-    if condor_pool.pool_dir is None:
-        pytest.skip("needs a pool installed by scripts/condor-pool")
-    import json
-
-    info = json.loads((condor_pool.pool_dir / "install.json").read_text())
-    env = {"CONDOR_POOL_PORT": str(free_port()), "CONDOR_POOL_START_TIMEOUT": "20",
-           "PATH": f"{info['sbin']}:{info['bin']}:{os.environ['PATH']}"}
+    env = {**private_pool_env(free_port()), "CONDOR_POOL_START_TIMEOUT": "20"}
     pool_dir = tmp_path / "pool2"
     out = run_script("install", pool_dir=pool_dir, **env)
     assert out.returncode == 0, out.stderr

@@ -351,6 +351,64 @@ def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
     assert len(read_summary(tmp_path)) == 3
 
 
+DISCONNECT_LOG = """\
+000 (096.000.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+000 (096.001.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+001 (096.000.000) 2026-11-29 10:00:05 Job executing on host: <127.0.0.1:37229?alias=node1>
+	SlotName: slot1_1@node1
+...
+001 (096.001.000) 2026-11-29 10:00:05 Job executing on host: <127.0.0.1:37229?alias=node1>
+	SlotName: slot1_2@node1
+...
+022 (096.000.000) 2026-11-29 10:00:20 Job disconnected, attempting to reconnect
+    Socket between submit and execute hosts closed unexpectedly
+    Trying to reconnect to slot1_1@node1 <127.0.0.1:37229?alias=node1>
+...
+022 (096.001.000) 2026-11-29 10:00:20 Job disconnected, attempting to reconnect
+    Socket between submit and execute hosts closed unexpectedly
+    Trying to reconnect to slot1_2@node1 <127.0.0.1:37229?alias=node1>
+...
+024 (096.001.000) 2026-11-29 10:01:20 Job reconnection failed
+    Job disconnected too long: JobLeaseDuration (60 seconds) expired
+    Can not reconnect to slot1_2@node1, rescheduling job
+...
+004 (096.001.000) 2026-11-29 10:01:30 Job was evicted.
+	(0) CPU times
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+	0  -  Run Bytes Sent By Job
+	0  -  Run Bytes Received By Job
+	Job disconnected too long: JobLeaseDuration (60 seconds) expired
+...
+001 (096.001.000) 2026-11-29 10:01:32 Job executing on host: <127.0.0.1:37231?alias=node1>
+	SlotName: slot1_2@node1
+...
+"""
+
+
+def test_event_log_shows_a_disconnected_job_and_one_requeued_after_its_lease(tmp_path):
+    (tmp_path / ".htcondor").mkdir()
+    (tmp_path / ".htcondor" / "batch-0-1.log").write_text(DISCONNECT_LOG)
+    sweep = load_sweep(tmp_path)
+    lost, requeued = sweep.jobs
+    assert lost.status == "disconnected" and requeued.status == "running"
+    assert lost.condor is not None and requeued.condor is not None
+    assert [(s, end is None) for s, _, end in lost.condor.segments] == [
+        ("waiting", False),
+        ("running", False),
+        ("disconnected", True),  # still waiting for its machine
+    ]
+    assert [s for s, _, _ in requeued.condor.segments] == [
+        "waiting", "running", "disconnected", "waiting", "evicted", "waiting", "running"
+    ]
+    assert (requeued.condor.attempts, requeued.condor.evictions) == (2, 1)
+    assert sweep.counts()["disconnected"] == 1
+    assert report_main([str(tmp_path)]) == 0
+    assert [row["status"] for row in read_summary(tmp_path)] == ["disconnected", "running"]
+
+
 # --- on the local HTCondor pool ---
 
 

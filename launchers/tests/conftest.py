@@ -146,3 +146,15 @@ def container_worker(condor_pool: Any) -> Iterator[ContainerWorker]:
             changed = worker.changes(ContainerWorker.host_state())
             if changed:
                 pytest.fail(f"the container engine left the host changed: {changed}", pytrace=False)
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC for the test (wall-clock times in tables), whatever the machine's zone."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -4,14 +4,20 @@ import pytest
 from hydra_plugins.hydra_htcondor_launcher import _jobstate
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState, apply
 
-IDLE, RUNNING, HELD, DONE, FAILED, REMOVED = (
+IDLE, RUNNING, HELD, DONE, FAILED, REMOVED, DISCONNECTED = (
     JobState.IDLE,
     JobState.RUNNING,
     JobState.HELD,
     JobState.DONE,
     JobState.FAILED,
     JobState.REMOVED,
+    JobState.DISCONNECTED,
 )
+# A JOB_DISCONNECTED event's attributes as htcondor2 reads them (HTCondor 23.9, startd killed).
+LOST = {
+    "StartdName": "slot1_1@vm",
+    "DisconnectReason": "Socket between submit and execute hosts closed unexpectedly",
+}
 
 
 def _rec(state=IDLE, **kw):
@@ -102,7 +108,71 @@ def test_lost_run_puts_the_job_back_in_the_queue(event, counter):
     assert (rec.state, getattr(rec, counter), rec.run_end) == (IDLE, 1, 150.0)
 
 
-@pytest.mark.parametrize("event", ["JOB_EVICTED", "JOB_RELEASED", "SHADOW_EXCEPTION", "JOB_RECONNECT_FAILED"])
+def test_disconnected_job_waits_its_lease_and_reconnects_to_the_same_run():
+    rec = _running(lease_s=60.0)
+    assert apply(rec, "JOB_DISCONNECTED", LOST, 130.0)
+    assert (rec.state, rec.since, rec.disconnected_until, rec.disconnects) == (DISCONNECTED, 130.0, 190.0, 1)
+    assert (rec.host, rec.run_start, rec.run_end, rec.final) == ("slot1_1@vm", 100.0, None, False)
+    assert apply(rec, "JOB_RECONNECTED", {"StartdName": "slot1_1@vm"}, 150.0)
+    assert (rec.state, rec.since, rec.disconnected_until) == (RUNNING, 150.0, None)
+    assert (rec.starts, rec.run_start, rec.run_end) == (1, 100.0, None)  # the same run goes on
+
+
+def test_disconnected_job_whose_lease_expires_goes_back_to_the_queue_and_runs_again():
+    # The sequence HTCondor 23.9 writes when the startd is killed: disconnect, reconnect failed when the
+    # lease expires, an eviction, a new run.
+    rec = _running(lease_s=60.0)
+    apply(rec, "JOB_DISCONNECTED", LOST, 130.0)
+    reason = {"Reason": "Job disconnected too long: JobLeaseDuration (60 seconds) expired"}
+    assert apply(rec, "JOB_RECONNECT_FAILED", reason, 190.0)
+    assert (rec.state, rec.since, rec.disconnected_until, rec.reconnect_failures) == (IDLE, 190.0, None, 1)
+    assert rec.run_end == 190.0  # the lost run ended when HTCondor gave it up
+    apply(rec, "JOB_EVICTED", reason, 200.0)
+    assert (rec.state, rec.evictions, rec.run_end) == (IDLE, 1, 190.0)  # counted as HTCondor counts it
+    apply(rec, "EXECUTE", {"SlotName": "slot1_1@vm"}, 202.0)
+    assert (rec.state, rec.starts, rec.restarts, rec.disconnects) == (RUNNING, 2, 1, 1)
+    apply(rec, "JOB_TERMINATED", {"TerminatedNormally": True, "ReturnValue": 0}, 290.0)
+    assert (rec.state, rec.run_start, rec.run_end) == (DONE, 202.0, 290.0)
+
+
+def test_disconnected_job_of_unknown_lease_has_no_until():
+    rec = _running()
+    apply(rec, "JOB_DISCONNECTED", LOST, 130.0)
+    assert (rec.state, rec.since, rec.disconnected_until) == (DISCONNECTED, 130.0, None)
+
+
+def test_a_second_disconnect_keeps_the_first_deadline():
+    rec = _running(lease_s=60.0)
+    apply(rec, "JOB_DISCONNECTED", LOST, 130.0)
+    apply(rec, "JOB_DISCONNECTED", LOST, 140.0)
+    assert (rec.since, rec.disconnected_until, rec.disconnects) == (130.0, 190.0, 2)
+
+
+def test_a_disconnect_htcondor_cannot_reconnect_requeues_at_once():
+    rec = _running(lease_s=60.0)
+    apply(rec, "JOB_DISCONNECTED", {**LOST, "NoReconnectReason": "Job has no lease"}, 130.0)
+    assert (rec.state, rec.disconnected_until, rec.disconnects, rec.run_end) == (IDLE, None, 1, None)
+
+
+@pytest.mark.parametrize(
+    "event, attrs, state",
+    [
+        ("JOB_HELD", {"HoldReason": "policy"}, HELD),
+        ("JOB_ABORTED", {"Reason": "via condor_rm"}, REMOVED),
+        ("JOB_TERMINATED", {"TerminatedNormally": True, "ReturnValue": 0}, DONE),  # it ended while away
+        ("JOB_EVICTED", {}, IDLE),
+    ],
+)
+def test_a_disconnected_job_leaves_that_state_by_any_event_that_moves_a_running_job(event, attrs, state):
+    rec = _running(lease_s=60.0)
+    apply(rec, "JOB_DISCONNECTED", LOST, 130.0)
+    apply(rec, event, attrs, 150.0)
+    assert (rec.state, rec.disconnected_until, rec.run_end) == (state, None, 150.0)
+
+
+@pytest.mark.parametrize(
+    "event", ["JOB_EVICTED", "JOB_RELEASED", "SHADOW_EXCEPTION", "JOB_RECONNECT_FAILED", "JOB_DISCONNECTED"]
+)
 def test_a_job_the_launcher_removes_does_not_go_back_to_the_queue(event):
     rec = _running()
     _jobstate.remove_requested(rec, "deadline")

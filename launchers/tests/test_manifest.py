@@ -139,7 +139,8 @@ def test_status_filters_by_state_and_caps_rows(tmp_path, capsys):
         _cli.main(["status", sweep, "--state", "done,finished"])
     err = capsys.readouterr().err
     assert (
-        "invalid state 'finished' (accepted: a comma-separated list of idle, running, held, done, failed)"
+        "invalid state 'finished' (accepted: a comma-separated list of idle, running, disconnected, held, "
+        "done, failed)"
         in err
     )
 
@@ -261,3 +262,68 @@ def test_jobs_carry_the_sweep_id_in_their_classad():
     assert plan.description["My.HydraJobNum"] == "$(job_num)"
     bare = _submit.build_submit(settings, sweep_dir="/sweep", cwd="/work", job_nums=[0, 1])
     assert "My.HydraSweepId" not in bare.description  # the golden files' descriptions stay as they were
+
+
+def test_a_disconnected_job_round_trips_and_old_manifests_still_read(tmp_path):
+    m = _manifest(tmp_path, [["+x=1"], ["+x=2"]])
+    rec = JobRecord(
+        proc=0,
+        num=0,
+        state=JobState.DISCONNECTED,
+        host="slot1_1@vm",
+        since=100.0,
+        lease_s=60.0,
+        disconnected_until=160.0,
+        disconnects=1,
+    )
+    m.record(rec, cluster=42, log_file="/l.log")
+    m.save()
+    back = record_of(0, Manifest.load(m.sweep_dir).job(0), "+x=1")
+    assert (back.state, back.since, back.lease_s, back.disconnected_until, back.disconnects) == (
+        JobState.DISCONNECTED,
+        100.0,
+        60.0,
+        160.0,
+        1,
+    )
+    # A manifest written before the disconnected state: the new fields take their defaults.
+    old = {"proc": 1, "state": "running", "cluster": 42, "host": "slot1_2@vm", "evictions": 1, "retries": 0}
+    back = record_of(1, old, "+x=2")
+    assert (back.state, back.lease_s, back.disconnected_until, back.reconnect_failures) == (
+        JobState.RUNNING,
+        None,
+        None,
+        0,
+    )
+
+
+DISCONNECT_LOG = """\
+000 (095.000.000) 2026-11-29 10:00:00 Job submitted from host: <127.0.0.1:45819?alias=vm>
+...
+001 (095.000.000) 2026-11-29 10:00:05 Job executing on host: <127.0.0.1:37229?alias=node1>
+	SlotName: slot1_1@node1
+...
+022 (095.000.000) 2026-11-29 10:00:20 Job disconnected, attempting to reconnect
+    Socket between submit and execute hosts closed unexpectedly
+    Trying to reconnect to slot1_1@node1 <127.0.0.1:37229?alias=node1>
+...
+"""
+
+
+def test_status_from_files_shows_a_job_disconnected_since_its_manifest_was_saved(tmp_path, utc):
+    # The manifest saw the job running (with its lease); the event log says more since: status replays it.
+    m = _manifest(tmp_path, [["+x=1"]])
+    os.makedirs(m.htcondor_dir)
+    log_file = os.path.join(m.htcondor_dir, "batch-0-0.log")
+    with open(log_file, "w") as f:
+        f.write(DISCONNECT_LOG)
+    m.record(JobRecord(proc=0, num=0, state=JobState.RUNNING, lease_s=60.0), cluster=95, log_file=log_file)
+    m.save()
+    recs = _cli.records(Manifest.load(m.sweep_dir))
+    assert recs[0].state is JobState.DISCONNECTED and recs[0].host == "slot1_1@node1"
+    table = _cli.render(Manifest.load(m.sweep_dir), recs)
+    row = next(line for line in table.splitlines() if line.lstrip().startswith("#0"))
+    assert "disconnected" in row and "since 10:00:20, HTCondor waits until 10:01:20" in row
+    assert _cli._exit_status(recs) == _cli.EXIT_UNFINISHED
+    # --state takes it.
+    assert _cli._states("disconnected") == {JobState.DISCONNECTED}

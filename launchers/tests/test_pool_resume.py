@@ -100,6 +100,12 @@ def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     sweep_id = _manifest(tmp_path)["sweep_id"]
+    # Each job's lease (how long a disconnected job is waited for), from the cluster ad at submission: the
+    # pool's default, as job_lease_minutes is unset.
+    import htcondor2
+
+    lease = float(htcondor2.param["JOB_DEFAULT_LEASE_DURATION"])
+    assert {j["lease_s"] for j in _manifest(tmp_path)["jobs"].values()} == {lease}
 
     rerun = _run(_cmd(tmp_path, *args), tmp_path)
     out = rerun.stdout + rerun.stderr
@@ -112,6 +118,7 @@ def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path):
     ]
     assert _procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"done"}
+    assert {j["lease_s"] for j in _manifest(tmp_path)["jobs"].values()} == {lease}  # from the queue's ads
 
     # Everything finished: the same command submits nothing and returns the stored results.
     again = _run(_cmd(tmp_path, *args), tmp_path)

@@ -77,6 +77,12 @@ def test_settings_have_every_field_once():
         ({"max_retries": -1}, "max_retries=-1 is invalid: expected an integer >= 0"),
         ({"retry_on_task_error": True}, "retry_on_task_error=true needs hydra.launcher.max_retries >= 1"),
         ({"max_running": 0}, "max_running=0 is invalid: expected an integer >= 1, or null"),
+        (
+            {"job_lease_minutes": 0},
+            "job_lease_minutes=0 is invalid: expected an integer number of minutes >= 1, or null",
+        ),
+        ({"job_lease_minutes": -5}, "job_lease_minutes=-5 is invalid"),
+        ({"submit_commands": {"job_lease_duration": "60"}}, "use hydra.launcher.job_lease_minutes instead"),
         ({"getenv": ["OK", "BAD-NAME"]}, "getenv=['OK', 'BAD-NAME'] is invalid: expected true, false, null"),
         ({"getenv": 3}, "getenv=3 is invalid"),
     ],
@@ -130,6 +136,10 @@ def test_composition_gives_an_env_mode_enum():
         ("hydra.launcher.request_gpu=1", "Key 'request_gpu' not in 'HTCondorLauncherConf'"),
         ("hydra.launcher.universe=container", "Key 'universe' not in 'HTCondorLauncherConf'"),
         ("hydra.launcher.request_cpus=many", "Value 'many' of type 'str' could not be converted to Integer"),
+        (
+            "hydra.launcher.job_lease_minutes=1.5",
+            "Value '1.5' of type 'float' could not be converted to Integer",
+        ),
     ],
 )
 def test_composition_rejects_bad_types_and_choices(override, message):

@@ -155,3 +155,50 @@ def test_status_table_notes_worker_exit_codes_evictions_and_retries():
     assert rows["#2"]["note"] == "evicted x2"
     assert rows["#3"]["note"] == "retried x1 after exit 3"  # waiting for its retry: why it is retried
     assert rows["#4"]["note"] == "exit 0; evicted x1; retried x1"
+
+
+def test_disconnected_job_shows_since_when_and_until_when_htcondor_waits(utc):
+    now = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+    st = {
+        0: _state(0, "running", host="slot1_1@vm", run_start=now - 100, overrides="a"),
+        1: _state(
+            1,
+            "disconnected",
+            host="slot1_2@vm",
+            run_start=now - 200,
+            since=now - 30,
+            disconnected_until=now + 2370,
+            lease_s=2400.0,
+            overrides="b",
+        ),
+        2: _state(2, "disconnected", host="slot1_3@vm", since=now - 5, overrides="c"),  # lease unknown
+        3: _state(3, "idle", evictions=1, reconnect_failures=1, since=now - 8, overrides="d"),
+    }
+    table = _status.status_table(4, st, 40.0, now=now)
+    lines = table.splitlines()
+    assert lines[0] == (
+        "HTCondor cluster 4: 1 idle, 1 running, 2 disconnected, 0 held, 0 done, 0 failed of 4 jobs [40s]"
+    )
+    assert [line.split()[0] for line in lines[2:]] == ["#1", "#2", "#0", "#3"]  # before the running
+    rows = columns(table)
+    assert rows["#1"] == {
+        "job": "#1",
+        "id": "4.1",
+        "state": "disconnected",
+        "host": "slot1_2@vm",  # the machine it was lost on
+        "time": "30s",  # disconnected for so long
+        "note": "since 07:59:30, HTCondor waits until 08:39:30",
+        "overrides": "b",
+    }
+    assert rows["#2"]["note"] == "since 07:59:55, HTCondor waits for its lease (length unknown)"
+    # Back in the queue after its lease expired: HTCondor logged the lost run as an eviction too.
+    assert rows["#3"]["note"] == "evicted x1; reconnect failed x1"
+
+
+def test_counts_line_names_disconnected_jobs_only_when_there_are_some():
+    st = {0: _state(0, "running"), 1: _state(1, "disconnected")}
+    assert _status.status_line(1, st, 1.0) == (
+        "HTCondor cluster 1: 0 idle, 1 running, 1 disconnected, 0 held, 0 done, 0 failed of 2 jobs [1s]"
+    )
+    st[1] = _state(1, "idle")
+    assert "disconnected" not in _status.status_line(1, st, 1.0)

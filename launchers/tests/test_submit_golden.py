@@ -80,6 +80,7 @@ CASES = {
         "max_retries": 2,
         "max_running": 10,
         "getenv": ["PROJECT_ROOT", "WANDB_*"],
+        "job_lease_minutes": 5,
     },
     "retry_task_errors": {"max_retries": 1, "retry_on_task_error": True, "transfer_files": True},
     "cpu_minimal": {

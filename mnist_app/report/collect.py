@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_app.report.condor import HTCONDOR_DIR, CondorJob, batch_logs, read_event_logs
+from mnist_app.report.condor import DISCONNECTED, HTCONDOR_DIR, CondorJob, batch_logs, read_event_logs
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ JOB_STATUS = "job_status.json"
 METRICS = "metrics.json"
 OPTUNA_RESULTS = "optimization_results.yaml"
 DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
+# A job's status is also DISCONNECTED: running, but HTCondor lost touch with its machine.
 # Final metrics shown for every job (metrics.json keys), after the optimised one.
 FINAL_METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
 
@@ -77,7 +78,7 @@ class Sweep:
         return ranked[0] if ranked and ranked[0].metric(self.metric) is not None else None
 
     def counts(self) -> dict[str, int]:
-        out = {DONE: 0, FAILED: 0, RUNNING: 0, PENDING: 0}
+        out = {DONE: 0, FAILED: 0, RUNNING: 0, DISCONNECTED: 0, PENDING: 0}
         for job in self.jobs:
             out[job.status] += 1
         return out
@@ -244,6 +245,8 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
             error = _condor_error(sweep_dir, cj)
         elif cj is not None and cj.attempts == 0:
             status = PENDING
+        elif cj is not None and cj.disconnected:
+            status = DISCONNECTED
         else:
             status = RUNNING
         if status == FAILED and error is None and cj is not None and cj.finished:

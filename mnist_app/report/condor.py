@@ -20,6 +20,8 @@ HTCONDOR_DIR = ".htcondor"
 _BATCH_LOG = re.compile(r"^batch-(\d+)-(\d+)\.log$")
 # Timeline states, in the order the report's legend shows them.
 WAITING, RUNNING, HELD, EVICTED, DONE, FAILED = "waiting", "running", "held", "evicted", "done", "failed"
+# HTCondor lost touch with the job's machine and waits for it (the job's lease) before it requeues the job.
+DISCONNECTED = "disconnected"
 
 
 @dataclass
@@ -54,6 +56,11 @@ class CondorJob:
     @property
     def finished(self) -> bool:
         return self.ended is not None
+
+    @property
+    def disconnected(self) -> bool:
+        """Its log ends with HTCondor waiting for the job's lost machine."""
+        return not self.finished and self._state == DISCONNECTED
 
     def _enter(self, state: str, when: float) -> None:
         if self._since is not None:
@@ -153,6 +160,12 @@ def _apply(job: CondorJob, event: Any, types: Any) -> None:
         job.end_reason = str(event.get("HoldReason") or "held")
         job._enter(HELD, when)
     elif kind == types.JOB_RELEASED:
+        job._enter(WAITING, when)
+    elif kind == types.JOB_DISCONNECTED:
+        job._enter(WAITING if event.get("NoReconnectReason") else DISCONNECTED, when)
+    elif kind == types.JOB_RECONNECTED:
+        job._enter(RUNNING, when)
+    elif kind == types.JOB_RECONNECT_FAILED:  # requeued; HTCondor logs the eviction next
         job._enter(WAITING, when)
     elif kind == types.JOB_TERMINATED:
         if event.get("TerminatedNormally", True):

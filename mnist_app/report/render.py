@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, Job, Sweep
+from mnist_app.report.condor import DISCONNECTED, EVICTED, HELD, RUNNING, WAITING
 from mnist_app.report.condor import DONE as C_DONE
-from mnist_app.report.condor import EVICTED, HELD, RUNNING, WAITING
 from mnist_app.report.condor import FAILED as C_FAILED
 
 SUMMARY_CSV = "summary.csv"
@@ -166,6 +166,7 @@ _STATE_COLORS = {
     WAITING: "#c7c7c7",
     RUNNING: "#1f77b4",
     HELD: "#ff7f0e",
+    DISCONNECTED: "#8c564b",
     EVICTED: "#9467bd",
     C_DONE: "#2ca02c",
     C_FAILED: "#d62728",

@@ -87,12 +87,17 @@ class Batch:
             f"stderr {_submit.stderr_path(self.htcondor_dir, job.num)}, HTCondor log {self.log_file}"
         )
 
-    def submitted(self, cluster: int, first_proc: int) -> None:
-        """Record the cluster the schedd created: job i of the batch is proc first_proc + i."""
+    def submitted(self, cluster: int, first_proc: int, lease_s: float | None = None) -> None:
+        """Record the cluster the schedd created: job i of the batch is proc first_proc + i; `lease_s` is
+        the jobs' JobLeaseDuration (their cluster ad's)."""
         self.cluster = cluster
         self.records = {
             first_proc + i: JobRecord(
-                proc=first_proc + i, num=job.num, overrides=job.shown_overrides, cluster=cluster
+                proc=first_proc + i,
+                num=job.num,
+                overrides=job.shown_overrides,
+                cluster=cluster,
+                lease_s=lease_s,
             )
             for i, job in enumerate(self.jobs)
         }

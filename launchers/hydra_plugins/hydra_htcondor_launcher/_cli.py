@@ -30,7 +30,7 @@ from ._status import shown_jobs, status_table
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
 TAIL_LINES = 20
 # What --state accepts: the counts line's states (failed includes removed).
-STATES = ("idle", "running", "held", "done", "failed")
+STATES = ("idle", "running", "disconnected", "held", "done", "failed")
 
 
 def _htcondor() -> Any:
@@ -65,7 +65,9 @@ def _replay(log_file: str, recs: list[JobRecord]) -> None:
     """Feed a job event log from its start to fresh records of these jobs (read-only: no schedd action)."""
     by_id = {(rec.cluster, rec.proc): rec for rec in recs}
     for rec in recs:  # the log says everything from the submission on
-        fresh = JobRecord(proc=rec.proc, num=rec.num, overrides=rec.overrides, cluster=rec.cluster)
+        fresh = JobRecord(
+            proc=rec.proc, num=rec.num, overrides=rec.overrides, cluster=rec.cluster, lease_s=rec.lease_s
+        )
         by_id[(rec.cluster, rec.proc)] = fresh
     try:
         events = _htcondor().JobEventLog(log_file).events(stop_after=0)

@@ -219,7 +219,16 @@ def submit(batch: Batch, htcondor: Any, schedd: Any, plan: _submit.SubmitPlan) -
             f"(submit description: {_submit.render(plan).count(chr(10))} lines, run with hydra.verbose="
             f"{__name__} to see it; job specs in {batch.htcondor_dir})"
         ) from None
-    batch.submitted(result.cluster(), result.first_proc())
+    batch.submitted(result.cluster(), result.first_proc(), lease_s=job_lease_s(result.clusterad()))
+
+
+def job_lease_s(ad: Any) -> float | None:
+    """A job ad's JobLeaseDuration (the pool's default when the launcher set none): how long HTCondor waits
+    for a disconnected job; None when the ad has no number there."""
+    try:
+        return float(ad["JobLeaseDuration"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _task_name(batch: Batch) -> str | None:
@@ -446,7 +455,9 @@ def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
 def _sweep_jobs(schedd: Any, sweep_id: str, history: bool) -> dict[int, list[Any]]:
     """The sweep's jobs the schedd knows (queue, or history), by Hydra job number."""
     constraint = f'HydraSweepId == "{sweep_id}"'
-    projection = ["ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts"]
+    projection = [
+        "ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts", "JobLeaseDuration"
+    ]
     try:
         if history:
             ads = list(schedd.history(constraint, projection=projection, match=-1))
@@ -491,7 +502,11 @@ def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
                 groups[(cluster, log_file)] = sub
             sub.jobs.append(job)
             sub.records[proc] = JobRecord(
-                proc=proc, num=job.num, overrides=job.shown_overrides, cluster=cluster
+                proc=proc,
+                num=job.num,
+                overrides=job.shown_overrides,
+                cluster=cluster,
+                lease_s=job_lease_s(ad),
             )
             continue
         result = _completed_result(batch.result_path(job))

@@ -20,6 +20,9 @@ class JobState(Enum):
 
     IDLE = "idle"  # queued: not started yet, or back in the queue (released, evicted, shadow lost)
     RUNNING = "running"  # on a slot (also while suspended there: it keeps the slot)
+    # Its execute machine is out of reach (a dead startd, a network outage): HTCondor keeps the job for its
+    # lease (JobLeaseDuration) and reconnects if the machine comes back, else requeues it.
+    DISCONNECTED = "disconnected"
     HELD = "held"
     DONE = "done"  # terminated with exit code 0
     FAILED = "failed"  # terminated with another exit code, or by a signal
@@ -60,6 +63,11 @@ class JobRecord:
     # The launcher asked the schedd to remove this job (after a hold, a deadline or Ctrl-C).
     removed_by_launcher: bool = False
     suspended: bool = False
+    # The job's lease (JobLeaseDuration, seconds, from its ad): how long HTCondor waits for a disconnected
+    # job's machine; None where unknown. While DISCONNECTED: when that wait ends (epoch seconds; `since` is
+    # when it began).
+    lease_s: float | None = None
+    disconnected_until: float | None = None
     # Where the last run was, and wall-clock times (epoch seconds, from the event log) of the current state
     # and of the last run.
     host: str | None = None
@@ -77,6 +85,7 @@ class JobRecord:
     last_event_ts: float | None = None
     checkpoints: int = 0
     shadow_exceptions: int = 0
+    disconnects: int = 0
     reconnect_failures: int = 0
 
     @property
@@ -179,8 +188,25 @@ def _shadow_exception(rec: JobRecord, event: Event) -> None:
     _back_to_queue(rec)
 
 
+def _disconnected(rec: JobRecord, event: Event) -> None:
+    # The submit side lost touch with the job's machine; the run may go on there. apply() sets until when
+    # HTCondor waits. An event with NoReconnectReason says HTCondor gives up at once and reschedules the job.
+    rec.disconnects += 1
+    rec.suspended = False
+    if event.get("NoReconnectReason"):
+        _back_to_queue(rec)
+    elif not rec.removed_by_launcher:
+        rec.state = JobState.DISCONNECTED
+
+
+def _reconnected(rec: JobRecord, event: Event) -> None:
+    rec.state = JobState.RUNNING  # the same run, on the same slot
+
+
 def _reconnect_failed(rec: JobRecord, event: Event) -> None:
-    # The run on a disconnected slot is given up; HTCondor reschedules the job.
+    # The run on a disconnected slot is given up (the lease expired, or the machine no longer knows the job);
+    # HTCondor reschedules the job. It also logs an eviction next, which counts the lost run as evictions
+    # are counted (seen on HTCondor 23.9: reconnect failed, then JOB_EVICTED 10 s later, then EXECUTE).
     rec.reconnect_failures += 1
     _back_to_queue(rec)
 
@@ -212,10 +238,14 @@ TRANSITIONS: dict[str, Callable[[JobRecord, Event], None]] = {
     "JOB_HELD": _held,
     "JOB_RELEASED": _released,
     "SHADOW_EXCEPTION": _shadow_exception,
+    "JOB_DISCONNECTED": _disconnected,
+    "JOB_RECONNECTED": _reconnected,
     "JOB_RECONNECT_FAILED": _reconnect_failed,
     "JOB_TERMINATED": _terminated,
     "JOB_ABORTED": _aborted,
 }
+# States in which the job holds a slot: a run is under way (or lost, not yet given up).
+ON_SLOT = frozenset({JobState.RUNNING, JobState.DISCONNECTED})
 # Events that end the job's current run (for the run time shown in the table).
 ENDS_RUN = frozenset(
     {"JOB_EVICTED", "JOB_HELD", "JOB_TERMINATED", "JOB_ABORTED", "SHADOW_EXCEPTION", "JOB_RECONNECT_FAILED"}
@@ -228,8 +258,6 @@ IGNORED: dict[str, str] = {
     "IMAGE_SIZE": "resource usage update",
     "GENERIC": "free text written by a user or tool",
     "FILE_TRANSFER": "input/output transfer progress; a failed transfer holds the job",
-    "JOB_DISCONNECTED": "the job runs on; a failed reconnect is its own event",
-    "JOB_RECONNECTED": "the job runs on",
     "JOB_AD_INFORMATION": "job ad attributes for tools",
     "ATTRIBUTE_UPDATE": "job ad attribute changed",
     "CLUSTER_SUBMIT": "cluster-level event (late materialization), not a job's",
@@ -296,8 +324,12 @@ def apply(rec: JobRecord, event_type: str, event: Event, ts: float) -> bool:
     rec.last_event, rec.last_event_ts = event_type, ts
     if event_type == "EXECUTE":
         rec.run_start, rec.run_end = ts, None
-    elif before is JobState.RUNNING and event_type in ENDS_RUN:
+    elif before in ON_SLOT and event_type in ENDS_RUN:
         rec.run_end = ts
+    if rec.state is JobState.DISCONNECTED and before is not JobState.DISCONNECTED:
+        rec.disconnected_until = None if rec.lease_s is None else ts + rec.lease_s
+    elif rec.state is not JobState.DISCONNECTED:
+        rec.disconnected_until = None
     if rec.state is not before:
         rec.since = ts
     return True

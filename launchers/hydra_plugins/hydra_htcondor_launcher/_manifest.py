@@ -46,6 +46,11 @@ _RECORD_FIELDS = (
     "starts",
     "evictions",
     "retries",
+    # Added with the disconnected state; a manifest without them reads as before (the record's defaults).
+    "lease_s",
+    "disconnected_until",
+    "disconnects",
+    "reconnect_failures",
 )
 
 

@@ -51,6 +51,7 @@ RESERVED_COMMANDS = {
     "retry_until": "retry_on_task_error",
     "success_exit_code": "max_retries",
     "max_materialize": "max_running",
+    "job_lease_duration": "job_lease_minutes",
     "getenv": "getenv",
 }
 # What the execute side sets for the slot a job got; a copy from the submitting shell would be wrong there
@@ -323,6 +324,9 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
     max_running = conf.max_running
     if max_running is not None and max_running < 1:
         raise _bad("max_running", max_running, "an integer >= 1, or null")
+    job_lease_minutes = conf.job_lease_minutes
+    if job_lease_minutes is not None and (isinstance(job_lease_minutes, bool) or job_lease_minutes < 1):
+        raise _bad("job_lease_minutes", job_lease_minutes, "an integer number of minutes >= 1, or null")
     getenv = _getenv(conf.getenv)
     if conf.on_interrupt not in ("remove", "keep"):
         raise _bad("on_interrupt", conf.on_interrupt, "'remove' or 'keep'")

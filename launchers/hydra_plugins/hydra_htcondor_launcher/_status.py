@@ -3,6 +3,7 @@ rest summed up in a last line (pure text)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 
 from ._jobstate import JobRecord, JobState
@@ -14,14 +15,24 @@ _ORDER = {
     JobState.HELD: 0,
     JobState.FAILED: 1,
     JobState.REMOVED: 1,
-    JobState.RUNNING: 2,
-    JobState.IDLE: 4,
-    JobState.DONE: 5,
+    JobState.DISCONNECTED: 2,
+    JobState.RUNNING: 3,
+    JobState.IDLE: 5,
+    JobState.DONE: 6,
 }
-_RECENTLY_DONE = 3
+_RECENTLY_DONE = 4
 RECENT_S = 60.0  # a few live tables' worth
-# The counts line counts removed jobs as failed.
-_COUNTED = (JobState.IDLE, JobState.RUNNING, JobState.HELD, JobState.DONE, JobState.FAILED)
+# The counts line counts removed jobs as failed, and names disconnected jobs only when there are some (the
+# line stays what it always was otherwise).
+_COUNTED = (
+    JobState.IDLE,
+    JobState.RUNNING,
+    JobState.DISCONNECTED,
+    JobState.HELD,
+    JobState.DONE,
+    JobState.FAILED,
+)
+_COUNTED_IF_ANY = frozenset({JobState.DISCONNECTED})
 MAX_ROWS = 20
 _NOTE_CHARS = 60
 _OVERRIDES_CHARS = 80  # the last column: longer costs no alignment
@@ -31,7 +42,9 @@ def status_line(cluster: int | str, records: Mapping[int, JobRecord], elapsed: f
     counts = dict.fromkeys(_COUNTED, 0)
     for rec in records.values():
         counts[JobState.FAILED if rec.state is JobState.REMOVED else rec.state] += 1
-    parts = ", ".join(f"{n} {state.value}" for state, n in counts.items())
+    parts = ", ".join(
+        f"{n} {state.value}" for state, n in counts.items() if n or state not in _COUNTED_IF_ANY
+    )
     where = f"HTCondor cluster {cluster}" if isinstance(cluster, int) else cluster
     return f"{where}: {parts} of {len(records)} jobs [{elapsed:.0f}s]"
 
@@ -66,6 +79,18 @@ def _time(rec: JobRecord, now: float) -> float | None:
     return None if rec.since is None else now - rec.since
 
 
+def clock_time(epoch: float) -> str:
+    """A wall-clock time, local, to the second: 16:00:18 (what the table shows is within hours of now)."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+def _disconnected_note(rec: JobRecord) -> str:
+    since = "since ?" if rec.since is None else f"since {clock_time(rec.since)}"
+    if rec.disconnected_until is None:
+        return f"{since}, HTCondor waits for its lease (length unknown)"
+    return f"{since}, HTCondor waits until {clock_time(rec.disconnected_until)}"
+
+
 def _exit_note(rec: JobRecord) -> str | None:
     if rec.signal is not None:
         return f"signal {rec.signal}"
@@ -86,10 +111,14 @@ def _note(rec: JobRecord) -> str:
         parts.append(f"held: {_shorten(rec.hold_reason or 'no hold reason given', _NOTE_CHARS)}")
     elif rec.state is JobState.REMOVED:
         parts.append(_shorten(rec.abort_reason or "no reason given", _NOTE_CHARS))
+    elif rec.state is JobState.DISCONNECTED:
+        parts.append(_disconnected_note(rec))
     if rec.releases:
         parts.append(f"released {rec.releases}x")
     if rec.evictions:
         parts.append(f"evicted x{rec.evictions}")
+    if rec.reconnect_failures:
+        parts.append(f"reconnect failed x{rec.reconnect_failures}")
     if rec.retries:
         last = _exit_note(rec) if not rec.final else None
         parts.append(f"retried x{rec.retries}" + (f" after {last}" if last else ""))

@@ -251,6 +251,9 @@ def build_submit(
         desc["rank"] = "ifThenElse(TARGET.Machine =?= MY.MachineAttrMachine0, 0, 1)"
     if settings.max_running is not None:
         desc["max_materialize"] = str(settings.max_running)
+    if settings.job_lease_minutes is not None:
+        # How long a disconnected job is waited for before HTCondor requeues it.
+        desc["job_lease_duration"] = str(settings.job_lease_minutes * 60)
 
     if settings.environment:
         desc["environment"] = _quote_environment(settings.environment)

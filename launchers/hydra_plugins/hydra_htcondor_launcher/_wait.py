@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import _jobstate, _schedd
 from ._jobstate import JobRecord, JobState
 from ._schedd import LOST
-from ._status import MAX_ROWS, status_table
+from ._status import MAX_ROWS, clock_time, status_table
 
 if TYPE_CHECKING:
     from ._batch import Batch
@@ -147,8 +147,33 @@ class ClusterWatcher:
         stamp = getattr(event, "timestamp", None)
         ts = float(stamp) if stamp is not None else self.wall_clock()
         name = event.type.name
-        if _jobstate.apply(rec, name, event, ts) and name == "JOB_HELD":
+        if not _jobstate.apply(rec, name, event, ts):
+            return
+        if name == "JOB_HELD":
             self._on_hold(rec)
+        elif name in ("JOB_DISCONNECTED", "JOB_RECONNECTED", "JOB_RECONNECT_FAILED"):
+            self._log_connection(rec, name, event)
+
+    def _log_connection(self, rec: JobRecord, name: str, event: Any) -> None:
+        """Say at once what HTCondor does about a job whose machine it lost touch with."""
+        job = f"job #{rec.num} (HTCondor {self.cluster}.{rec.proc})"
+        if name == "JOB_RECONNECTED":
+            log.info("%s: reconnected to %s, running on", job, rec.host)
+            return
+        reason = event.get("DisconnectReason") or event.get("Reason") or event.get("NoReconnectReason")
+        if rec.state is JobState.DISCONNECTED:
+            until = rec.disconnected_until
+            log.warning(
+                "%s: disconnected from %s (%s); HTCondor waits %s for it, then requeues the job "
+                "(hydra.launcher.job_lease_minutes)",
+                job,
+                rec.host,
+                reason or "no reason given",
+                "for the job's lease" if until is None else f"until {clock_time(until)}",
+            )
+        else:
+            log.warning("%s: HTCondor gave up on its run on %s (%s); it is back in the queue", job, rec.host,
+                        reason or "no reason given")
 
     def poll(self) -> None:
         """Handle every event written since the last call (never blocks)."""

@@ -87,6 +87,12 @@ class HTCondorLauncherConf:
     # At most this many jobs of a batch in the queue at once (HTCondor's late materialization,
     # max_materialize); null queues every job of the batch at submission.
     max_running: int | None = None
+    # Minutes HTCondor keeps a job whose execute machine it lost touch with (a dead node, a network
+    # outage; the job shows as `disconnected`) before it gives up and requeues the job (submit command
+    # job_lease_duration): an integer >= 1; null keeps HTCondor's default (40 minutes unless the pool sets
+    # JOB_DEFAULT_LEASE_DURATION). Shorter requeues a dead machine's jobs sooner; too short also requeues
+    # jobs that a brief outage would have spared.
+    job_lease_minutes: int | None = None
     # Which of the submitting process's environment variables a job gets: true (all), false (none), or a
     # list of names and patterns (HTCondor's getenv, e.g. ["PROJECT_ROOT", "WANDB_*"]). null: all of them
     # on a shared filesystem (env_mode=shared, transfer_files=false) minus what the execute side must set
