@@ -62,6 +62,6 @@ def test_status_reads_the_workers_note_instead_of_the_result(tmp_path):
 
 
 def test_worker_exit_codes_are_distinct():
-    codes = [0, _worker.WRITE_FAILED, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE]
+    codes = [0, _worker.WRITE_FAILED, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE, _worker.NO_PACKED_PYTHON]
     assert len(set(codes)) == len(codes)
     assert set(_worker.WORKER_EXIT_CODES) == set(codes[1:])

@@ -30,11 +30,14 @@ from typing import Any
 WRITE_FAILED = 2
 TASK_RAISED = 80
 OUTSIDE_FAILURE = 81
-# The exit codes this module gives itself; no setting (checkpoint_exit_code) may reuse one.
+NO_PACKED_PYTHON = 97  # the packed-environment wrapper (_submit.wrapper_script) found no Python to run
+# Every exit code the launcher gives a job itself (this module and the wrappers it generates), declared
+# here only: no setting (checkpoint_exit_code) may reuse one, or HTCondor would misread the launcher's own.
 WORKER_EXIT_CODES = {
     WRITE_FAILED: "result not written",
     TASK_RAISED: "the task raised",
     OUTSIDE_FAILURE: "failure outside the task",
+    NO_PACKED_PYTHON: "no Python in the packed environment",
 }
 
 
