@@ -83,8 +83,15 @@ def write_atomic(path: str, data: bytes) -> None:
 def _add_remote_traceback(exc: BaseException, job_id: str) -> None:
     """The traceback object does not survive pickling: keep its text as a note on the exception."""
     remote_tb = "".join(traceback.format_exception(exc)).rstrip()
-    exc.add_note(f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
+    _add_note(exc, f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
     exc.__traceback__ = None
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:  # Python 3.10 has no add_note; the same attribute pickles, and a 3.11+ submit side prints it
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
 
 
 def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -> None:
