@@ -2,7 +2,6 @@
 (Hydra's sweeper would stop at the first failed one)."""
 
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -92,10 +91,3 @@ def run_script_app(
         timeout=timeout,
         env=env,
     )
-
-
-def unavailable(reason: str) -> None:
-    """A test's prerequisite is missing: skip locally; under CI=true fail (never a silent skip)."""
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: not skipping)", pytrace=False)
-    pytest.skip(reason)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _launch_helpers import run_script_app, unavailable
+from _launch_helpers import run_script_app
 
 pytestmark = pytest.mark.condor
 
@@ -42,12 +42,12 @@ if __name__ == "__main__":
 """
 
 
-def _py310_venv() -> Path:
+def _py310_venv(missing) -> Path:
     """A venv of the 3.10 interpreter with the launcher installed editable (so it runs this checkout's code),
     cached in a folder keyed by the interpreter, the launcher's requirements and this checkout: a rerun
     reuses it."""
     if not PY310.is_file():
-        unavailable(f"Python 3.10 interpreter {PY310} not found (set HYDRA_HTCONDOR_TEST_PY310)")
+        missing(f"Python 3.10 interpreter {PY310} not found (set HYDRA_HTCONDOR_TEST_PY310)")
     key = hashlib.sha256(
         f"{PY310.resolve()}\n{LAUNCHERS}\n".encode() + (LAUNCHERS / "pyproject.toml").read_bytes()
     ).hexdigest()[:16]
@@ -67,7 +67,7 @@ def _py310_venv() -> Path:
             timeout=900,
         )
         if pip.returncode != 0:
-            unavailable(f"cannot install the launcher into a Python 3.10 venv: {pip.stderr.strip()[-500:]}")
+            missing(f"cannot install the launcher into a Python 3.10 venv: {pip.stderr.strip()[-500:]}")
         # The venv's own paths (bin/python's pyvenv.cfg, the editable .pth) do not name its folder.
         tmp.rename(venv)
     finally:
@@ -75,8 +75,8 @@ def _py310_venv() -> Path:
     return venv
 
 
-def test_a_python_310_worker_returns_results_and_failures(tmp_path):
-    venv = _py310_venv()
+def test_a_python_310_worker_returns_results_and_failures(tmp_path, missing):
+    venv = _py310_venv(missing)
     python = venv / "bin" / "python"
     # Every module of the launcher imports under 3.10, not only what this sweep runs.
     imports = (
