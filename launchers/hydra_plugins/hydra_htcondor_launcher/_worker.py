@@ -49,7 +49,7 @@ class DiskFullError(Exception):
     original exception and its traceback are kept in the remote-traceback note."""
 
 
-# Free bytes below which a filesystem counts as full (64 MiB, or 1 % of a smaller one): a write that fails
+# Free bytes below which a filesystem counts as full (1 % of its size, at most 64 MiB): a write that fails
 # with less room left is almost surely why a task failed, whatever its exception says (torch's checkpoint
 # writer reports a full disk as "unexpected pos ...", not as ENOSPC).
 _FULL_BYTES = 64 * 2**20
@@ -69,12 +69,18 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(e for e in getattr(cur, "exceptions", ()) if isinstance(e, BaseException))
 
 
-def _filesystem(path: str) -> str | None:
-    """'PATH is on FSTYPE MOUNT: N bytes free of SIZE' for the filesystem holding `path` (or its nearest
-    existing parent); None when it cannot be read."""
+def _existing(path: str) -> str:
+    """`path`, or its nearest existing parent (a file whose creation failed, a folder not made yet)."""
     probe = os.path.abspath(path)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
+    return probe
+
+
+def _filesystem(path: str) -> str | None:
+    """'PATH is on FSTYPE MOUNT: N bytes free of SIZE' for the filesystem holding `path`; None when it
+    cannot be read."""
+    probe = _existing(path)
     try:
         st = os.statvfs(probe)
     except OSError:
@@ -123,10 +129,7 @@ def full_disk(paths: Iterable[str], exc: BaseException | None = None) -> str | N
                         return f"{what}: {where}"
                 return what
         for path in named:
-            probe = os.path.abspath(path)
-            while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-                probe = os.path.dirname(probe)
-            if _is_full(probe):
+            if _is_full(_existing(path)):
                 return f"{_FULL_ERRNOS[errno.ENOSPC]}: {_filesystem(path)}"
     except Exception:  # a probe of the disk must never hide the error it is about
         logging.getLogger(__name__).debug("full-disk probe failed", exc_info=True)
@@ -152,7 +155,11 @@ def _naming_a_full_disk(task: Callable[[Any], Any], result_dir: str) -> Callable
         except Exception as exc:
             from hydra.core.hydra_config import HydraConfig
 
-            full = _disk_full_error(exc, [str(HydraConfig.get().runtime.output_dir), os.getcwd(), result_dir])
+            try:
+                paths = [str(HydraConfig.get().runtime.output_dir), os.getcwd(), result_dir]
+            except Exception:  # never let the probe replace the task's own error
+                paths = [result_dir]
+            full = _disk_full_error(exc, paths)
             if full is None:
                 raise
             raise full from exc
@@ -336,7 +343,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     except Exception as exc:
         # Unpickling, composing, interpolating the job's config, Hydra's own set-up: the task never ran.
         _tell(f"HTCondor job {job_id} failed outside the task:", exc)
-        full = _disk_full_error(exc, [os.path.dirname(result_file), os.getcwd()])
+        full = _disk_full_error(exc, [os.path.dirname(result_file), transfer_root or ""])
         if full is not None:
             full.__cause__ = exc
             exc = full
