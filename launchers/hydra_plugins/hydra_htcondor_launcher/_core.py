@@ -366,6 +366,10 @@ def collect(batch: Batch) -> list[JobReturn]:
         if isinstance(got, BaseException):
             log.error("%s", got)
             got = _failed(batch, job, got)
+        elif sys.version_info < (3, 11) and got.status == JobStatus.FAILED:
+            # Python 3.10 prints no exception notes: the worker's traceback would never reach the console.
+            for note in getattr(got._return_value, "__notes__", ()):
+                log.error("job #%d: %s", job.num, note)
         results.append(_with_record(got, batch, rec))
     return results
 
