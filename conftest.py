@@ -41,12 +41,43 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit code {proc.returncode}"])[-1]
 
 
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI a pool that cannot start fails the run (never a silent skip)."""
-    msg = f"local HTCondor pool unavailable: {reason}"
+def _missing(msg: str) -> None:
+    """A prerequisite of a test is missing: skip locally; under CI fail the run (never a silent skip)."""
     if _in_ci():
         pytest.fail(msg + " (CI=true: not skipping)", pytrace=False)
     pytest.skip(msg)
+
+
+def _unavailable(reason: str) -> None:
+    _missing(f"local HTCondor pool unavailable: {reason}")
+
+
+@pytest.fixture
+def missing() -> Callable[[str], None]:
+    """For a test whose prerequisite (an interpreter, a mount) is missing: skips it, or fails under CI."""
+    return _missing
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """``tmpfs(folder, size)`` mounts a fresh tmpfs of ``size`` (e.g. "2m") at ``folder`` (root only): a
+    filesystem a test can fill. Each is unmounted at teardown, latest first, whatever the test did."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            _missing(f"cannot mount a tmpfs at {folder}: {proc.stderr.strip() or proc.returncode}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        # Lazily if busy (a daemon may still hold a log open): the mount must never outlive the test.
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def _own_pool() -> tuple[dict, bool]:

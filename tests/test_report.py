@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _app_helpers import only_sweep_dir, run_app
+from _app_helpers import app_env, only_sweep_dir, run_app
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
@@ -432,6 +432,65 @@ def test_pool_sweep_with_a_failing_job(tmp_path):
     check_log_sorted(output, rows)
     # Three plots: metric against model.lr, validation curves, the HTCondor timeline.
     check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
+
+
+# Any Hydra app with the report's callback: its task fills its job folder's filesystem, then fails as torch's
+# checkpoint writer does, with an error that does not say the disk is full.
+FILLING_APP = """
+import os
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base=None, config_path=None)
+def main(cfg):
+    try:
+        with open(os.path.join(HydraConfig.get().runtime.output_dir, "filler.bin"), "wb") as f:
+            while True:
+                f.write(bytes(65536))
+                f.flush()
+    except OSError:
+        pass
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 88832 vs 88784")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.condor
+def test_pool_sweep_on_a_full_disk_names_it_in_the_error_column(tmp_path, tmpfs):
+    """The job folder is a full 2 MiB tmpfs (so the callback cannot write job_status.json there): the console
+    and the report's error column say "no space left on device" and where, not only torch's words."""
+    sweep = tmp_path / "sweep"
+    tmpfs(sweep / "0", "2m")
+    (tmp_path / "app.py").write_text(FILLING_APP)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "app.py",
+            "-m",
+            "hydra/launcher=htcondor",
+            "+x=1",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.request_memory=256MB",
+            "+hydra.callbacks.report._target_=mnist_app.report.hydra_callback.SweepReport",
+        ],
+        cwd=tmp_path,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    where = f"no space left on device: {sweep}/0 is on tmpfs {sweep}/0: 0 bytes free of 2.0 MiB"
+    assert f"DiskFullError: {where}; RuntimeError: [enforce fail at inline_container.cc:672]" in output
+    [row] = read_summary(sweep)
+    assert row["status"] == "failed" and where in row["error"], row
+    assert where in (load_sweep(sweep).jobs[0].error or "")
 
 
 @pytest.mark.condor

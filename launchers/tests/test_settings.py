@@ -11,6 +11,7 @@ from hydra import compose, initialize
 from hydra.errors import ConfigCompositionException
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
 from hydra_plugins.hydra_htcondor_launcher._settings import Settings, validate
+from hydra_plugins.hydra_htcondor_launcher._worker import WORKER_EXIT_CODES
 from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 from omegaconf import OmegaConf
 
@@ -37,6 +38,16 @@ def test_settings_have_every_field_once():
     # Settings adds derived values only: the fields are the config dataclass's own.
     assert dataclasses.fields(Settings) == dataclasses.fields(HTCondorLauncherConf)
     assert "universe" not in {f.name for f in dataclasses.fields(HTCondorLauncherConf)}
+
+
+@pytest.mark.parametrize("code", sorted(WORKER_EXIT_CODES))
+def test_checkpoint_exit_code_may_not_be_one_the_launcher_reserves(code, tmp_path):
+    # e.g. 97 (the packed wrapper's "no Python") would restart a job without Python forever.
+    with pytest.raises(ConfigError) as info:
+        _validate(_conf(checkpoint_exit_code=code), cwd=str(tmp_path))
+    text = str(info.value)
+    assert text.startswith(f"hydra.launcher.checkpoint_exit_code={code} is invalid: expected an exit code")
+    assert all(f"{c} ({what})" in text for c, what in WORKER_EXIT_CODES.items()) and "\n" not in text
 
 
 @pytest.mark.parametrize(
@@ -72,7 +83,7 @@ def test_settings_have_every_field_once():
         ({"max_releases": -2}, "max_releases=-2 is invalid"),
         ({"transfer_files": True, "htcondor_dir": "/elsewhere"}, "must be inside hydra.sweep.dir (/sweep)"),
         ({"checkpoint_exit_code": 0}, "checkpoint_exit_code=0 is invalid: expected an exit code 1-255"),
-        ({"checkpoint_exit_code": 80}, "not used by the worker itself (2 (result not written), 80 (the task"),
+        ({"checkpoint_exit_code": 80}, "other than those the launcher reserves for itself (2 (result not"),
         ({"checkpoint_exit_code": 256}, "checkpoint_exit_code=256 is invalid"),
         ({"max_retries": -1}, "max_retries=-1 is invalid: expected an integer >= 0"),
         ({"retry_on_task_error": True}, "retry_on_task_error=true needs hydra.launcher.max_retries >= 1"),

@@ -173,3 +173,33 @@ def test_packed_wrapper_runs_python_from_the_unpacked_env(tmp_path):
     assert "fake python args: -m mod spec" in proc.stdout
     # Neither the archive nor the unpacked env is left to travel back as output.
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["wrapper.sh"]
+
+
+def test_packed_wrapper_exits_with_its_reserved_code_when_the_archive_has_no_python(tmp_path):
+    """The wrapper's own exit codes come from the launcher's one table (which checkpoint_exit_code may not
+    reuse): a missing Python must never read as "checkpointed, restart me"."""
+    import re
+    import subprocess
+    import tarfile
+
+    from hydra_plugins.hydra_htcondor_launcher._worker import NO_PACKED_PYTHON, WORKER_EXIT_CODES
+
+    (tmp_path / "src" / "lib").mkdir(parents=True)
+    archive = tmp_path / "job" / "env.tar"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "src" / "lib", arcname="lib")
+    settings = _validate(_conf(env_mode=EnvMode.packed, packed_env=str(archive), python=None))
+    text = _submit.wrapper_script(settings)
+    own = {int(code) for code in re.findall(r"^\s*exit (\d+)\s*$", text, flags=re.M)}
+    assert own == {NO_PACKED_PYTHON} and own <= set(WORKER_EXIT_CODES)
+    wrapper = tmp_path / "job" / "wrapper.sh"
+    wrapper.write_text(text)
+    proc = subprocess.run(
+        ["sh", str(wrapper), "env.tar", "env/bin/python", "-m", "mod"],
+        cwd=tmp_path / "job",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == NO_PACKED_PYTHON, proc.stderr
+    assert "hydra-htcondor-launcher: no Python at " in proc.stderr

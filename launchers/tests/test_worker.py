@@ -62,6 +62,34 @@ def test_status_reads_the_workers_note_instead_of_the_result(tmp_path):
 
 
 def test_worker_exit_codes_are_distinct():
-    codes = [0, _worker.WRITE_FAILED, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE]
+    codes = [0, _worker.WRITE_FAILED, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE, _worker.NO_PACKED_PYTHON]
     assert len(set(codes)) == len(codes)
     assert set(_worker.WORKER_EXIT_CODES) == set(codes[1:])
+
+
+def test_full_disk_is_found_anywhere_in_the_exception_chain(tmp_path):
+    import errno
+
+    target = tmp_path / "run" / "ckpt.pt"
+    enospc = OSError(errno.ENOSPC, "No space left on device", str(target))
+    try:
+        try:
+            raise enospc
+        except OSError:
+            raise RuntimeError("writer failed") from None  # context kept, only not shown
+    except RuntimeError as exc:
+        hidden = exc
+    why = _worker.full_disk([], hidden)
+    assert why is not None and why.startswith(f"no space left on device: {target} is on ")
+    assert " bytes free of " in why and "\n" not in why
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded")
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = quota
+    assert _worker.full_disk([str(tmp_path)], wrapped).startswith(f"disk quota exceeded: {tmp_path} is on ")
+    # The text alone counts too (a library that re-raised the message without the errno).
+    assert _worker.full_disk([str(tmp_path)], RuntimeError("write: No space left on device")) is not None
+
+
+def test_a_failure_on_a_disk_with_room_is_not_called_a_full_disk(tmp_path):
+    assert _worker.full_disk([str(tmp_path), str(tmp_path / "not" / "made")], RuntimeError("boom")) is None
+    assert _worker.full_disk([]) is None

@@ -15,7 +15,7 @@ import pickle
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -308,14 +308,17 @@ def _no_result_error(batch: Batch, job: Job, rec: JobRecord) -> BaseException:
     if rec.signal is not None:
         what = f"was killed by signal {rec.signal}{tries}"
     elif rec.exit_code is not None:
-        what = f"exited with code {rec.exit_code}{tries}"
+        meaning = _worker.WORKER_EXIT_CODES.get(rec.exit_code)
+        what = f"exited with code {rec.exit_code}{f' ({meaning})' if meaning else ''}{tries}"
     else:
         what = f"ended in state {rec.state.value}"
+    # A worker that could not write its result cannot say why: a full sweep folder is the usual reason.
+    full = _worker.full_disk([os.path.dirname(batch.result_path(job)), batch.sweep_dir])
     tail = err_tail(stderr_file)
     quoted = f"; last lines of {stderr_file}:{tail}" if tail else ""
     return JobFailedError(
-        f"job #{job.num} (HTCondor {htid}) {what} without writing its result {batch.result_path(job)}; "
-        f"{where}{quoted}"
+        f"job #{job.num} (HTCondor {htid}) {what}{f', {full},' if full else ''} without writing its result "
+        f"{batch.result_path(job)}; {where}{quoted}"
     )
 
 
@@ -372,6 +375,10 @@ def collect(batch: Batch) -> list[JobReturn]:
         if isinstance(got, BaseException):
             log.error("%s", got)
             got = _failed(batch, job, got)
+        elif sys.version_info < (3, 11) and got.status == JobStatus.FAILED:
+            # Python 3.10 prints no exception notes: the worker's traceback would never reach the console.
+            for note in getattr(got._return_value, "__notes__", ()):
+                log.error("job #%d: %s", job.num, note)
         results.append(_with_record(got, batch, rec))
     return results
 
@@ -544,7 +551,23 @@ def _save_batch(manifest: Manifest, sub: Batch) -> None:
     assert sub.cluster is not None
     for rec in sub.records.values():
         manifest.record(rec, sub.cluster, sub.log_file)
-    manifest.save()
+    _save_queued(manifest, manifest.save)
+
+
+# Manifests this process could not write (warned about once each).
+_unsaved: set[str] = set()
+
+
+def _save_queued(manifest: Manifest, save: Callable[[], None]) -> None:
+    """Save the manifest of a sweep whose jobs are queued: one that cannot be written (a full sweep folder)
+    costs a later resume its record, never this run its results."""
+    try:
+        save()
+    except OSError as exc:
+        if manifest.path not in _unsaved:
+            _unsaved.add(manifest.path)
+            why = _worker.full_disk([os.path.dirname(manifest.path)], exc) or f"{type(exc).__name__}: {exc}"
+            log.warning("could not write the sweep manifest %s (%s); the jobs go on", manifest.path, why)
 
 
 def _follow_hint(batch: Batch) -> str:
@@ -616,7 +639,7 @@ def launch(
             sub.log_file,
         )
         _save_batch(manifest, sub)
-    manifest.save()
+    _save_queued(manifest, manifest.save)
 
     hint = _follow_hint(batch)
     if batch.settings.detach and watched:
@@ -652,7 +675,8 @@ def launch(
         for job, ret in zip(sub.jobs, collect(sub), strict=True):
             by_num[job.num] = ret
     results = [by_num[job.num] for job in batch.jobs]
-    manifest.returned(by_num)  # `hydra-htcondor status` shows them without unpickling every result
+    # `hydra-htcondor status` shows them without unpickling every result
+    _save_queued(manifest, functools.partial(manifest.returned, by_num))
     _log_summary(batch, results)
     return results
 

@@ -314,7 +314,7 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
         raise _bad(
             "checkpoint_exit_code",
             checkpoint_exit_code,
-            f"an exit code 1-255 not used by the worker itself ({taken}), or null",
+            f"an exit code 1-255 other than those the launcher reserves for itself ({taken}), or null",
         )
     max_retries = _at_least("max_retries", conf.max_retries, 0)
     if conf.retry_on_task_error and max_retries == 0:

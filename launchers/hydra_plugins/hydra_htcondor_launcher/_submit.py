@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ._errors import ConfigError
 from ._settings import Settings
-from ._worker import TASK_RAISED
+from ._worker import NO_PACKED_PYTHON, TASK_RAISED
 from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
@@ -111,7 +111,7 @@ case "$PYTHON" in
 esac
 if [ ! -x "$PYTHON" ]; then
   echo "hydra-htcondor-launcher: no Python at $PYTHON after unpacking $ARCHIVE" >&2
-  exit 97
+  exit {NO_PACKED_PYTHON}
 fi
 # The unpacked environment and the archive must not travel back as job output.
 set +e

@@ -17,6 +17,8 @@ outside this module.
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import logging
 import os
 import pickle
@@ -24,18 +26,145 @@ import re
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 WRITE_FAILED = 2
 TASK_RAISED = 80
 OUTSIDE_FAILURE = 81
-# The exit codes this module gives itself; no setting (checkpoint_exit_code) may reuse one.
+NO_PACKED_PYTHON = 97  # the packed-environment wrapper (_submit.wrapper_script) found no Python to run
+# Every exit code the launcher gives a job itself (this module and the wrappers it generates), declared
+# here only: no setting (checkpoint_exit_code) may reuse one, or HTCondor would misread the launcher's own.
 WORKER_EXIT_CODES = {
     WRITE_FAILED: "result not written",
     TASK_RAISED: "the task raised",
     OUTSIDE_FAILURE: "failure outside the task",
+    NO_PACKED_PYTHON: "no Python in the packed environment",
 }
+
+
+class DiskFullError(Exception):
+    """A task (or the worker around it) failed on a full filesystem or an exhausted quota; the message says
+    which folder, which filesystem and its free bytes, then the original exception's first line. The
+    original exception and its traceback are kept in the remote-traceback note."""
+
+
+# Free bytes below which a filesystem counts as full (1 % of its size, at most 64 MiB): a write that fails
+# with less room left is almost surely why a task failed, whatever its exception says (torch's checkpoint
+# writer reports a full disk as "unexpected pos ...", not as ENOSPC).
+_FULL_BYTES = 64 * 2**20
+_FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and the members of exception groups (each once)."""
+    todo, seen = [exc], set()
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        todo.extend(e for e in (cur.__cause__, cur.__context__) if e is not None)
+        todo.extend(e for e in getattr(cur, "exceptions", ()) if isinstance(e, BaseException))
+
+
+def _existing(path: str) -> str:
+    """`path`, or its nearest existing parent (a file whose creation failed, a folder not made yet)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    return probe
+
+
+def _filesystem(path: str) -> str | None:
+    """'PATH is on FSTYPE MOUNT: N bytes free of SIZE' for the filesystem holding `path`; None when it
+    cannot be read."""
+    probe = _existing(path)
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    mount = probe
+    while not os.path.ismount(mount):
+        mount = os.path.dirname(mount)
+    fstype = ""
+    try:
+        with open("/proc/self/mounts") as f:  # Linux: the last mount on that point is the one in effect
+            types = [ln.split()[2] for ln in f if len(ln.split()) > 2 and ln.split()[1] == mount]
+        fstype = f"{types[-1]} " if types else ""
+    except OSError:
+        pass
+    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    return f"{path} is on {fstype}{mount}: {free} bytes free of {total / 2**20:.1f} MiB"
+
+
+def _is_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    total = st.f_blocks * st.f_frsize
+    return st.f_bavail * st.f_frsize < min(_FULL_BYTES, max(total // 100, 4096))
+
+
+def full_disk(paths: Iterable[str], exc: BaseException | None = None) -> str | None:
+    """Why a failure was a full disk, on one line: 'no space left on device: PATH is on FSTYPE MOUNT: N
+    bytes free of SIZE', or None. It was when ENOSPC/EDQUOT is anywhere in `exc`'s chain (the path its
+    OSError names comes first), or when one of `paths` (the folders the job writes to) is on a full
+    filesystem. Never raises: it only adds to an error."""
+    try:
+        named = [p for p in paths if p]
+        for cause in _chain(exc) if exc is not None else ():
+            err = getattr(cause, "errno", None)
+            what = _FULL_ERRNOS.get(err) if isinstance(err, int) else None
+            if what is None:
+                text = str(cause)
+                what = next((w for e, w in _FULL_ERRNOS.items() if os.strerror(e) in text), None)
+            if what is not None:
+                files = [getattr(cause, a, None) for a in ("filename", "filename2")]
+                for path in [*(os.fsdecode(f) for f in files if isinstance(f, str | bytes)), *named]:
+                    where = _filesystem(path)
+                    if where is not None:
+                        return f"{what}: {where}"
+                return what
+        for path in named:
+            if _is_full(_existing(path)):
+                return f"{_FULL_ERRNOS[errno.ENOSPC]}: {_filesystem(path)}"
+    except Exception:  # a probe of the disk must never hide the error it is about
+        logging.getLogger(__name__).debug("full-disk probe failed", exc_info=True)
+    return None
+
+
+def _disk_full_error(exc: BaseException, paths: Iterable[str]) -> DiskFullError | None:
+    why = full_disk(paths, exc)
+    if why is None:
+        return None
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return DiskFullError(f"{why}; {type(exc).__name__}: {first}" if first else f"{why}; {type(exc).__name__}")
+
+
+def _naming_a_full_disk(task: Callable[[Any], Any], result_dir: str) -> Callable[[Any], Any]:
+    """The task, whose failure on a full disk raises DiskFullError from the original exception: inside the
+    task, so that Hydra's callbacks (a report's error column) see it as the job's error too."""
+
+    @functools.wraps(task)
+    def task_naming_a_full_disk(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except Exception as exc:
+            from hydra.core.hydra_config import HydraConfig
+
+            try:
+                paths = [str(HydraConfig.get().runtime.output_dir), os.getcwd(), result_dir]
+            except Exception:  # never let the probe replace the task's own error
+                paths = [result_dir]
+            full = _disk_full_error(exc, paths)
+            if full is None:
+                raise
+            raise full from exc
+
+    return task_naming_a_full_disk
 
 
 def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
@@ -80,8 +209,15 @@ def write_atomic(path: str, data: bytes) -> None:
 def _add_remote_traceback(exc: BaseException, job_id: str) -> None:
     """The traceback object does not survive pickling: keep its text as a note on the exception."""
     remote_tb = "".join(traceback.format_exception(exc)).rstrip()
-    exc.add_note(f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
+    _add_note(exc, f"[remote traceback, HTCondor job {job_id} on {socket.gethostname()}]\n{remote_tb}")
     exc.__traceback__ = None
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:  # Python 3.10 has no add_note; the same attribute pickles, and a 3.11+ submit side prints it
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010
 
 
 def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -> None:
@@ -99,7 +235,9 @@ def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -
         write_atomic(path, fixed.encode())
 
 
-def _run_task(envelope: dict[str, Any], job: dict[str, Any], job_id: str, transfer_root: str | None) -> Any:
+def _run_task(
+    envelope: dict[str, Any], job: dict[str, Any], job_id: str, transfer_root: str | None, result_file: str
+) -> Any:
     """Unpickle the spec, compose the job's config and run the task; returns Hydra's JobReturn. Raises for
     anything that fails outside the task (run_job itself catches what the task raises)."""
     import cloudpickle
@@ -138,7 +276,7 @@ def _run_task(envelope: dict[str, Any], job: dict[str, Any], job_id: str, transf
 
     ret = run_job(
         hydra_context=common["hydra_context"],
-        task_function=common["task_function"],
+        task_function=_naming_a_full_disk(common["task_function"], os.path.dirname(result_file)),
         config=config,
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
@@ -159,6 +297,19 @@ def _outside_failure(job: dict[str, Any], exc: Exception, job_id: str) -> Any:
         status=JobStatus.FAILED,
         _return_value=exc,
     )
+
+
+def _tell(line: str, exc: BaseException | None = None) -> None:
+    """A line (and an exception's traceback) for the job's stderr. Never raises: on a full disk stderr's
+    file cannot grow either, and that must not turn the job's exit code into Python's 1."""
+    try:
+        if line:
+            print(line, file=sys.stderr, flush=True)
+        if exc is not None:
+            traceback.print_exception(exc)
+            sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
@@ -188,16 +339,19 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
             os.remove(stale)
 
     try:
-        ret = _run_task(envelope, job, job_id, transfer_root)
+        ret = _run_task(envelope, job, job_id, transfer_root, result_file)
     except Exception as exc:
         # Unpickling, composing, interpolating the job's config, Hydra's own set-up: the task never ran.
-        print(f"HTCondor job {job_id} failed outside the task:", file=sys.stderr)
-        traceback.print_exception(exc)
+        _tell(f"HTCondor job {job_id} failed outside the task:", exc)
+        full = _disk_full_error(exc, [os.path.dirname(result_file), transfer_root or ""])
+        if full is not None:
+            full.__cause__ = exc
+            exc = full
         _add_remote_traceback(exc, job_id)
         try:
             ret = _outside_failure(job, exc, job_id)
-        except Exception:
-            traceback.print_exc()
+        except Exception as err:
+            _tell("", err)
             return WRITE_FAILED
         code = OUTSIDE_FAILURE
     else:
@@ -208,21 +362,27 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
             code = TASK_RAISED
             if isinstance(ret._return_value, BaseException):
                 _add_remote_traceback(ret._return_value, job_id)
+    if isinstance(ret._return_value, DiskFullError):
+        # Also the stderr's last line, which a sweep report shows when the job folder had no room for more.
+        _tell(f"HTCondor job {job_id}: {ret._return_value}")
 
     try:
         import cloudpickle
 
         write_atomic(result_file, _picklable_result(ret, cloudpickle.dumps))
-    except Exception:
+    except Exception as exc:
         log.exception("could not write the job result to %s", result_file)
-        traceback.print_exc()
+        _tell("", exc)
+        why = full_disk([os.path.dirname(result_file)], exc)
+        if why is not None:
+            _tell(f"HTCondor job {job_id}: result not written: {why}")
         return WRITE_FAILED
     from ._manifest import return_note
 
     try:
         write_atomic(return_note_path(result_file), return_note(ret._return_value).encode())
-    except OSError:  # only a shortcut for `status`; the result is what counts
-        traceback.print_exc()
+    except OSError as exc:  # only a shortcut for `status`; the result is what counts
+        _tell("", exc)
     return code
 
 
