@@ -261,3 +261,49 @@ def test_jobs_carry_the_sweep_id_in_their_classad():
     assert plan.description["My.HydraJobNum"] == "$(job_num)"
     bare = _submit.build_submit(settings, sweep_dir="/sweep", cwd="/work", job_nums=[0, 1])
     assert "My.HydraSweepId" not in bare.description  # the golden files' descriptions stay as they were
+
+
+class _Flaky:
+    """A schedd whose queue query fails `failures` times, then answers."""
+
+    def __init__(self, failures):
+        self.failures, self.asked = failures, 0
+
+    def query(self, constraint, projection):
+        self.asked += 1
+        if self.asked <= self.failures:
+            raise OSError("Failed to fetch ads from schedd, errmsg=SECMAN:2007:did not respond in time")
+        return [{"ClusterId": 3, "ProcId": 0, "HydraJobNum": 0, "JobStatus": 2}]
+
+
+def test_the_resumed_sweeps_query_is_retried_and_then_stops_the_run(monkeypatch):
+    from hydra_plugins.hydra_htcondor_launcher import _core
+    from hydra_plugins.hydra_htcondor_launcher._errors import PoolUnreachableError
+
+    monkeypatch.setattr(_schedd, "RETRY_BACKOFF_S", 0.0)
+    once = _Flaky(failures=1)
+    assert list(_core._sweep_jobs(once, "s1", history=False)) == [0] and once.asked == 2
+    never = _Flaky(failures=99)
+    with pytest.raises(PoolUnreachableError) as err:
+        _core._sweep_jobs(never, "s1", history=False)
+    assert never.asked == _schedd.QUERY_TRIES
+    msg = str(err.value)
+    assert "\n" not in msg and "did not answer when asked for the sweep's jobs in its queue" in msg
+    assert "SECMAN:2007" in msg and f"({_schedd.QUERY_TRIES} tries in" in msg
+    assert "nothing was submitted" in msg
+
+
+def test_retried_waits_twice_as_long_each_time():
+    waits = []
+    calls = iter([OSError("a"), OSError("b"), 7])
+
+    def call():
+        got = next(calls)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    assert _schedd.retried(call, "x", tries=3, backoff_s=1.5, sleep=waits.append) == 7
+    assert waits == [1.5, 3.0]
+    with pytest.raises(_schedd.Unanswered, match=r"^b \(2 tries in"):
+        _schedd.retried(lambda: (_ for _ in ()).throw(OSError("b")), "x", tries=2, sleep=waits.append)

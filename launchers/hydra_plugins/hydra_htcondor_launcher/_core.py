@@ -45,22 +45,19 @@ def _import_htcondor() -> Any:
     return htcondor2
 
 
-def connect(htcondor: Any, settings: Settings) -> Any:
-    """Locate the schedd and make one cheap query, so an unreachable pool fails before any folder exists."""
-    where = (
-        settings.collector
-        or f"the collector named by CONDOR_CONFIG={os.environ.get('CONDOR_CONFIG', '(unset)')}"
-    )
-    try:
+def connect(htcondor: Any, settings: Settings, tries: int = _schedd.QUERY_TRIES) -> Any:
+    """Locate the schedd and make one cheap query (tried `tries` times, see _schedd.retried), so an
+    unreachable pool fails before any folder exists."""
+    def probe() -> Any:
         schedd = _schedd.locate(htcondor, settings.collector, settings.schedd)
         schedd.query(constraint="false", projection=["ClusterId"], limit=1)
-    except Exception as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        name = f"schedd {settings.schedd!r}" if settings.schedd else "the schedd"
-        raise PoolUnreachableError(
-            f"HTCondor pool unreachable: cannot contact {name} via {where}: {detail}"
-        ) from None
-    return schedd
+        return schedd
+
+    try:
+        return _schedd.retried(probe, "contacting the HTCondor schedd", tries=tries)
+    except _schedd.Unanswered as exc:
+        name = _schedd.where(settings.collector, settings.schedd)
+        raise PoolUnreachableError(f"HTCondor pool unreachable: cannot contact {name}: {exc}") from None
 
 
 def new_batch(launcher: HTCondorLauncher) -> Batch:
@@ -443,18 +440,30 @@ def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
         )
 
 
-def _sweep_jobs(schedd: Any, sweep_id: str, history: bool) -> dict[int, list[Any]]:
-    """The sweep's jobs the schedd knows (queue, or history), by Hydra job number."""
+def _sweep_jobs(
+    schedd: Any, sweep_id: str, history: bool, settings: Settings | None = None
+) -> dict[int, list[Any]]:
+    """The sweep's jobs the schedd knows (queue, or history), by Hydra job number. A query that keeps
+    failing stops the run (PoolUnreachableError): taken for "no jobs", it would submit every queued job of
+    a resumed sweep a second time."""
     constraint = f'HydraSweepId == "{sweep_id}"'
     projection = ["ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts"]
-    try:
+    what = f"asking the schedd's {'history' if history else 'queue'} for the sweep's jobs"
+
+    def ask() -> list[Any]:
         if history:
-            ads = list(schedd.history(constraint, projection=projection, match=-1))
-        else:
-            ads = list(schedd.query(constraint, projection=projection))
-    except Exception as exc:
-        log.warning("could not ask the schedd for the sweep's jobs: %s", exc)
-        return {}
+            return list(schedd.history(constraint, projection=projection, match=-1))
+        return list(schedd.query(constraint, projection=projection))
+
+    try:
+        ads = _schedd.retried(ask, what)
+    except _schedd.Unanswered as exc:
+        name = _schedd.where(settings.collector, settings.schedd) if settings else "the schedd"
+        raise PoolUnreachableError(
+            f"{name} did not answer when asked for the sweep's jobs in its "
+            f"{'history' if history else 'queue'}: {exc}; nothing was submitted (a guess could run queued "
+            "jobs twice): re-run the same command once the schedd answers (condor_q)"
+        ) from None
     found: dict[int, list[Any]] = {}
     for ad in ads:
         if "HydraJobNum" in ad:
@@ -476,7 +485,7 @@ def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
     """Reuse finished results, re-attach to jobs still in HTCondor, submit the rest. The queue is asked by
     the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too."""
     plan = ResumePlan()
-    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False)
+    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False, settings=batch.settings)
     groups: dict[tuple[int, str], Batch] = {}
     for job in batch.jobs:
         entry = manifest.job(job.num) or {}
@@ -624,7 +633,8 @@ def launch(
                 schedd,
                 on_change=save,
                 resume_hint=hint,
-                reconnect=functools.partial(connect, htcondor, batch.settings),
+                # Once: the cross-check retries at its next turn anyway, and must not stall the loop.
+                reconnect=functools.partial(connect, htcondor, batch.settings, tries=1),
                 sweep_id=manifest.sweep_id,
             )
         except KeyboardInterrupt:
