@@ -419,3 +419,83 @@ def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path):
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
     assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"done"}
+
+
+def _one_line(out: str, needle: str) -> str:
+    lines = [line for line in out.splitlines() if needle in line]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "extra.yaml").write_text("a: 1\n")
+    args = ("+x=1,2", f"--config-dir={conf}")
+    first = _run(_cmd(tmp_path, *args), tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep_id = _manifest(tmp_path)["sweep_id"]
+    assert all(len(j["task"]) == len(j["configs"]) == 16 for j in _manifest(tmp_path)["jobs"].values())
+
+    app = tmp_path / "app.py"
+    app.write_text(app.read_text().replace('"ok:', '"v2:'))
+    edited = _run(_cmd(tmp_path, *args), tmp_path)
+    out = edited.stdout + edited.stderr
+    assert edited.returncode == 0, out[-3000:]
+    line = _one_line(out, "changed since")
+    assert f"the task 'main' ({app})" in line and "changed since 2 job(s) ran (#0, #1)" in line
+    assert "config sources" not in line and "running them again" in line
+    assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
+    assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+
+    old = _manifest(tmp_path)["jobs"]["0"]["configs"]
+    (conf / "extra.yaml").write_text("a: 2\n")
+    reconfigured = _run(_cmd(tmp_path, *args), tmp_path)
+    out = reconfigured.stdout + reconfigured.stderr
+    assert reconfigured.returncode == 0, out[-3000:]
+    line = _one_line(out, "changed since")
+    assert f"the config sources (snapshot config-sources-{old} in " in line and "the task" not in line
+    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+
+    same = _run(_cmd(tmp_path, *args), tmp_path)
+    out = same.stdout + same.stderr
+    assert same.returncode == 0 and "resuming sweep: 2 reused" in out and "changed since" not in out, out
+
+    # A manifest written before the fields were kept: its results are reused as they always were.
+    path = tmp_path / "sweep" / ".htcondor" / "manifest.json"
+    data = _manifest(tmp_path)
+    for entry in data["jobs"].values():
+        del entry["task"], entry["configs"]
+    path.write_text(json.dumps(data))
+    app.write_text(app.read_text().replace('"v2:', '"v3:'))
+    legacy = _run(_cmd(tmp_path, *args), tmp_path)
+    out = legacy.stdout + legacy.stderr
+    assert legacy.returncode == 0 and "resuming sweep: 2 reused" in out, out[-3000:]
+    assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
+    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+
+
+def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed(tmp_path):
+    args = ("+x=1,2", "+sleep=600", "hydra.launcher.detach=true")
+    detached = _run(_cmd(tmp_path, *args), tmp_path)
+    assert detached.returncode == 0, detached.stderr[-3000:]
+    sweep_id = _manifest(tmp_path)["sweep_id"]
+    sweep = tmp_path / "sweep"
+    try:
+        app = tmp_path / "app.py"
+        app.write_text(app.read_text().replace('"ok:', '"v2:'))
+        refused = _run(_cmd(tmp_path, *args), tmp_path)
+        assert refused.returncode == 1, refused.stdout[-3000:]
+        err = [ln for ln in refused.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+        assert len(err) == 1, refused.stderr
+        assert "the task code changed since 2 job(s) of the sweep" in err[0] and "still in HTCondor" in err[0]
+        assert f"hydra-htcondor rm {sweep}" in err[0]
+        assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+
+        assert _run([str(CLI), "rm", str(sweep)], tmp_path).returncode == 0
+        again = _run(_cmd(tmp_path, *args), tmp_path)
+        out = again.stdout + again.stderr
+        assert again.returncode == 0 and "detached: 2 job(s)" in out, out[-3000:]
+        assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+    finally:
+        _run([str(CLI), "rm", str(sweep)], tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import logging
 import os
 import pickle
@@ -20,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from hydra.types import HydraContext
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import OmegaConf, open_dict, read_write
 
 from . import _schedd, _sources, _submit, _wait, _worker
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
-from ._manifest import Manifest, ManifestError, manifest_path
+from ._manifest import INPUTS, Manifest, ManifestError, manifest_path
 from ._settings import Settings, validate
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Lines of a job's stderr quoted in the error of a job that left no result.
 ERR_TAIL_LINES = 8
+# The task's package is hashed (see task_files) up to this many source files; a bigger one, its module only.
+TASK_SOURCE_FILES = 2000
 
 
 def _import_htcondor() -> Any:
@@ -122,6 +125,42 @@ def _user_sys_path() -> list[str]:
     return out
 
 
+def task_files(task: TaskFunction) -> list[str]:
+    """The source files a task's results depend on beyond its pickle (cloudpickle pickles an importable
+    function by reference, not its code): every .py file of its top-level package, or its module's own file
+    (a script, a top-level module, a package bigger than TASK_SOURCE_FILES)."""
+    module = inspect.getmodule(inspect.unwrap(task))
+    if module is None:
+        return []
+    try:
+        own = [os.path.abspath(inspect.getsourcefile(module) or "")]
+    except TypeError:  # a built-in module
+        own = []
+    spec = getattr(module, "__spec__", None)  # `python -m pkg`: __main__ is pkg.__main__
+    top = sys.modules.get((spec.name if spec is not None else module.__name__).split(".")[0])
+    files: list[str] = []
+    for root in list(getattr(top, "__path__", None) or []):
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            files += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
+            if len(files) > TASK_SOURCE_FILES:
+                return own
+    return files or own
+
+
+def task_digest(task: TaskFunction) -> str:
+    """A content hash of the task: its pickle and task_files' contents."""
+    digest = hashlib.sha256(cloudpickle.dumps(task))
+    for path in task_files(task):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:  # gone or unreadable: that too is a change
+            data = b""
+        digest.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
+
+
 def _common_payload(batch: Batch, kit: _sources.Kit) -> dict[str, Any]:
     """What every job of the batch needs from the submit side: the task, the callbacks (all run_job uses of
     the Hydra context; the config loader's repository would drag every installed plugin along), and the kit
@@ -164,7 +203,13 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
     return common
 
 
-def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None) -> _submit.SubmitPlan:
+def prepare(
+    batch: Batch,
+    *,
+    fresh_log: bool = True,
+    sweep_id: str | None = None,
+    sources: _sources.Sources | None = None,
+) -> _submit.SubmitPlan:
     """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
     sweep may still follow clusters that write there), write the config snapshot, job specs and wrapper;
     returns the submit description."""
@@ -179,6 +224,7 @@ def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None
         htcondor_dir=batch.htcondor_dir,
         sweep_dir=batch.sweep_dir,
         same_env=batch.settings.shared_filesystem,
+        sources=sources,
     )
     common = write_specs(batch, kit)
     plan = _submit.build_submit(
@@ -481,18 +527,60 @@ def _completed_result(path: str) -> JobReturn | None:
     return ret if ok else None
 
 
-def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
+def _changed(entry: dict[str, Any], inputs: dict[str, str]) -> list[str]:
+    """Which of INPUTS differ from those the job ran with ([] for an entry written before they were kept)."""
+    return [name for name in INPUTS if entry.get(name) is not None and entry[name] != inputs.get(name)]
+
+
+def _say_changed(batch: Batch, task: TaskFunction, changes: dict[int, list[str]], old: set[str]) -> None:
+    """One line: what changed since which stored results were made, and that those jobs run again."""
+    what = {name for names in changes.values() for name in names}
+    parts = []
+    if "task" in what:
+        files = task_files(task)
+        where = files[0] if len(files) == 1 else f"{len(files)} source files of its package"
+        parts.append(f"the task {getattr(task, '__qualname__', task)!r} ({where})")
+    if "configs" in what:
+        before = ", ".join(sorted(_sources.SNAPSHOT_PREFIX + digest for digest in old))
+        parts.append(f"the config sources (snapshot {before} in {batch.htcondor_dir}; now another)")
+    nums = sorted(changes)
+    shown = ", ".join(f"#{n}" for n in nums[:5]) + (f" ... #{nums[-1]}" if len(nums) > 5 else "")
+    log.warning(
+        "HTCondor launcher: %s changed since %d job(s) ran (%s): running them again, not reusing their "
+        "results",
+        " and ".join(parts),
+        len(nums),
+        shown,
+    )
+
+
+def plan_resume(
+    batch: Batch, manifest: Manifest, schedd: Any, inputs: dict[str, str] | None = None
+) -> ResumePlan:
     """Reuse finished results, re-attach to jobs still in HTCondor, submit the rest. The queue is asked by
-    the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too."""
+    the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too. A job whose
+    task or configs changed (`inputs`, see INPUTS) runs again; one still queued with the old ones stops the
+    run (ManifestError): removing it would throw away work the user may still want."""
     plan = ResumePlan()
     queued = _sweep_jobs(schedd, manifest.sweep_id, history=False, settings=batch.settings)
     groups: dict[tuple[int, str], Batch] = {}
+    changes: dict[int, list[str]] = {}
+    stale_live: list[str] = []
+    old_configs: set[str] = set()
     for job in batch.jobs:
         entry = manifest.job(job.num) or {}
+        changed = _changed(entry, inputs) if inputs is not None else []
+        if changed:
+            changes[job.num] = changed
+            if "configs" in changed:
+                old_configs.add(str(entry["configs"]))
         live = [ad for ad in queued.get(job.num, []) if int(ad.get("JobStatus", 0)) in _LIVE_STATUS]
         if live:
             ad = max(live, key=lambda a: (int(a["ClusterId"]), int(a["ProcId"])))
             cluster, proc = int(ad["ClusterId"]), int(ad["ProcId"])
+            if changed:
+                stale_live.append(f"#{job.num} ({cluster}.{proc})")
+                continue
             log_file = str(ad.get("UserLog") or entry.get("log") or batch.log_file)
             sub = groups.get((cluster, log_file))
             if sub is None:
@@ -503,12 +591,23 @@ def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
                 proc=proc, num=job.num, overrides=job.shown_overrides, cluster=cluster
             )
             continue
-        result = _completed_result(batch.result_path(job))
+        result = None if changed else _completed_result(batch.result_path(job))
         if result is not None:
             plan.reused[job.num] = _reused(batch, job, entry, result)
             continue
         plan.to_submit.append(job)
         plan.resubmitted += bool(entry)
+    if stale_live:
+        what = " and ".join(sorted({name for names in changes.values() for name in names}))
+        shown = ", ".join(stale_live[:5]) + (" ..." if len(stale_live) > 5 else "")
+        raise ManifestError(
+            f"the {what.replace('task', 'task code')} changed since {len(stale_live)} job(s) of the sweep in "
+            f"{batch.sweep_dir} were submitted, and they are still in HTCondor: {shown}; to run them anew, "
+            f"remove them first (hydra-htcondor rm {shlex.quote(batch.sweep_dir)}) and re-run; to collect "
+            "them, restore the task and configs they were submitted with"
+        )
+    if changes:
+        _say_changed(batch, batch.task_function, changes, old_configs)
     plan.reattached = list(groups.values())
     return plan
 
@@ -567,7 +666,17 @@ def launch(
     if batch.settings.detach:
         _refuse_sampling_sweeper(batch, "hydra.launcher.detach=true")
     manifest = launcher.manifest = open_manifest(batch, ours)
-    rplan = ResumePlan(to_submit=list(batch.jobs)) if fresh else plan_resume(batch, manifest, schedd)
+    sources = _sources.gather(
+        batch.config,
+        batch.hydra_context.config_loader,
+        cwd=batch.cwd,
+        htcondor_dir=batch.htcondor_dir,
+        sweep_dir=batch.sweep_dir,
+    )
+    inputs = {"task": task_digest(batch.task_function), "configs": sources.digest}
+    rplan = (
+        ResumePlan(to_submit=list(batch.jobs)) if fresh else plan_resume(batch, manifest, schedd, inputs)
+    )
     if rplan.resuming:
         log.info("%s", rplan.summary())
     for num in rplan.reused:  # it may have finished while nobody followed it
@@ -579,7 +688,7 @@ def launch(
     if rplan.to_submit:
         new = dataclasses.replace(batch, jobs=rplan.to_submit, cluster=None, records={})
         tic = time.perf_counter()
-        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id)
+        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id, sources=sources)
         for job in new.jobs:
             manifest.planned(
                 job.num,
@@ -587,6 +696,7 @@ def launch(
                 new.result_path(job),
                 _submit.stdout_path(new.htcondor_dir, job.num),
                 _submit.stderr_path(new.htcondor_dir, job.num),
+                inputs,
             )
         manifest.save()  # the sweep id is on disk before any job carries it
         submit(new, htcondor, schedd, plan)
