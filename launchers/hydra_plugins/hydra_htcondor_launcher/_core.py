@@ -60,7 +60,10 @@ def connect(htcondor: Any, settings: Settings, tries: int = _schedd.QUERY_TRIES)
         return _schedd.retried(probe, "contacting the HTCondor schedd", tries=tries)
     except _schedd.Unanswered as exc:
         name = _schedd.where(settings.collector, settings.schedd)
-        raise PoolUnreachableError(f"HTCondor pool unreachable: cannot contact {name}: {exc}") from None
+        raise PoolUnreachableError(
+            f"HTCondor pool unreachable: cannot contact {name}: {exc}; nothing was submitted: re-run once "
+            "condor_q answers (hydra.launcher.collector and schedd name the pool)"
+        ) from None
 
 
 def new_batch(launcher: HTCondorLauncher) -> Batch:
@@ -492,17 +495,9 @@ def _sweep_jobs(
     """The sweep's jobs the schedd knows (queue, or history), by Hydra job number. A query that keeps
     failing stops the run (PoolUnreachableError): taken for "no jobs", it would submit every queued job of
     a resumed sweep a second time."""
-    constraint = f'HydraSweepId == "{sweep_id}"'
     projection = ["ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts"]
-    what = f"asking the schedd's {'history' if history else 'queue'} for the sweep's jobs"
-
-    def ask() -> list[Any]:
-        if history:
-            return list(schedd.history(constraint, projection=projection, match=-1))
-        return list(schedd.query(constraint, projection=projection))
-
     try:
-        ads = _schedd.retried(ask, what)
+        ads = _schedd.sweep_ads(schedd, sweep_id, projection, history=history)
     except _schedd.Unanswered as exc:
         name = _schedd.where(settings.collector, settings.schedd) if settings else "the schedd"
         raise PoolUnreachableError(

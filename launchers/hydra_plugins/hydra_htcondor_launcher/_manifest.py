@@ -115,7 +115,10 @@ class Manifest:
                 updated=float(data.get("updated", 0.0)),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(f"unreadable sweep manifest {path}: {type(exc).__name__}: {exc}") from None
+            raise ManifestError(
+                f"unreadable sweep manifest {path}: {type(exc).__name__}: {' '.join(str(exc).split())}; "
+                f"rebuild it from HTCondor and the sweep folder with: hydra-htcondor repair {sweep_dir}"
+            ) from None
 
     def save(self) -> None:
         """Atomically: a crash leaves the old manifest or the new one, never half of one."""

@@ -67,6 +67,20 @@ def locate(htcondor: Any, collector: str | None, schedd: str | None) -> Any:
     return htcondor.Schedd(coll.locate(htcondor.DaemonType.Schedd))
 
 
+def sweep_ads(schedd: Any, sweep_id: str, projection: list[str], *, history: bool) -> list[Any]:
+    """The ClassAds of a sweep's jobs (found by HydraSweepId) in the schedd's queue, or in its history;
+    retried (Unanswered when every try failed)."""
+    constraint = f'HydraSweepId == "{sweep_id}"'
+    what = f"asking the schedd's {'history' if history else 'queue'} for the sweep's jobs"
+
+    def ask() -> list[Any]:
+        if history:
+            return list(schedd.history(constraint, projection=projection, match=-1))
+        return list(schedd.query(constraint, projection=projection))
+
+    return retried(ask, what)
+
+
 def known_procs(schedd: Any, cluster: int, procs: Collection[int], sweep_id: str | None) -> set[int]:
     """Of `procs` of the cluster, those in the schedd's queue or else in its history. The history is a scan
     of a file: it is asked only for the procs missing from the queue (rare: a job that ended since the event
