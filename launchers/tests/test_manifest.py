@@ -307,3 +307,39 @@ def test_retried_waits_twice_as_long_each_time():
     assert waits == [1.5, 3.0]
     with pytest.raises(_schedd.Unanswered, match=r"^b \(2 tries in"):
         _schedd.retried(lambda: (_ for _ in ()).throw(OSError("b")), "x", tries=2, sleep=waits.append)
+
+
+def test_the_task_hash_covers_its_package_sources_not_only_its_pickle(tmp_path, monkeypatch):
+    import importlib
+
+    from hydra_plugins.hydra_htcondor_launcher import _core
+
+    pkg = tmp_path / "fc_taskpkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "task.py").write_text(
+        "from fc_taskpkg import helper\ndef task(cfg):\n    return helper.f()\n"
+    )
+    (pkg / "helper.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    task = importlib.import_module("fc_taskpkg.sub.task").task
+    files = _core.task_files(task)
+    assert sorted(files) == sorted(str(p) for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+    before = _core.task_digest(task)
+    assert _core.task_digest(task) == before  # the same task, the same hash
+    (pkg / "helper.py").write_text("def f():\n    return 2\n")  # pickled by reference: only the file changed
+    assert _core.task_digest(task) != before
+
+
+def test_salvage_keeps_the_head_and_every_whole_job_line_of_a_cut_manifest(tmp_path):
+    from hydra_plugins.hydra_htcondor_launcher._repair import _salvage
+
+    m = _manifest(tmp_path, [["+x=1"], ["+x=2"], ["+x=3"]])
+    m.save()
+    text = open(m.path).read()
+    head, jobs = _salvage(text[: text.index('"2":') + 12])
+    assert head["sweep_id"] == m.sweep_id and head["htcondor_dir"] == m.htcondor_dir
+    assert head["command"] == ["app.py", "-m"]
+    assert sorted(jobs) == ["0", "1"] and jobs["1"]["overrides"] == ["+x=2"]
+    assert _salvage("{ damaged") == ({}, {})
