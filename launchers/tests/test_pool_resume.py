@@ -604,6 +604,15 @@ def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
     assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
 
+    # Gone altogether: the re-run does not start afresh over the stored results, repair brings it back.
+    path.unlink()
+    lost = _run(_cmd(tmp_path, *args), tmp_path)
+    assert lost.returncode == 1 and f"hydra-htcondor repair {sweep}" in lost.stderr, lost.stderr[-3000:]
+    assert "holds job files" in lost.stderr and "resume=false" in lost.stderr
+    rebuilt = _run([str(CLI), "repair", str(sweep)], tmp_path)
+    assert rebuilt.returncode == 0 and "2 found in HTCondor" in rebuilt.stdout, rebuilt.stderr
+    assert _manifest(tmp_path)["sweep_id"] == sweep_id
+
     # Cut mid-file: the head and the lines before the cut are kept as they were.
     text = path.read_text()
     path.write_text(text[: text.index('"1":') + 10])

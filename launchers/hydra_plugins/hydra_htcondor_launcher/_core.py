@@ -452,6 +452,8 @@ def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
         _refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
         manifest = Manifest.load(batch.sweep_dir)
     else:
+        if settings.resume:
+            _refuse_lost_manifest(batch)
         return Manifest.new(
             batch.sweep_dir,
             batch.htcondor_dir,
@@ -473,6 +475,21 @@ def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
                 "start afresh in this one)"
             )
     return manifest
+
+
+def _refuse_lost_manifest(batch: Batch) -> None:
+    """A sweep folder whose job files (specs) outlived its manifest: starting afresh there would submit
+    jobs that may still be queued a second time, and delete their stored results."""
+    htdir = batch.htcondor_dir
+    if not htdir.startswith(batch.sweep_dir + os.sep) or not os.path.isdir(htdir):
+        return  # a shared htcondor_dir elsewhere may hold other sweeps' files
+    if any(name.endswith(".spec.pkl") for name in os.listdir(htdir)):
+        raise ManifestError(
+            f"the sweep folder {batch.sweep_dir} holds job files ({htdir}/N.spec.pkl) but no manifest "
+            f"{manifest_path(batch.sweep_dir)}: rebuild it from HTCondor and those files with: "
+            f"hydra-htcondor repair {shlex.quote(batch.sweep_dir)}; or start afresh with "
+            "hydra.launcher.resume=false"
+        )
 
 
 def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
