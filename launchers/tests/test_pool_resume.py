@@ -1,6 +1,7 @@
 """Sweeps that outlive the terminal, on the real pool: a third-party-style Hydra app run as a subprocess,
 killed with SIGKILL, detached, re-run; the schedd's history proves nothing was submitted twice."""
 
+import functools
 import json
 import os
 import signal
@@ -565,6 +566,19 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         assert resumed.returncode == 0, out[-3000:]
         assert "resuming sweep: 0 reused, 2 re-attached, 0 resubmitted" in out, out[-3000:]
         assert _procs_per_job(sweep_id, collector=f"127.0.0.1:{_private_port(1)}") == {0: 1, 1: 1}
+
+        # A damaged manifest of jobs still queued: repair finds them in the queue, status follows them.
+        (tmp_path / "sweep" / ".htcondor" / "manifest.json").write_text("garbage")
+        cli = functools.partial(
+            subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        repaired = cli([str(CLI), "repair", str(tmp_path / "sweep")])
+        assert repaired.returncode == 0 and "2 found in HTCondor" in repaired.stdout, repaired.stderr
+        jobs = _manifest(tmp_path)["jobs"]
+        assert {j["state"] for j in jobs.values()} <= {"idle", "running"}
+        assert all(j["cluster"] for j in jobs.values())
+        status = cli([str(CLI), "status", str(tmp_path / "sweep")])
+        assert status.returncode == 3 and "0 failed of 2 jobs" in status.stdout, status.stdout + status.stderr
     finally:
         subprocess.run([str(CLI), "rm", str(tmp_path / "sweep")], env={**os.environ, "CONDOR_CONFIG": config},
                        capture_output=True, timeout=120)
