@@ -59,6 +59,9 @@ def records(manifest: Manifest) -> dict[int, JobRecord]:
     for log_file, recs in logs.items():
         if os.path.exists(log_file):
             _replay(log_file, recs)
+        else:  # the manifest's view stays, and says so: a missing log is not silently "no news"
+            msg = f"hydra-htcondor: event log {log_file} missing; showing the manifest's view"
+            print(msg, file=sys.stderr)
     return out
 
 
