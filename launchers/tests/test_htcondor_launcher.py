@@ -49,11 +49,9 @@ class TestHTCondorLauncher(LauncherTestSuite):
                 "hydra/hydra_logging=disabled",
                 "hydra/job_logging=disabled",
                 "hydra/launcher=htcondor",
+                # resume=true (the default): test_to_absolute_path_multirun runs a changed task.py twice
+                # into the same sweep folder and expects the second run to execute, as a changed task does.
                 *FAST,
-                # test_to_absolute_path_multirun runs a changed task.py twice into the same sweep folder
-                # and expects the second run to execute; with resume=true (the default) the same command
-                # in the same folder returns the stored results instead (README, "Resume, detach, status").
-                "hydra.launcher.resume=false",
             ],
         )
     ],

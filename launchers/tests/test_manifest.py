@@ -327,3 +327,85 @@ def test_status_from_files_shows_a_job_disconnected_since_its_manifest_was_saved
     assert _cli._exit_status(recs) == _cli.EXIT_UNFINISHED
     # --state takes it.
     assert _cli._states("disconnected") == {JobState.DISCONNECTED}
+
+
+class _Flaky:
+    """A schedd whose queue query fails `failures` times, then answers."""
+
+    def __init__(self, failures):
+        self.failures, self.asked = failures, 0
+
+    def query(self, constraint, projection):
+        self.asked += 1
+        if self.asked <= self.failures:
+            raise OSError("Failed to fetch ads from schedd, errmsg=SECMAN:2007:did not respond in time")
+        return [{"ClusterId": 3, "ProcId": 0, "HydraJobNum": 0, "JobStatus": 2}]
+
+
+def test_the_resumed_sweeps_query_is_retried_and_then_stops_the_run(monkeypatch):
+    from hydra_plugins.hydra_htcondor_launcher import _core
+    from hydra_plugins.hydra_htcondor_launcher._errors import PoolUnreachableError
+
+    monkeypatch.setattr(_schedd, "RETRY_BACKOFF_S", 0.0)
+    once = _Flaky(failures=1)
+    assert list(_core._sweep_jobs(once, "s1", history=False)) == [0] and once.asked == 2
+    never = _Flaky(failures=99)
+    with pytest.raises(PoolUnreachableError) as err:
+        _core._sweep_jobs(never, "s1", history=False)
+    assert never.asked == _schedd.QUERY_TRIES
+    msg = str(err.value)
+    assert "\n" not in msg and "did not answer when asked for the sweep's jobs in its queue" in msg
+    assert "SECMAN:2007" in msg and f"({_schedd.QUERY_TRIES} tries in" in msg
+    assert "nothing was submitted" in msg
+
+
+def test_retried_waits_twice_as_long_each_time():
+    waits = []
+    calls = iter([OSError("a"), OSError("b"), 7])
+
+    def call():
+        got = next(calls)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    assert _schedd.retried(call, "x", tries=3, backoff_s=1.5, sleep=waits.append) == 7
+    assert waits == [1.5, 3.0]
+    with pytest.raises(_schedd.Unanswered, match=r"^b \(2 tries in"):
+        _schedd.retried(lambda: (_ for _ in ()).throw(OSError("b")), "x", tries=2, sleep=waits.append)
+
+
+def test_the_task_hash_covers_its_package_sources_not_only_its_pickle(tmp_path, monkeypatch):
+    import importlib
+
+    from hydra_plugins.hydra_htcondor_launcher import _core
+
+    pkg = tmp_path / "fc_taskpkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "task.py").write_text(
+        "from fc_taskpkg import helper\ndef task(cfg):\n    return helper.f()\n"
+    )
+    (pkg / "helper.py").write_text("def f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    task = importlib.import_module("fc_taskpkg.sub.task").task
+    files = _core.task_files(task)
+    assert sorted(files) == sorted(str(p) for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+    before = _core.task_digest(task)
+    assert _core.task_digest(task) == before  # the same task, the same hash
+    (pkg / "helper.py").write_text("def f():\n    return 2\n")  # pickled by reference: only the file changed
+    assert _core.task_digest(task) != before
+
+
+def test_salvage_keeps_the_head_and_every_whole_job_line_of_a_cut_manifest(tmp_path):
+    from hydra_plugins.hydra_htcondor_launcher._repair import _salvage
+
+    m = _manifest(tmp_path, [["+x=1"], ["+x=2"], ["+x=3"]])
+    m.save()
+    text = open(m.path).read()
+    head, jobs = _salvage(text[: text.index('"2":') + 12])
+    assert head["sweep_id"] == m.sweep_id and head["htcondor_dir"] == m.htcondor_dir
+    assert head["command"] == ["app.py", "-m"]
+    assert sorted(jobs) == ["0", "1"] and jobs["1"]["overrides"] == ["+x=2"]
+    assert _salvage("{ damaged") == ({}, {})

@@ -1,5 +1,6 @@
 """Failure handling, file transfer and GPU matching, each on the real HTCondor test pool."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -301,3 +302,50 @@ def test_packed_env_is_unpacked_and_used_on_the_worker(tmp_path, transfer):
     # Neither the archive nor the unpacked environment came back.
     assert not (sweep / "env").exists() and not (sweep / "env.tar.gz").exists()
     assert not (tmp_path / "env").exists()
+
+
+def test_a_deleted_event_log_fails_and_removes_its_batch_after_the_grace(tmp_path, caplog):
+    """The watcher of a real cluster whose event log is deleted under it (the launcher builds the same
+    watcher with the 3-minute EVENT_LOG_GRACE_S; 3 s here)."""
+    import htcondor2
+    from hydra_plugins.hydra_htcondor_launcher import _wait
+
+    log_file = tmp_path / "batch-0-1.log"
+    schedd = htcondor2.Schedd()
+    sub = htcondor2.Submit(
+        {"executable": "/bin/sleep", "arguments": "600", "log": str(log_file), "request_memory": "16MB"}
+    )
+    cluster = schedd.submit(sub, count=2).cluster()
+    try:
+        records = {p: _jobstate.JobRecord(proc=p, num=p, cluster=cluster) for p in (0, 1)}
+        watcher = _wait.ClusterWatcher(
+            htcondor2, schedd, cluster, str(log_file), records,
+            max_releases=0, poll_interval=0.1, status_interval=1000.0, timeout_s=300.0, log_grace_s=3.0,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not all(rec.last_event for rec in records.values()):  # both SUBMIT events read
+            assert time.monotonic() < deadline, "the SUBMIT events never came"
+            watcher.poll()
+            time.sleep(0.1)
+        log_file.unlink()
+        tic = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger=_wait.__name__):
+            watcher.wait()
+        took = time.monotonic() - tic
+        assert 3.0 <= took < 30, took
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and f"cannot read its event log {log_file}" in warnings[0], warnings
+        for rec in records.values():
+            assert rec.state is _jobstate.JobState.REMOVED
+            reason = rec.abort_reason or ""
+            assert reason.startswith(f"its event log {log_file} stayed unreadable for 3 s: "), reason
+        # Removed from HTCondor too: nothing of the batch runs on unseen.
+        deadline = time.monotonic() + 60
+        while True:
+            live = schedd.query(f"ClusterId == {cluster} && JobStatus != 3", projection=["ProcId"])
+            if not live:
+                break
+            assert time.monotonic() < deadline, f"still queued: {live}"
+            time.sleep(0.2)
+    finally:
+        schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {cluster}")

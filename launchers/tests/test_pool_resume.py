@@ -1,6 +1,7 @@
 """Sweeps that outlive the terminal, on the real pool: a third-party-style Hydra app run as a subprocess,
 killed with SIGKILL, detached, re-run; the schedd's history proves nothing was submitted twice."""
 
+import functools
 import json
 import os
 import signal
@@ -58,11 +59,15 @@ def _manifest(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "sweep" / ".htcondor" / "manifest.json").read_text())
 
 
-def _procs_per_job(sweep_id: str) -> dict[int, int]:
-    """How many procs the schedd ever had per Hydra job number of the sweep (queue and history)."""
+def _procs_per_job(sweep_id: str, collector: str | None = None) -> dict[int, int]:
+    """How many procs the schedd ever had per Hydra job number of the sweep (queue and history); the session
+    pool's schedd, or the one of the pool whose collector is `collector`."""
     import htcondor2
 
-    schedd = htcondor2.Schedd()
+    if collector is None:
+        schedd = htcondor2.Schedd()
+    else:
+        schedd = htcondor2.Schedd(htcondor2.Collector(collector).locate(htcondor2.DaemonType.Schedd))
     constraint = f'HydraSweepId == "{sweep_id}"'
     proj = ["ClusterId", "ProcId", "HydraJobNum"]
     ids = {
@@ -242,11 +247,17 @@ def test_basic_sweeper_batches_resume_and_detach_one_batch_per_run(tmp_path):
 
 
 REPO = Path(__file__).resolve().parents[2]
-PRIVATE_PORT = "9761"  # a pool of this test alone: it is restarted with an empty queue
 
 
-def _private_pool(pool_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONDOR_POOL_DIR": str(pool_dir), "CONDOR_POOL_PORT": PRIVATE_PORT}
+def _private_port(offset: int) -> str:
+    """A pool of one test alone (restarted, stopped): the session pool's port + 50 + offset (9761 + offset
+    without CONDOR_POOL_PORT), so that sessions with their own pools never share one."""
+    base = int(os.environ["CONDOR_POOL_PORT"]) + 50 if os.environ.get("CONDOR_POOL_PORT") else 9761
+    return str(base + offset)
+
+
+def _private_pool(pool_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONDOR_POOL_DIR": str(pool_dir), "CONDOR_POOL_PORT": _private_port(offset)}
     env.pop("CONDOR_CONFIG", None)
     return subprocess.run(
         [str(REPO / "scripts" / "condor-pool"), *args], env=env, capture_output=True, text=True, timeout=900
@@ -426,3 +437,208 @@ def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path):
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
     assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"done"}
+
+
+def _one_line(out: str, needle: str) -> str:
+    lines = [line for line in out.splitlines() if needle in line]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "extra.yaml").write_text("a: 1\n")
+    args = ("+x=1,2", f"--config-dir={conf}")
+    first = _run(_cmd(tmp_path, *args), tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep_id = _manifest(tmp_path)["sweep_id"]
+    assert all(len(j["task"]) == len(j["configs"]) == 16 for j in _manifest(tmp_path)["jobs"].values())
+
+    app = tmp_path / "app.py"
+    app.write_text(app.read_text().replace('"ok:', '"v2:'))
+    edited = _run(_cmd(tmp_path, *args), tmp_path)
+    out = edited.stdout + edited.stderr
+    assert edited.returncode == 0, out[-3000:]
+    line = _one_line(out, "changed since")
+    assert f"the task 'main' ({app})" in line and "changed since 2 job(s) ran (#0, #1)" in line
+    assert "config sources" not in line and "running them again" in line
+    assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
+    assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+
+    old = _manifest(tmp_path)["jobs"]["0"]["configs"]
+    (conf / "extra.yaml").write_text("a: 2\n")
+    reconfigured = _run(_cmd(tmp_path, *args), tmp_path)
+    out = reconfigured.stdout + reconfigured.stderr
+    assert reconfigured.returncode == 0, out[-3000:]
+    line = _one_line(out, "changed since")
+    assert f"the config sources (snapshot config-sources-{old} in " in line and "the task" not in line
+    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+
+    same = _run(_cmd(tmp_path, *args), tmp_path)
+    out = same.stdout + same.stderr
+    assert same.returncode == 0 and "resuming sweep: 2 reused" in out and "changed since" not in out, out
+
+    # A manifest written before the fields were kept: its results are reused as they always were.
+    path = tmp_path / "sweep" / ".htcondor" / "manifest.json"
+    data = _manifest(tmp_path)
+    for entry in data["jobs"].values():
+        del entry["task"], entry["configs"]
+    path.write_text(json.dumps(data))
+    app.write_text(app.read_text().replace('"v2:', '"v3:'))
+    legacy = _run(_cmd(tmp_path, *args), tmp_path)
+    out = legacy.stdout + legacy.stderr
+    assert legacy.returncode == 0 and "resuming sweep: 2 reused" in out, out[-3000:]
+    assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
+    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+
+
+def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed(tmp_path):
+    args = ("+x=1,2", "+sleep=600", "hydra.launcher.detach=true")
+    detached = _run(_cmd(tmp_path, *args), tmp_path)
+    assert detached.returncode == 0, detached.stderr[-3000:]
+    sweep_id = _manifest(tmp_path)["sweep_id"]
+    sweep = tmp_path / "sweep"
+    try:
+        app = tmp_path / "app.py"
+        app.write_text(app.read_text().replace('"ok:', '"v2:'))
+        refused = _run(_cmd(tmp_path, *args), tmp_path)
+        assert refused.returncode == 1, refused.stdout[-3000:]
+        err = [ln for ln in refused.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+        assert len(err) == 1, refused.stderr
+        assert "the task code changed since 2 job(s) of the sweep" in err[0] and "still in HTCondor" in err[0]
+        assert f"hydra-htcondor rm {sweep}" in err[0]
+        assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+
+        assert _run([str(CLI), "rm", str(sweep)], tmp_path).returncode == 0
+        again = _run(_cmd(tmp_path, *args), tmp_path)
+        out = again.stdout + again.stderr
+        assert again.returncode == 0 and "detached: 2 job(s)" in out, out[-3000:]
+        assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+    finally:
+        _run([str(CLI), "rm", str(sweep)], tmp_path)
+
+
+def _schedd_pid(pool_dir: Path) -> int:
+    """The private pool's condor_schedd: the master's child of that name."""
+    master = json.loads((pool_dir / "run" / "master.json").read_text())["pid"]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if comm == "condor_schedd" and int(rest[1]) == master:
+            return int(stat.parent.name)
+    raise AssertionError(f"no condor_schedd under the master {master}")
+
+
+def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits_nothing(tmp_path):
+    pool_dir = tmp_path / "pool"
+    for step in ("install", "start"):
+        done = _private_pool(pool_dir, step, offset=1)
+        assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
+    try:
+        config = json.loads(_private_pool(pool_dir, "env", "--json", offset=1).stdout)["CONDOR_CONFIG"]
+        env = {**os.environ, "CONDOR_CONFIG": config}
+        args = ("+x=1,2", "+sleep=600", "hydra.launcher.detach=true")
+        detached = subprocess.run(
+            _cmd(tmp_path, *args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert detached.returncode == 0, detached.stderr[-3000:]
+        sweep_id = _manifest(tmp_path)["sweep_id"]
+        schedd = _schedd_pid(pool_dir)
+        os.kill(schedd, signal.SIGSTOP)
+        try:
+            tic = time.monotonic()
+            rerun = subprocess.run(
+                _cmd(tmp_path, *args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+            )
+            took = time.monotonic() - tic
+        finally:
+            os.kill(schedd, signal.SIGCONT)
+        assert rerun.returncode == 1, rerun.stdout[-3000:]
+        err = [ln for ln in rerun.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+        assert len(err) == 1, rerun.stderr
+        assert "HTCondor pool unreachable: cannot contact the schedd via" in err[0] and config in err[0]
+        assert "3 tries in" in err[0] and "nothing was submitted" in err[0] and "condor_q" in err[0]
+        # 3 tries of HTCondor's 20 s timeout and 1 + 2 s between them: bounded, not a hang.
+        assert took < 150, took
+        assert _procs_per_job(sweep_id, collector=f"127.0.0.1:{_private_port(1)}") == {0: 1, 1: 1}
+        # Answering again, the same command re-attaches: the stopped run left nothing to undo.
+        resumed = subprocess.run(
+            _cmd(tmp_path, *args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        out = resumed.stdout + resumed.stderr
+        assert resumed.returncode == 0, out[-3000:]
+        assert "resuming sweep: 0 reused, 2 re-attached, 0 resubmitted" in out, out[-3000:]
+        assert _procs_per_job(sweep_id, collector=f"127.0.0.1:{_private_port(1)}") == {0: 1, 1: 1}
+
+        # A damaged manifest of jobs still queued: repair finds them in the queue, status follows them.
+        (tmp_path / "sweep" / ".htcondor" / "manifest.json").write_text("garbage")
+        cli = functools.partial(
+            subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        repaired = cli([str(CLI), "repair", str(tmp_path / "sweep")])
+        assert repaired.returncode == 0 and "2 found in HTCondor" in repaired.stdout, repaired.stderr
+        jobs = _manifest(tmp_path)["jobs"]
+        assert {j["state"] for j in jobs.values()} <= {"idle", "running"}
+        assert all(j["cluster"] for j in jobs.values())
+        status = cli([str(CLI), "status", str(tmp_path / "sweep")])
+        assert status.returncode == 3 and "0 failed of 2 jobs" in status.stdout, status.stdout + status.stderr
+    finally:
+        subprocess.run([str(CLI), "rm", str(tmp_path / "sweep")], env={**os.environ, "CONDOR_CONFIG": config},
+                       capture_output=True, timeout=120)
+        _private_pool(pool_dir, "stop", offset=1)
+
+
+def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_path):
+    args = ("+x=1,2",)
+    first = _run(_cmd(tmp_path, *args), tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    path = sweep / ".htcondor" / "manifest.json"
+    sweep_id = _manifest(tmp_path)["sweep_id"]
+    path.write_text("{ damaged")  # nothing readable left, not even the sweep id
+
+    refused = _run(_cmd(tmp_path, *args), tmp_path)
+    assert refused.returncode == 1
+    err = [ln for ln in refused.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    assert len(err) == 1 and f"hydra-htcondor repair {sweep}" in err[0], refused.stderr
+    status = _run([str(CLI), "status", str(sweep)], tmp_path)
+    assert status.returncode == 2 and f"hydra-htcondor repair {sweep}" in status.stderr
+
+    repaired = _run([str(CLI), "repair", str(sweep)], tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    counts = "2 job(s) (0 from the damaged file's readable lines, 2 found in HTCondor)"
+    assert repaired.stdout.startswith("repaired") and counts in repaired.stdout, repaired.stdout
+    (aside,) = (sweep / ".htcondor").glob("manifest.json.damaged-*")
+    assert aside.read_text() == "{ damaged"
+    assert _manifest(tmp_path)["sweep_id"] == sweep_id
+    status = _run([str(CLI), "status", str(sweep)], tmp_path)
+    assert status.returncode == 0 and "2 done" in status.stdout and "'ok:2'" in status.stdout, status.stdout
+
+    rerun = _run(_cmd(tmp_path, *args), tmp_path)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, out[-3000:]
+    assert "resuming sweep: 2 reused" in out and "submitted as cluster" not in out, out[-3000:]
+    assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
+    assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+
+    # Gone altogether: the re-run does not start afresh over the stored results, repair brings it back.
+    path.unlink()
+    lost = _run(_cmd(tmp_path, *args), tmp_path)
+    assert lost.returncode == 1 and f"hydra-htcondor repair {sweep}" in lost.stderr, lost.stderr[-3000:]
+    assert "holds job files" in lost.stderr and "resume=false" in lost.stderr
+    rebuilt = _run([str(CLI), "repair", str(sweep)], tmp_path)
+    assert rebuilt.returncode == 0 and "2 found in HTCondor" in rebuilt.stdout, rebuilt.stderr
+    assert _manifest(tmp_path)["sweep_id"] == sweep_id
+
+    # Cut mid-file: the head and the lines before the cut are kept as they were.
+    text = path.read_text()
+    path.write_text(text[: text.index('"1":') + 10])
+    again = _run([str(CLI), "repair", str(sweep)], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "(1 from the damaged file's readable lines, 2 found in HTCondor)" in again.stdout, again.stdout
+    assert _run([str(CLI), "status", str(sweep)], tmp_path).returncode == 0
+    assert _run([str(CLI), "repair", str(sweep)], tmp_path).stdout.strip().endswith("nothing to repair")

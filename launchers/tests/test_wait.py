@@ -65,7 +65,8 @@ def _watch(bindings, procs, overrides=None, **kw):
     opts.update(kw)
     overrides = overrides or {}
     records = {p: JobRecord(proc=p, num=n, overrides=overrides.get(p, "")) for p, n in procs.items()}
-    return _wait.ClusterWatcher(bindings, bindings.schedd(), 7, "log", records, **opts)
+    # An existing file: the watcher checks that the event log is still the file it opened.
+    return _wait.ClusterWatcher(bindings, bindings.schedd(), 7, __file__, records, **opts)
 
 
 def test_terminations_exit_codes_and_signals():
@@ -199,3 +200,72 @@ def test_on_change_is_throttled_to_save_gap_and_flushed_at_the_end():
     assert all(later - earlier >= 2.0 for earlier, later in itertools.pairwise(times[:-1])), times
     assert 5 <= len(saves) <= 7, times  # not the 21 changes
     assert saves[-1][1] == [JobState.DONE, JobState.DONE]  # the end is always saved
+
+
+def _clocked(bindings, path, now, **kw):
+    records = {p: JobRecord(proc=p, num=p) for p in (0, 1)}
+    opts = {"max_releases": 0, "poll_interval": 0.0, "status_interval": 1000.0, "timeout_s": 1000.0}
+    return _wait.ClusterWatcher(
+        bindings, bindings.schedd(), 7, str(path), records, clock=lambda: now[0], **{**opts, **kw}
+    )
+
+
+def test_an_event_log_unreadable_past_the_grace_fails_and_removes_the_unfinished_jobs(tmp_path, caplog):
+    b = FakeBindings([[Event(EventType.JOB_TERMINATED, 7, 0, TerminatedNormally=True, ReturnValue=0)]])
+    path = tmp_path / "batch.log"
+    now = [0.0]
+    w = _clocked(b, path, now, log_grace_s=60.0)
+    with caplog.at_level(logging.WARNING, logger=_wait.__name__):
+        w.poll()  # missing from the start: a warning, nothing failed yet
+        now[0] = 59.0
+        w.poll()
+        path.write_text("")  # it appears: read, and the grace starts afresh when it goes again
+        w.poll()
+        assert w.records[0].state is JobState.DONE and w._unreadable_since is None
+        path.unlink()
+        now[0] = 100.0
+        w.poll()
+        now[0] = 159.0
+        w.poll()
+        assert not w.records[1].final and b.actions == []
+        now[0] = 160.0
+        w.poll()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and f"cannot read its event log {path}" in warnings[0], warnings
+    assert w.records[0].state is JobState.DONE  # its end was read: not touched
+    rec = w.records[1]
+    assert rec.state is JobState.REMOVED and rec.final
+    assert f"its event log {path} stayed unreadable for 60 s: No such file or directory" == rec.abort_reason
+    assert b.actions == [("remove", ["7.1"])]
+
+
+def test_an_event_log_replaced_or_failing_to_parse_counts_as_unreadable(tmp_path):
+    path = tmp_path / "batch.log"
+    path.write_text("")
+    now = [0.0]
+    b = FakeBindings([])
+    w = _clocked(b, path, now, log_grace_s=5.0)
+    w.poll()
+    path.unlink()
+    (tmp_path / "other").write_text("")  # the old inode must not be reused by the new file
+    path.write_text("")  # HTCondor writes the next event to a new file
+    assert w._read_events() == "the file was replaced since the launcher opened it"
+
+    class Broken(FakeBindings):
+        def JobEventLog(self, path):
+            class Log:
+                def events(self, stop_after):
+                    yield Event(EventType.EXECUTE, 7, 0)
+                    raise RuntimeError("unable to parse\n event")
+
+            return Log()
+
+    w = _clocked(Broken([]), path, now, log_grace_s=5.0)
+    assert w._read_events() == "RuntimeError: unable to parse event"
+    assert w.records[0].state is JobState.RUNNING  # the events before the damage count
+    now[0] = 5.0
+    w.poll()
+    assert not w.records[1].final  # the grace starts at the first failure
+    now[0] = 10.0
+    w.poll()
+    assert all(rec.state is JobState.REMOVED for rec in w.records.values())

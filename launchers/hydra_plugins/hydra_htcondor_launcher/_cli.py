@@ -5,6 +5,7 @@ submitted it (README, "Resume, detach, status").
                                                 the job table; exit 0 all done, 1 some failed, 3 unfinished
     hydra-htcondor rm SWEEP_DIR                 remove the sweep's jobs still in the queue
     hydra-htcondor logs SWEEP_DIR N             job N's stdout/stderr tails and event history
+    hydra-htcondor repair SWEEP_DIR             rebuild a damaged manifest from HTCondor and the sweep folder
 
 State comes from the manifest and the jobs' event logs (files: a finished sweep never needs the pool); the
 schedd is asked only for what files cannot say (a job HTCondor no longer knows) and by `rm`.
@@ -58,6 +59,9 @@ def records(manifest: Manifest) -> dict[int, JobRecord]:
     for log_file, recs in logs.items():
         if os.path.exists(log_file):
             _replay(log_file, recs)
+        else:  # the manifest's view stays, and says so: a missing log is not silently "no news"
+            msg = f"hydra-htcondor: event log {log_file} missing; showing the manifest's view"
+            print(msg, file=sys.stderr)
     return out
 
 
@@ -298,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_logs = sub.add_parser("logs", help="a job's stdout/stderr tails and event history")
     p_logs.add_argument("sweep_dir")
     p_logs.add_argument("num", type=int)
+    p_repair = sub.add_parser("repair", help="rebuild a damaged manifest from HTCondor and the sweep folder")
+    p_repair.add_argument("sweep_dir")
     args = parser.parse_args(argv)
     try:
         if args.command == "status":
@@ -310,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "rm":
             return rm(args.sweep_dir)
+        if args.command == "repair":
+            from ._repair import repair
+
+            print(repair(args.sweep_dir, _htcondor()))
+            return EXIT_DONE
         return logs(args.sweep_dir, args.num)
     except HTCondorLauncherError as exc:
         print(f"hydra-htcondor: {exc}", file=sys.stderr)

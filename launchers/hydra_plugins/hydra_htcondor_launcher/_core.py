@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import logging
 import os
 import pickle
@@ -20,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from hydra.types import HydraContext
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import OmegaConf, open_dict, read_write
 
 from . import _schedd, _sources, _submit, _wait, _worker
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
-from ._manifest import Manifest, ManifestError, manifest_path
+from ._manifest import INPUTS, Manifest, ManifestError, manifest_path
 from ._settings import Settings, validate
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Lines of a job's stderr quoted in the error of a job that left no result.
 ERR_TAIL_LINES = 8
+# The task's package is hashed (see task_files) up to this many source files; a bigger one, its module only.
+TASK_SOURCE_FILES = 2000
 
 
 def _import_htcondor() -> Any:
@@ -45,22 +48,22 @@ def _import_htcondor() -> Any:
     return htcondor2
 
 
-def connect(htcondor: Any, settings: Settings) -> Any:
-    """Locate the schedd and make one cheap query, so an unreachable pool fails before any folder exists."""
-    where = (
-        settings.collector
-        or f"the collector named by CONDOR_CONFIG={os.environ.get('CONDOR_CONFIG', '(unset)')}"
-    )
-    try:
+def connect(htcondor: Any, settings: Settings, tries: int = _schedd.QUERY_TRIES) -> Any:
+    """Locate the schedd and make one cheap query (tried `tries` times, see _schedd.retried), so an
+    unreachable pool fails before any folder exists."""
+    def probe() -> Any:
         schedd = _schedd.locate(htcondor, settings.collector, settings.schedd)
         schedd.query(constraint="false", projection=["ClusterId"], limit=1)
-    except Exception as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        name = f"schedd {settings.schedd!r}" if settings.schedd else "the schedd"
+        return schedd
+
+    try:
+        return _schedd.retried(probe, "contacting the HTCondor schedd", tries=tries)
+    except _schedd.Unanswered as exc:
+        name = _schedd.where(settings.collector, settings.schedd)
         raise PoolUnreachableError(
-            f"HTCondor pool unreachable: cannot contact {name} via {where}: {detail}"
+            f"HTCondor pool unreachable: cannot contact {name}: {exc}; nothing was submitted: re-run once "
+            "condor_q answers (hydra.launcher.collector and schedd name the pool)"
         ) from None
-    return schedd
 
 
 def new_batch(launcher: HTCondorLauncher) -> Batch:
@@ -125,6 +128,42 @@ def _user_sys_path() -> list[str]:
     return out
 
 
+def task_files(task: TaskFunction) -> list[str]:
+    """The source files a task's results depend on beyond its pickle (cloudpickle pickles an importable
+    function by reference, not its code): every .py file of its top-level package, or its module's own file
+    (a script, a top-level module, a package bigger than TASK_SOURCE_FILES)."""
+    module = inspect.getmodule(inspect.unwrap(task))
+    if module is None:
+        return []
+    try:
+        own = [os.path.abspath(inspect.getsourcefile(module) or "")]
+    except TypeError:  # a built-in module
+        own = []
+    spec = getattr(module, "__spec__", None)  # `python -m pkg`: __main__ is pkg.__main__
+    top = sys.modules.get((spec.name if spec is not None else module.__name__).split(".")[0])
+    files: list[str] = []
+    for root in list(getattr(top, "__path__", None) or []):
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            files += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
+            if len(files) > TASK_SOURCE_FILES:
+                return own
+    return files or own
+
+
+def task_digest(task: TaskFunction) -> str:
+    """A content hash of the task: its pickle and task_files' contents."""
+    digest = hashlib.sha256(cloudpickle.dumps(task))
+    for path in task_files(task):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:  # gone or unreadable: that too is a change
+            data = b""
+        digest.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
+
+
 def _common_payload(batch: Batch, kit: _sources.Kit) -> dict[str, Any]:
     """What every job of the batch needs from the submit side: the task, the callbacks (all run_job uses of
     the Hydra context; the config loader's repository would drag every installed plugin along), and the kit
@@ -167,7 +206,13 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
     return common
 
 
-def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None) -> _submit.SubmitPlan:
+def prepare(
+    batch: Batch,
+    *,
+    fresh_log: bool = True,
+    sweep_id: str | None = None,
+    sources: _sources.Sources | None = None,
+) -> _submit.SubmitPlan:
     """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
     sweep may still follow clusters that write there), write the config snapshot, job specs and wrapper;
     returns the submit description."""
@@ -182,6 +227,7 @@ def prepare(batch: Batch, *, fresh_log: bool = True, sweep_id: str | None = None
         htcondor_dir=batch.htcondor_dir,
         sweep_dir=batch.sweep_dir,
         same_env=batch.settings.shared_filesystem,
+        sources=sources,
     )
     common = write_specs(batch, kit)
     plan = _submit.build_submit(
@@ -422,6 +468,8 @@ def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
         _refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
         manifest = Manifest.load(batch.sweep_dir)
     else:
+        if settings.resume:
+            _refuse_lost_manifest(batch)
         return Manifest.new(
             batch.sweep_dir,
             batch.htcondor_dir,
@@ -445,6 +493,21 @@ def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
     return manifest
 
 
+def _refuse_lost_manifest(batch: Batch) -> None:
+    """A sweep folder whose job files (specs) outlived its manifest: starting afresh there would submit
+    jobs that may still be queued a second time, and delete their stored results."""
+    htdir = batch.htcondor_dir
+    if not htdir.startswith(batch.sweep_dir + os.sep) or not os.path.isdir(htdir):
+        return  # a shared htcondor_dir elsewhere may hold other sweeps' files
+    if any(name.endswith(".spec.pkl") for name in os.listdir(htdir)):
+        raise ManifestError(
+            f"the sweep folder {batch.sweep_dir} holds job files ({htdir}/N.spec.pkl) but no manifest "
+            f"{manifest_path(batch.sweep_dir)}: rebuild it from HTCondor and those files with: "
+            f"hydra-htcondor repair {shlex.quote(batch.sweep_dir)}; or start afresh with "
+            "hydra.launcher.resume=false"
+        )
+
+
 def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
     """A sweeper that samples its jobs (Optuna) gives job #N other overrides on every run: the manifest's
     job numbers cannot name its trials, and a detached run would need the results of batch 1 before
@@ -459,20 +522,24 @@ def _refuse_sampling_sweeper(batch: Batch, what: str) -> None:
         )
 
 
-def _sweep_jobs(schedd: Any, sweep_id: str, history: bool) -> dict[int, list[Any]]:
-    """The sweep's jobs the schedd knows (queue, or history), by Hydra job number."""
-    constraint = f'HydraSweepId == "{sweep_id}"'
+def _sweep_jobs(
+    schedd: Any, sweep_id: str, history: bool, settings: Settings | None = None
+) -> dict[int, list[Any]]:
+    """The sweep's jobs the schedd knows (queue, or history), by Hydra job number. A query that keeps
+    failing stops the run (PoolUnreachableError): taken for "no jobs", it would submit every queued job of
+    a resumed sweep a second time."""
     projection = [
         "ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts", "JobLeaseDuration"
     ]
     try:
-        if history:
-            ads = list(schedd.history(constraint, projection=projection, match=-1))
-        else:
-            ads = list(schedd.query(constraint, projection=projection))
-    except Exception as exc:
-        log.warning("could not ask the schedd for the sweep's jobs: %s", exc)
-        return {}
+        ads = _schedd.sweep_ads(schedd, sweep_id, projection, history=history)
+    except _schedd.Unanswered as exc:
+        name = _schedd.where(settings.collector, settings.schedd) if settings else "the schedd"
+        raise PoolUnreachableError(
+            f"{name} did not answer when asked for the sweep's jobs in its "
+            f"{'history' if history else 'queue'}: {exc}; nothing was submitted (a guess could run queued "
+            "jobs twice): re-run the same command once the schedd answers (condor_q)"
+        ) from None
     found: dict[int, list[Any]] = {}
     for ad in ads:
         if "HydraJobNum" in ad:
@@ -490,18 +557,60 @@ def _completed_result(path: str) -> JobReturn | None:
     return ret if ok else None
 
 
-def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
+def _changed(entry: dict[str, Any], inputs: dict[str, str]) -> list[str]:
+    """Which of INPUTS differ from those the job ran with ([] for an entry written before they were kept)."""
+    return [name for name in INPUTS if entry.get(name) is not None and entry[name] != inputs.get(name)]
+
+
+def _say_changed(batch: Batch, task: TaskFunction, changes: dict[int, list[str]], old: set[str]) -> None:
+    """One line: what changed since which stored results were made, and that those jobs run again."""
+    what = {name for names in changes.values() for name in names}
+    parts = []
+    if "task" in what:
+        files = task_files(task)
+        where = files[0] if len(files) == 1 else f"{len(files)} source files of its package"
+        parts.append(f"the task {getattr(task, '__qualname__', task)!r} ({where})")
+    if "configs" in what:
+        before = ", ".join(sorted(_sources.SNAPSHOT_PREFIX + digest for digest in old))
+        parts.append(f"the config sources (snapshot {before} in {batch.htcondor_dir}; now another)")
+    nums = sorted(changes)
+    shown = ", ".join(f"#{n}" for n in nums[:5]) + (f" ... #{nums[-1]}" if len(nums) > 5 else "")
+    log.warning(
+        "HTCondor launcher: %s changed since %d job(s) ran (%s): running them again, not reusing their "
+        "results",
+        " and ".join(parts),
+        len(nums),
+        shown,
+    )
+
+
+def plan_resume(
+    batch: Batch, manifest: Manifest, schedd: Any, inputs: dict[str, str] | None = None
+) -> ResumePlan:
     """Reuse finished results, re-attach to jobs still in HTCondor, submit the rest. The queue is asked by
-    the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too."""
+    the sweep id, so a job submitted just before a crash (not yet in the manifest) is found too. A job whose
+    task or configs changed (`inputs`, see INPUTS) runs again; one still queued with the old ones stops the
+    run (ManifestError): removing it would throw away work the user may still want."""
     plan = ResumePlan()
-    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False)
+    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False, settings=batch.settings)
     groups: dict[tuple[int, str], Batch] = {}
+    changes: dict[int, list[str]] = {}
+    stale_live: list[str] = []
+    old_configs: set[str] = set()
     for job in batch.jobs:
         entry = manifest.job(job.num) or {}
+        changed = _changed(entry, inputs) if inputs is not None else []
+        if changed:
+            changes[job.num] = changed
+            if "configs" in changed:
+                old_configs.add(str(entry["configs"]))
         live = [ad for ad in queued.get(job.num, []) if int(ad.get("JobStatus", 0)) in _LIVE_STATUS]
         if live:
             ad = max(live, key=lambda a: (int(a["ClusterId"]), int(a["ProcId"])))
             cluster, proc = int(ad["ClusterId"]), int(ad["ProcId"])
+            if changed:
+                stale_live.append(f"#{job.num} ({cluster}.{proc})")
+                continue
             log_file = str(ad.get("UserLog") or entry.get("log") or batch.log_file)
             sub = groups.get((cluster, log_file))
             if sub is None:
@@ -516,12 +625,23 @@ def plan_resume(batch: Batch, manifest: Manifest, schedd: Any) -> ResumePlan:
                 lease_s=job_lease_s(ad),
             )
             continue
-        result = _completed_result(batch.result_path(job))
+        result = None if changed else _completed_result(batch.result_path(job))
         if result is not None:
             plan.reused[job.num] = _reused(batch, job, entry, result)
             continue
         plan.to_submit.append(job)
         plan.resubmitted += bool(entry)
+    if stale_live:
+        what = " and ".join(sorted({name for names in changes.values() for name in names}))
+        shown = ", ".join(stale_live[:5]) + (" ..." if len(stale_live) > 5 else "")
+        raise ManifestError(
+            f"the {what.replace('task', 'task code')} changed since {len(stale_live)} job(s) of the sweep in "
+            f"{batch.sweep_dir} were submitted, and they are still in HTCondor: {shown}; to run them anew, "
+            f"remove them first (hydra-htcondor rm {shlex.quote(batch.sweep_dir)}) and re-run; to collect "
+            "them, restore the task and configs they were submitted with"
+        )
+    if changes:
+        _say_changed(batch, batch.task_function, changes, old_configs)
     plan.reattached = list(groups.values())
     return plan
 
@@ -596,7 +716,17 @@ def launch(
     if batch.settings.detach:
         _refuse_sampling_sweeper(batch, "hydra.launcher.detach=true")
     manifest = launcher.manifest = open_manifest(batch, ours)
-    rplan = ResumePlan(to_submit=list(batch.jobs)) if fresh else plan_resume(batch, manifest, schedd)
+    sources = _sources.gather(
+        batch.config,
+        batch.hydra_context.config_loader,
+        cwd=batch.cwd,
+        htcondor_dir=batch.htcondor_dir,
+        sweep_dir=batch.sweep_dir,
+    )
+    inputs = {"task": task_digest(batch.task_function), "configs": sources.digest}
+    rplan = (
+        ResumePlan(to_submit=list(batch.jobs)) if fresh else plan_resume(batch, manifest, schedd, inputs)
+    )
     if rplan.resuming:
         log.info("%s", rplan.summary())
     for num in rplan.reused:  # it may have finished while nobody followed it
@@ -608,7 +738,7 @@ def launch(
     if rplan.to_submit:
         new = dataclasses.replace(batch, jobs=rplan.to_submit, cluster=None, records={})
         tic = time.perf_counter()
-        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id)
+        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id, sources=sources)
         for job in new.jobs:
             manifest.planned(
                 job.num,
@@ -616,6 +746,7 @@ def launch(
                 new.result_path(job),
                 _submit.stdout_path(new.htcondor_dir, job.num),
                 _submit.stderr_path(new.htcondor_dir, job.num),
+                inputs,
             )
         manifest.save()  # the sweep id is on disk before any job carries it
         submit(new, htcondor, schedd, plan)
@@ -662,7 +793,8 @@ def launch(
                 schedd,
                 on_change=save,
                 resume_hint=hint,
-                reconnect=functools.partial(connect, htcondor, batch.settings),
+                # Once: the cross-check retries at its next turn anyway, and must not stall the loop.
+                reconnect=functools.partial(connect, htcondor, batch.settings, tries=1),
                 sweep_id=manifest.sweep_id,
             )
         except KeyboardInterrupt:

@@ -15,7 +15,8 @@ class ConfigError(HTCondorLauncherError, ValueError):
 
 
 class PoolUnreachableError(HTCondorLauncherError):
-    """The collector or schedd could not be contacted (raised before any job folder is created)."""
+    """The collector or schedd could not be contacted or did not answer (raised before anything is
+    submitted)."""
 
 
 class SubmitError(HTCondorLauncherError):

@@ -55,6 +55,10 @@ _RECORD_FIELDS = (
 
 
 RETURN_CHARS = 100  # a return value as `hydra-htcondor status` shows it
+# What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
+# and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
+# before these fields have none: their results are reused as before.
+INPUTS = ("task", "configs")
 
 
 class ManifestError(HTCondorLauncherError):
@@ -116,7 +120,10 @@ class Manifest:
                 updated=float(data.get("updated", 0.0)),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(f"unreadable sweep manifest {path}: {type(exc).__name__}: {exc}") from None
+            raise ManifestError(
+                f"unreadable sweep manifest {path}: {type(exc).__name__}: {' '.join(str(exc).split())}; "
+                f"rebuild it from HTCondor and the sweep folder with: hydra-htcondor repair {sweep_dir}"
+            ) from None
 
     def save(self) -> None:
         """Atomically: a crash leaves the old manifest or the new one, never half of one."""
@@ -143,8 +150,17 @@ class Manifest:
     def job(self, num: int) -> dict[str, Any] | None:
         return self.jobs.get(str(num))
 
-    def planned(self, num: int, overrides: list[str], result: str, stdout: str, stderr: str) -> None:
-        """A job about to be submitted: its overrides and files, no cluster yet."""
+    def planned(
+        self,
+        num: int,
+        overrides: list[str],
+        result: str,
+        stdout: str,
+        stderr: str,
+        inputs: Mapping[str, str] | None = None,
+    ) -> None:
+        """A job about to be submitted: its overrides and files, no cluster yet, and what its result depends
+        on (`inputs`: INPUTS, each a content hash) so that a re-run sees a change."""
         self.jobs[str(num)] = {
             "overrides": list(overrides),
             "cluster": None,
@@ -154,6 +170,7 @@ class Manifest:
             "stdout": stdout,
             "stderr": stderr,
             "state": "unsubmitted",
+            **(inputs or {}),
         }
 
     def record(self, rec: JobRecord, cluster: int, log_file: str) -> None:

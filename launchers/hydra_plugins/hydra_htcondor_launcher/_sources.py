@@ -183,17 +183,40 @@ def _collect(
     return shipped, files
 
 
-def _write_snapshot(parent: str, files: list[tuple[str, bytes]]) -> str:
+@dataclass(frozen=True)
+class Sources:
+    """The batch's config sources as read on the submit side: what the snapshot holds, and its name."""
+
+    shipped: dict[tuple[str, str], str]
+    files: list[tuple[str, bytes]]
+
+    @property
+    def digest(self) -> str:
+        """The content hash naming the snapshot (``config-sources-<digest>``): equal iff the configs are."""
+        digest = hashlib.sha256()
+        for rel, data in sorted(self.files):
+            digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        return digest.hexdigest()[:16]
+
+
+def gather(config: DictConfig, config_loader: Any, *, cwd: str, htcondor_dir: str, sweep_dir: str) -> Sources:
+    """Read the config sources the sweep's composition used (hydra.searchpath entries included), then the
+    loader's; the sweep's own folders are not configs."""
+    runtime_sources = OmegaConf.select(config, "hydra.runtime.config_sources", default=None) or []
+    sources = [(str(s.schema), str(s.path)) for s in runtime_sources]
+    sources += [(s.scheme(), s.path) for s in config_loader.get_sources()]
+    skip = {os.path.realpath(sweep_dir), os.path.realpath(htcondor_dir)}
+    return Sources(*_collect(sources, cwd, skip))
+
+
+def _write_snapshot(parent: str, sources: Sources) -> str:
     """Content-addressed, written once: a temp folder renamed into place (a crash leaves no half snapshot)."""
-    digest = hashlib.sha256()
-    for rel, data in sorted(files):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-    final = os.path.join(parent, SNAPSHOT_PREFIX + digest.hexdigest()[:16])
+    final = os.path.join(parent, SNAPSHOT_PREFIX + sources.digest)
     if os.path.isdir(final):
         return final
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-config-sources-", dir=parent)
-    for rel, data in files:
+    for rel, data in sources.files:
         target = os.path.join(tmp, rel)
         if rel.endswith("/"):
             os.makedirs(target, exist_ok=True)
@@ -231,16 +254,20 @@ def _untyped(node: ConfigNode) -> bytes | None:
 
 
 def build_kit(
-    config: DictConfig, config_loader: Any, *, cwd: str, htcondor_dir: str, sweep_dir: str, same_env: bool
+    config: DictConfig,
+    config_loader: Any,
+    *,
+    cwd: str,
+    htcondor_dir: str,
+    sweep_dir: str,
+    same_env: bool,
+    sources: Sources | None = None,
 ) -> Kit:
-    """Snapshot the batch's config sources into htcondor_dir and gather what a worker composes with."""
-    runtime_sources = OmegaConf.select(config, "hydra.runtime.config_sources", default=None) or []
-    # The sources the sweep's own composition used (hydra.searchpath entries included), then the loader's.
-    sources = [(str(s.schema), str(s.path)) for s in runtime_sources]
-    sources += [(s.scheme(), s.path) for s in config_loader.get_sources()]
-    skip = {os.path.realpath(sweep_dir), os.path.realpath(htcondor_dir)}
-    shipped, files = _collect(sources, cwd, skip)
-    snapshot_dir = _write_snapshot(htcondor_dir, files)
+    """Snapshot the batch's config sources (`sources`, or gathered now) into htcondor_dir and gather what a
+    worker composes with."""
+    if sources is None:
+        sources = gather(config, config_loader, cwd=cwd, htcondor_dir=htcondor_dir, sweep_dir=sweep_dir)
+    snapshot_dir = _write_snapshot(htcondor_dir, sources)
 
     state = Singleton.get_state()
     dropped: tuple[type, ...] = (ConfigStore, *(() if same_env else _SAME_ENV_ONLY))
@@ -257,7 +284,7 @@ def build_kit(
     return Kit(
         master=_portable(config),
         search_path=config_loader.get_search_path(),
-        shipped=shipped,
+        shipped=sources.shipped,
         snapshot_dir=snapshot_dir,
         cwd=cwd,
         singletons=singletons,

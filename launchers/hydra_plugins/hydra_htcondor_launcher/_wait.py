@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,10 @@ CROSSCHECK_EVERY = 2
 # poll. What resuming relies on is in HTCondor and the result files; the manifest may lag by this much.
 SAVE_GAP_S = 2.0
 SAVE_SHARE = 100
+# An event log that stays unreadable (missing, replaced, failing to open or parse) this long fails its batch:
+# its jobs come back FAILED and are removed, instead of being waited for until the deadline. Long enough for
+# a shared filesystem's hiccup.
+EVENT_LOG_GRACE_S = 180.0
 
 
 class ClusterWatcher:
@@ -50,6 +55,7 @@ class ClusterWatcher:
         crosscheck_every: int = CROSSCHECK_EVERY,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
+        log_grace_s: float = EVENT_LOG_GRACE_S,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -69,7 +75,10 @@ class ClusterWatcher:
         self.crosscheck_every = crosscheck_every
         self.reconnect = reconnect
         self.sweep_id = sweep_id
+        self.log_grace_s = log_grace_s
         self._events: Any = None
+        self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
+        self._unreadable_since: float | None = None
 
     # -- schedd actions ------------------------------------------------------------------------
     def _act(self, action: str, job_spec: str | list[str]) -> None:
@@ -176,14 +185,61 @@ class ClusterWatcher:
                         reason or "no reason given")
 
     def poll(self) -> None:
-        """Handle every event written since the last call (never blocks)."""
-        if self._events is None:
-            try:
+        """Handle every event written since the last call (never blocks). An event log that cannot be read
+        is tried again at every poll (a warning the first time); unreadable for log_grace_s, it fails the
+        batch."""
+        problem = self._read_events()
+        if problem is None:
+            self._unreadable_since = None
+            return
+        now = self.clock()
+        if self._unreadable_since is None:
+            self._unreadable_since = now
+            log.warning(
+                "HTCondor cluster %d: cannot read its event log %s: %s; trying again for up to %g s",
+                self.cluster,
+                self.log_file,
+                problem,
+                self.log_grace_s,
+            )
+        elif now - self._unreadable_since >= self.log_grace_s:
+            self._fail_unreadable(problem)
+
+    def _read_events(self) -> str | None:
+        """Feed the events written since the last call; None, or why the log could not be read."""
+        try:
+            st = os.stat(self.log_file)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if self._events is not None and (st.st_dev, st.st_ino) != self._log_id:
+            # Deleted and written anew by HTCondor: the reader follows the old file, the new one lacks the
+            # events before.
+            return "the file was replaced since the launcher opened it"
+        try:
+            if self._events is None:
                 self._events = self.htcondor.JobEventLog(self.log_file)
-            except Exception:
-                return
-        for event in self._events.events(stop_after=0):
+                self._log_id = (st.st_dev, st.st_ino)
+            events = iter(self._events.events(stop_after=0))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                return None
+            except Exception as exc:  # a damaged event: the reader stays where it was
+                return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
             self._handle(event)
+
+    def _fail_unreadable(self, problem: str) -> None:
+        """Fail and remove the unfinished jobs: the launcher cannot follow them, and left in the pool they
+        would run unseen while their results are reported FAILED (a re-run re-attaches to live jobs: it
+        would meet the same log). Results already written stay and are reused by a re-run."""
+        reason = f"its event log {self.log_file} stayed unreadable for {self.log_grace_s:g} s: {problem}"
+        nums = self.remove_unfinished(reason)
+        for rec in self.records.values():
+            _jobstate.given_up(rec)  # no abort event can be read from that log
+        log.error("HTCondor cluster %d: %s; removed jobs %s", self.cluster, reason, nums)
 
     # -- waiting -------------------------------------------------------------------------------
     def table(self, elapsed: float) -> str:

@@ -126,8 +126,9 @@ class HTCondorLauncherConf:
     max_releases: int = 0
 
     # --- sweeps that outlive the terminal (README, "Resume, detach, status") ---
-    # Running the same command again with the same hydra.sweep.dir reuses finished results, re-attaches to
-    # jobs still in HTCondor and submits only the rest (state in ${hydra.sweep.dir}/.htcondor/manifest.json).
+    # Running the same command again with the same hydra.sweep.dir reuses finished results (not if the task's
+    # code or the configs changed), re-attaches to jobs still in HTCondor and submits only the rest (state in
+    # ${hydra.sweep.dir}/.htcondor/manifest.json).
     # false starts afresh in that folder.
     resume: bool = True
     # Submit the batch, write the manifest, log how to follow and collect it, and exit 0 without waiting.
