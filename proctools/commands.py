@@ -64,7 +64,8 @@ def run(cmd: Sequence[str | Path], *, what: str | None = None, timeout: float | 
     if echo is not None:
         echo.info("$ %s", " ".join(args))
     try:
-        proc = subprocess.run(args, capture_output=capture, text=True, timeout=timeout,
+        # errors="replace": a tool's odd byte must not turn its result into a UnicodeDecodeError.
+        proc = subprocess.run(args, capture_output=capture, text=True, errors="replace", timeout=timeout,
                               env=dict(env) if env is not None else None, cwd=cwd, stdin=stdin)
     except subprocess.TimeoutExpired:
         raise CommandTimeout(args, name, timeout or 0) from None

@@ -100,6 +100,7 @@ def stop(find: Callable[[], Mapping[int, int]], *, term_wait: float, kill_wait: 
     """SIGTERM what `find()` returns and wait up to `term_wait` s; then SIGKILL what `find()` returns still
     running and wait up to `kill_wait` s. `find` is asked again before each signal, so processes started
     in between are caught; `before_kill` sees who gets SIGKILL. Returns those that survived even that."""
+    left: Procs = {}
     for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, kill_wait)):
         victims = running(find())
         if not victims:

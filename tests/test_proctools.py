@@ -167,3 +167,8 @@ def test_descendants_by_parent_and_by_ancestry_marker(children):
     finally:
         pids.send(pids.snapshot([tree.pid, *below]), signal.SIGKILL)
         tree.wait(timeout=10)
+
+
+def test_undecodable_output_does_not_fail_the_command():
+    out = commands.run([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'a\\xff\\n')"]).stdout
+    assert out == "a\ufffd\n"
