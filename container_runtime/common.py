@@ -63,7 +63,7 @@ def cache_dir() -> Path:
 def tool_env() -> dict[str, str]:
     """The environment of every tool run: Debian's tools first, our engine's socket."""
     # apt-get (install) and debootstrap (image) must never ask a question.
-    return {**os.environ, "PATH": TOOL_PATH, "DOCKER_HOST": f"unix://{SOCKET}",
+    return {**commands.inherited_env(), "PATH": TOOL_PATH, "DOCKER_HOST": f"unix://{SOCKET}",
             "DEBIAN_FRONTEND": "noninteractive"}
 
 

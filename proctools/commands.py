@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 log = logging.getLogger(__name__)
+
+# The repository: the shims in scripts/ put it first on PYTHONPATH to reach the packages.
+REPO = str(Path(__file__).resolve().parents[1])
+
+
+def inherited_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`environ` (default os.environ) as it was before a shim in scripts/ added the repository to
+    PYTHONPATH: what the tools this process runs (pip, dockerd, apt) get, as when the scripts were files."""
+    env = dict(os.environ if environ is None else environ)
+    entries = env.get("PYTHONPATH", "").split(os.pathsep)
+    if entries[0] and os.path.realpath(entries[0]) == REPO:
+        rest = os.pathsep.join(entries[1:])
+        if rest:
+            env["PYTHONPATH"] = rest
+        else:
+            del env["PYTHONPATH"]
+    return env
 
 
 def last_line(text: str, default: str = "?") -> str:
@@ -58,6 +76,7 @@ def run(cmd: Sequence[str | Path], *, what: str | None = None, timeout: float | 
 
     Raises CommandNotRun or CommandTimeout, and CommandFailed on a non-zero exit code when `check` is true.
     `what` names the command in those messages (default: the program); `echo` logs ``$ cmd`` first.
+    `env` defaults to inherited_env().
     """
     args = [str(c) for c in cmd]
     name = what or args[0]
@@ -66,7 +85,8 @@ def run(cmd: Sequence[str | Path], *, what: str | None = None, timeout: float | 
     try:
         # errors="replace": a tool's odd byte must not turn its result into a UnicodeDecodeError.
         proc = subprocess.run(args, capture_output=capture, text=True, errors="replace", timeout=timeout,
-                              env=dict(env) if env is not None else None, cwd=cwd, stdin=stdin)
+                              env=dict(env) if env is not None else inherited_env(), cwd=cwd,
+                              stdin=stdin)
     except subprocess.TimeoutExpired:
         raise CommandTimeout(args, name, timeout or 0) from None
     except OSError as exc:

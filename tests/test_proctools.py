@@ -172,3 +172,18 @@ def test_descendants_by_parent_and_by_ancestry_marker(children):
 def test_undecodable_output_does_not_fail_the_command():
     out = commands.run([sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'a\\xff\\n')"]).stdout
     assert out == "a\ufffd\n"
+
+
+def test_tools_run_without_the_shims_pythonpath_entry(monkeypatch):
+    """scripts/container-runtime and scripts/pack-env put the repository first on PYTHONPATH to reach their
+    package; what they run (pip, dockerd) gets the caller's PYTHONPATH, as before there were packages."""
+    repo = commands.REPO
+    assert commands.inherited_env({"PYTHONPATH": f"{repo}{os.pathsep}/x", "A": "1"}) == {
+        "PYTHONPATH": "/x", "A": "1"}
+    assert commands.inherited_env({"PYTHONPATH": repo}) == {}
+    assert commands.inherited_env({"PYTHONPATH": f"/x{os.pathsep}{repo}"}) == {
+        "PYTHONPATH": f"/x{os.pathsep}{repo}"}  # not the shim's entry: the caller's own
+    monkeypatch.setenv("PYTHONPATH", f"{repo}{os.pathsep}/y")
+    show = [sys.executable, "-c", "import os; print(os.environ.get('PYTHONPATH'))"]
+    assert commands.run(show).stdout == "/y\n"
+    assert commands.run(show, env={"PYTHONPATH": repo}).stdout == f"{repo}\n"  # an explicit env is kept
