@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POOL := scripts/condor-pool
 # What mypy checks (config: [tool.mypy] in pyproject.toml).
-TYPED := mnist_app launchers/hydra_plugins condor_pool
+TYPED := mnist_app launchers/hydra_plugins condor_pool container_runtime pack_env proctools
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 

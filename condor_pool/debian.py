@@ -14,8 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from condor_pool.errors import PoolError, last_line
+from condor_pool.errors import PoolError
 from condor_pool.settings import PROG
+from proctools.commands import last_line
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from condor_pool.errors import PoolError, last_line
+from condor_pool.errors import PoolError
+from proctools.commands import last_line
 
 log = logging.getLogger(__name__)
 

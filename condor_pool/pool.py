@@ -24,8 +24,9 @@ from typing import Any, TypedDict, cast
 
 from condor_pool import config, debian, elf
 from condor_pool.errors import PoolError
-from condor_pool.procs import is_zombie, proc_start, stop_pid
+from condor_pool.procs import stop_pid
 from condor_pool.settings import PROG, Settings
+from proctools.pids import is_zombie, proc_start
 
 log = logging.getLogger(__name__)
 
