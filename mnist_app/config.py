@@ -105,7 +105,8 @@ class AppConfig:
 @dataclass
 class ModelConfig:
     """The LightningModule (``_target_``, ``conf/model/*.yaml``) and its keyword arguments; ``net``,
-    ``optimizer`` and ``scheduler`` are ``_target_`` configs of their own (the latter two ``_partial_``)."""
+    ``optimizer`` and ``scheduler`` are ``_target_`` configs of their own (the latter two ``_partial_``).
+    ``train.build_model`` adds ``hparams``, the run's resolved config."""
 
     _target_: str = MISSING
     name: str = MISSING
@@ -121,7 +122,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """The DataModule (``_target_``, ``conf/data/mnist.yaml``) and its keyword arguments."""
+    """The DataModule (``_target_``, ``conf/data/mnist.yaml``) and its keyword arguments;
+    ``train.build_datamodule`` passes ``root`` made absolute."""
 
     _target_: str = MISSING
     source: DataSource = MISSING

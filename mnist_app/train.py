@@ -14,12 +14,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_app.config import Accelerator, ProfilerName, ResumeMode, TestCkpt
 from mnist_app.errors import MnistAppError
+
+if TYPE_CHECKING:
+    from mnist_app.data import MnistArrays  # imports torch: not at run time before train()
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +133,11 @@ def _partial(node: DictConfig) -> Any:
     return instantiate(arguments, _partial_=True, _convert_="all")
 
 
-def build_datamodule(cfg: DictConfig, arrays: Any = None) -> Any:
-    """The DataModule of ``cfg.data`` (its ``_target_``), with ``data.root`` made absolute; ``arrays``
-    (``MnistArrays``), when given, are served instead of loading them."""
-    return _partial(cfg.data)(root=str(_data_root(cfg.data.root)), arrays=arrays)
+def build_datamodule(cfg: DictConfig, arrays: MnistArrays | None = None) -> Any:
+    """The DataModule of ``cfg.data`` (its ``_target_``), with ``data.root`` made absolute; ``arrays``, when
+    given, are served instead of loading them (benchmarks reuse one load)."""
+    given = {"arrays": arrays} if arrays is not None else {}
+    return _partial(cfg.data)(root=str(_data_root(cfg.data.root)), **given)
 
 
 def build_model(cfg: DictConfig) -> Any:
