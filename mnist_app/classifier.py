@@ -19,6 +19,12 @@ class MnistClassifier(L.LightningModule):
     Only the training loss is logged on step (and only on steps that a logger or the progress bar reads);
     accuracy is averaged on the device and reduced once per epoch, so no step forces a device sync.
     ``torch.compile(model)`` compiles it as Lightning documents (``trainer.fit`` unwraps the compiled module).
+
+    Built from a ``conf/model/*.yaml`` (its ``_target_``): the keyword arguments are that file's keys.
+    ``name``, ``lr`` and ``batch_size`` are the recipe's: the config interpolates them into ``optimizer``,
+    ``scheduler`` and ``data.batch_size``; the module only accepts them. ``hparams`` (the run's whole resolved
+    config, given by ``train``) is what ``save_hyperparameters`` records: loggers' hparams and checkpoints
+    hold it.
     """
 
     def __init__(
@@ -28,6 +34,9 @@ class MnistClassifier(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         channels_last: bool = False,
+        name: str | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
         hparams: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()

@@ -104,6 +104,11 @@ class AppConfig:
 
 @dataclass
 class ModelConfig:
+    """The LightningModule (``_target_``, ``conf/model/*.yaml``) and its keyword arguments; ``net``,
+    ``optimizer`` and ``scheduler`` are ``_target_`` configs of their own (the latter two ``_partial_``).
+    ``train.build_model`` adds ``hparams``, the run's resolved config."""
+
+    _target_: str = MISSING
     name: str = MISSING
     lr: float = MISSING
     batch_size: int = 64
@@ -111,10 +116,16 @@ class ModelConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     scheduler_interval: SchedulerInterval = SchedulerInterval.epoch
+    # Interpolated from `device` (conf/model/*.yaml).
+    channels_last: bool = MISSING
 
 
 @dataclass
 class DataConfig:
+    """The DataModule (``_target_``, ``conf/data/mnist.yaml``) and its keyword arguments;
+    ``train.build_datamodule`` passes ``root`` made absolute."""
+
+    _target_: str = MISSING
     source: DataSource = MISSING
     root: str = MISSING
     download: bool = MISSING
@@ -127,6 +138,11 @@ class DataConfig:
     num_workers: int = MISSING
     mean: float = MISSING
     std: float = MISSING
+    # Interpolated from `device` and `seed` (conf/data/mnist.yaml).
+    pin_memory: bool = MISSING
+    data_on_device: bool = MISSING
+    channels_last: bool = MISSING
+    seed: int = MISSING
 
 
 @dataclass

@@ -1,13 +1,16 @@
-"""The DataModule of the app: the three MNIST splits as uint8 batches, normalised on the training device."""
+"""The DataModule of the app: MNIST loaded once, its three splits as uint8 batches, normalised on the training
+device."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
 import torch
 
-from mnist_app.data import InMemoryBatches, MnistArrays, make_loader, normalize
+from mnist_app.data import InMemoryBatches, MnistArrays, load_mnist, make_loader, normalize
 
 
 def _shuffle_generator(loader: Any) -> torch.Generator:
@@ -19,26 +22,47 @@ def _shuffle_generator(loader: Any) -> torch.Generator:
 
 
 class MnistDataModule(L.LightningDataModule):
-    """Serves the three splits of ``MnistArrays`` as uint8 batches and normalises them on the training device.
+    """Loads MNIST (``load_mnist``: full or bundled, split once), serves the three splits as uint8 batches and
+    normalises them on the training device.
 
-    With ``data_on_device`` (and no workers) each split is moved to the training device once, so per step
-    there is neither a host-to-device copy nor Lightning's generic batch walk.
+    Built from ``conf/data/mnist.yaml`` (its ``_target_``): the keyword arguments are that file's keys. The
+    images are loaded by :meth:`load` (``setup`` calls it; ``train`` calls it first to report the data), or
+    given as ``arrays``. With ``data_on_device`` (and no workers) each split is moved to the training device
+    once, so per step there is neither a host-to-device copy nor Lightning's generic batch walk.
     """
 
     def __init__(
         self,
-        arrays: MnistArrays,
-        batch_size: int = 64,
-        test_batch_size: int = 1000,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        data_on_device: bool = True,
-        seed: int = 0,
-        mean: float = 0.1307,
-        std: float = 0.3081,
-        channels_last: bool = False,
+        *,
+        source: str,
+        root: str,
+        download: bool,
+        download_timeout: float,
+        val_size: float,
+        bundled_test_size: float,
+        split_seed: int,
+        batch_size: int,
+        test_batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        data_on_device: bool,
+        seed: int,
+        mean: float,
+        std: float,
+        channels_last: bool,
+        arrays: MnistArrays | None = None,
     ) -> None:
         super().__init__()
+        # What load_mnist reads (data.* names); the caller makes `root` absolute (train.build_datamodule).
+        self.loading = SimpleNamespace(
+            source=source,
+            download=download,
+            download_timeout=download_timeout,
+            val_size=val_size,
+            bundled_test_size=bundled_test_size,
+            split_seed=split_seed,
+        )
+        self.root = Path(root)
         self.mean, self.std, self.channels_last = mean, std, channels_last
         self.arrays = arrays
         self.batch_size, self.test_batch_size = batch_size, test_batch_size
@@ -48,6 +72,15 @@ class MnistDataModule(L.LightningDataModule):
         # The training shuffle's generator state from a checkpoint, applied when the loader is built.
         self._train_generator_state: torch.Tensor | None = None
 
+    def load(self) -> MnistArrays:
+        """The three splits, loaded on the first call (``MnistAppError`` for unusable data settings)."""
+        if self.arrays is None:
+            self.arrays = load_mnist(self.loading, self.root)
+        return self.arrays
+
+    def setup(self, stage: str) -> None:
+        self.load()
+
     def _device(self) -> torch.device | None:
         if self.num_workers > 0 or not self.data_on_device or self.trainer is None:
             return None
@@ -56,7 +89,7 @@ class MnistDataModule(L.LightningDataModule):
 
     def _loader(self, split: str) -> Any:
         if split not in self._loaders:
-            a = self.arrays
+            a = self.load()
             images, labels = {
                 "train": (a.train_images, a.train_labels),
                 "val": (a.val_images, a.val_labels),

@@ -1,7 +1,8 @@
 """``train(cfg)``: one training run from a composed config, writing its results into the run folder.
 
-The Trainer, its callbacks and loggers are built from the config's ``_target_`` entries (``conf/trainer``,
-``conf/callbacks``, ``conf/logger``); the app's own switches are ``app.*``.
+The DataModule, the LightningModule, the Trainer, its callbacks and loggers are built from the config's
+``_target_`` entries (``conf/data``, ``conf/model``, ``conf/trainer``, ``conf/callbacks``, ``conf/logger``),
+as lightning-hydra-template does; the app's own switches are ``app.*``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_app.config import Accelerator, ProfilerName, ResumeMode, TestCkpt
 from mnist_app.errors import MnistAppError
+
+if TYPE_CHECKING:
+    from mnist_app.data import MnistArrays  # imports torch: not at run time before train()
 
 log = logging.getLogger(__name__)
 
@@ -119,40 +123,28 @@ def prepare_runtime(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision(cfg.device.matmul_precision.value)
 
 
-def build_datamodule(cfg: DictConfig, arrays: Any) -> Any:
-    """The app's ``MnistDataModule`` over ``arrays`` (``MnistArrays``) as ``cfg.data``, ``cfg.device`` say."""
-    from mnist_app.datamodule import MnistDataModule
+def _partial(node: DictConfig) -> Any:
+    """``node``'s ``_target_`` (nested ``_target_`` entries instantiated) as a partial over its resolved
+    arguments: plain values, Enums as their names. The caller adds the run-time arguments, which are passed as
+    they are, not copied into a config (callbacks, loggers, the run's config as hparams, MNIST's arrays)."""
+    from hydra.utils import instantiate
 
-    return MnistDataModule(
-        arrays,
-        batch_size=cfg.data.batch_size,
-        test_batch_size=cfg.data.test_batch_size,
-        num_workers=cfg.data.num_workers,
-        pin_memory=cfg.device.pin_memory,
-        data_on_device=cfg.device.data_on_device,
-        seed=cfg.seed,
-        mean=cfg.data.mean,
-        std=cfg.data.std,
-        channels_last=cfg.device.channels_last,
-    )
+    arguments = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return instantiate(arguments, _partial_=True, _convert_="all")
+
+
+def build_datamodule(cfg: DictConfig, arrays: MnistArrays | None = None) -> Any:
+    """The DataModule of ``cfg.data`` (its ``_target_``), with ``data.root`` made absolute; ``arrays``, when
+    given, are served instead of loading them (benchmarks reuse one load)."""
+    given = {"arrays": arrays} if arrays is not None else {}
+    return _partial(cfg.data)(root=str(_data_root(cfg.data.root)), **given)
 
 
 def build_model(cfg: DictConfig) -> Any:
-    """The app's ``MnistClassifier`` for ``cfg.model``; with ``device.compile``, ``torch.compile`` of it,
-    which ``trainer.fit``/``test`` take as Lightning documents. ``cfg`` needs ``paths.output_dir``
-    (``with_run_dir``)."""
-    from hydra.utils import instantiate
-
-    from mnist_app.classifier import MnistClassifier
-
-    model = MnistClassifier(
-        net=instantiate(cfg.model.net),
-        optimizer=instantiate(cfg.model.optimizer),
-        scheduler=instantiate(cfg.model.scheduler) if cfg.model.scheduler is not None else None,
-        scheduler_interval=cfg.model.scheduler_interval.value,
-        channels_last=cfg.device.channels_last,
-        hparams=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
-    )
+    """The LightningModule of ``cfg.model`` (its ``_target_``), recording the run's resolved config as its
+    hparams; with ``device.compile``, ``torch.compile`` of it, which ``trainer.fit``/``test`` take as
+    Lightning documents. ``cfg`` needs ``paths.output_dir`` (``with_run_dir``)."""
+    model = _partial(cfg.model)(hparams=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if cfg.device.compile:
         import torch
 
@@ -227,14 +219,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None) -> Any:
 
     ``cfg`` needs ``paths.output_dir`` (``with_run_dir``).
     """
-    from hydra.utils import instantiate
-
     from mnist_app.resume import AtomicCheckpointIO
 
-    arguments = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
-    # _partial_: the callbacks and loggers are passed as they are, not copied into the config.
-    make_trainer = instantiate(arguments, _partial_=True, _convert_="all")
-    return make_trainer(
+    return _partial(cfg.trainer)(
         callbacks=[*instantiate_callbacks(cfg), *(callbacks or [])],
         logger=instantiate_loggers(cfg),
         profiler=build_profiler(cfg),
@@ -257,14 +244,12 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
     cfg = with_run_dir(cfg, run_dir)
     validate(cfg)
     check_device(cfg.device)
-    root = _data_root(cfg.data.root)
 
     # Heavy imports only now: --help and --cfg job never get here.
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from mnist_app.callbacks import ThroughputTimer
-    from mnist_app.data import load_mnist
     from mnist_app.resume import (
         SIGTERM_EXIT_CODE,
         STARTS_FILE,
@@ -277,7 +262,9 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
     )
 
     prepare_runtime(cfg)
-    arrays = load_mnist(cfg.data, root)
+    datamodule = build_datamodule(cfg)
+    # Loaded now, not at fit: the data is reported (and bad data settings fail) before anything else is built.
+    arrays = datamodule.load()
     n_train, n_val, n_test = arrays.sizes()
     log.info(
         "data: %s MNIST (%s): %d train / %d val / %d test images",
@@ -287,7 +274,6 @@ def train(cfg: DictConfig, output_dir: str | os.PathLike[str] | None = None) -> 
         n_val,
         n_test,
     )
-    datamodule = build_datamodule(cfg, arrays)
     model = build_model(cfg)
     resume_state = ResumeState(run_dir, resume_from=None)
     max_minutes = cfg.app.max_minutes_per_start

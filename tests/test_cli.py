@@ -122,7 +122,7 @@ def test_bad_input_is_one_clear_line(run_app, tmp_path, fast, args, message):
 
 MODELS = ", ".join(sorted(p.stem for p in (config_dir() / "model").glob("*.yaml")))
 LAUNCHERS = ", ".join(sorted(p.stem for p in (config_dir() / "launcher").glob("*.yaml")))
-MODEL_KEYS = "name, lr, batch_size, net, optimizer, scheduler, scheduler_interval"
+MODEL_KEYS = "_target_, name, lr, batch_size, net, optimizer, scheduler, scheduler_interval, channels_last"
 
 
 @pytest.mark.parametrize(
