@@ -4,7 +4,7 @@ result files written as the worker writes them). The failure path never raises."
 import cloudpickle
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _core, _worker
+from hydra_plugins.hydra_htcondor_launcher import _contract, _core
 from hydra_plugins.hydra_htcondor_launcher._batch import Batch, HTCondorJobReturn, Job
 from hydra_plugins.hydra_htcondor_launcher._errors import JobFailedError
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
@@ -54,7 +54,7 @@ def test_failures_never_raise_and_keep_the_other_results(tmp_path):
     outside = KeyError("Environment variable 'ONLY_HERE' not found")
     worker_ret = JobReturn(overrides=["+x=1"], status=JobStatus.FAILED, _return_value=outside)
     (htdir / "1.result.pkl").write_bytes(cloudpickle.dumps(worker_ret))
-    _ended(batch, 1, "failed", exit_code=_worker.OUTSIDE_FAILURE)
+    _ended(batch, 1, "failed", exit_code=_contract.OUTSIDE_FAILURE)
     (htdir / "2.err").write_text("noise\n\nTraceback (most recent call last):\nImportError: no module x\n")
     _ended(batch, 2, "failed", exit_code=3)
     (htdir / "3.result.pkl").write_bytes(b"not a pickle")

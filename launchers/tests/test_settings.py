@@ -9,9 +9,9 @@ import pytest
 from _launch_helpers import TRIVIAL_APP, run_script_app
 from hydra import compose, initialize
 from hydra.errors import ConfigCompositionException
+from hydra_plugins.hydra_htcondor_launcher._contract import WORKER_EXIT_CODES
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
 from hydra_plugins.hydra_htcondor_launcher._settings import Settings, validate
-from hydra_plugins.hydra_htcondor_launcher._worker import WORKER_EXIT_CODES
 from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 from omegaconf import OmegaConf
 

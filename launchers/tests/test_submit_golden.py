@@ -182,7 +182,7 @@ def test_packed_wrapper_exits_with_its_reserved_code_when_the_archive_has_no_pyt
     import subprocess
     import tarfile
 
-    from hydra_plugins.hydra_htcondor_launcher._worker import NO_PACKED_PYTHON, WORKER_EXIT_CODES
+    from hydra_plugins.hydra_htcondor_launcher._contract import NO_PACKED_PYTHON, WORKER_EXIT_CODES
 
     (tmp_path / "src" / "lib").mkdir(parents=True)
     archive = tmp_path / "job" / "env.tar"

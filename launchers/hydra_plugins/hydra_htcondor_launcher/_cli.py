@@ -22,10 +22,11 @@ from typing import Any
 
 import cloudpickle
 
-from . import _jobstate, _schedd, _worker
+from . import _jobstate, _schedd
+from ._contract import return_note, return_note_path
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
-from ._manifest import Manifest, record_of, return_note
+from ._manifest import Manifest, record_of
 from ._status import shown_jobs, status_table
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
@@ -135,7 +136,7 @@ def _result_note(entry: dict[str, Any]) -> str | None:
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _notes:
         try:  # the worker's one-line note, written after the result
-            with open(_worker.return_note_path(path), encoding="utf-8", errors="replace") as f:
+            with open(return_note_path(path), encoding="utf-8", errors="replace") as f:
                 _notes[key] = f.read()
             return _notes[key]
         except OSError:

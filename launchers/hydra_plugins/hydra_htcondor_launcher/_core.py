@@ -17,22 +17,22 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from . import _schedd, _sources, _submit, _wait, _worker
+from . import _schedd, _sources, _submit, _wait
 from ._batch import Batch, HTCondorJobReturn, Job
+from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WORKER_EXIT_CODES, write_atomic
+from ._disk import full_disk
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
 from ._manifest import INPUTS, Manifest, ManifestError, manifest_path
 from ._settings import Settings, validate
-
-if TYPE_CHECKING:
-    from .htcondor_launcher import HTCondorLauncher
+from .config import HTCondorLauncherConf
 
 log = logging.getLogger(__name__)
 # Lines of a job's stderr quoted in the error of a job that left no result.
@@ -66,20 +66,19 @@ def connect(htcondor: Any, settings: Settings, tries: int = _schedd.QUERY_TRIES)
         ) from None
 
 
-def new_batch(launcher: HTCondorLauncher) -> Batch:
+def new_batch(
+    conf: HTCondorLauncherConf, config: DictConfig, hydra_context: HydraContext, task_function: TaskFunction
+) -> Batch:
     """The batch's context and validated settings; no jobs yet, nothing on disk or in the pool."""
-    assert launcher.config is not None
-    assert launcher.task_function is not None
-    assert launcher.hydra_context is not None
     cwd = os.getcwd()
-    sweep_dir_cfg = launcher.config.hydra.sweep.dir
+    sweep_dir_cfg = config.hydra.sweep.dir
     sweep_dir = os.path.abspath(str(sweep_dir_cfg))
-    settings = validate(launcher.conf, cwd=cwd, sweep_dir=sweep_dir, default_python=sys.executable)
+    settings = validate(conf, cwd=cwd, sweep_dir=sweep_dir, default_python=sys.executable)
     return Batch(
         settings=settings,
-        config=launcher.config,
-        hydra_context=launcher.hydra_context,
-        task_function=launcher.task_function,
+        config=config,
+        hydra_context=hydra_context,
+        task_function=task_function,
         cwd=cwd,
         sweep_dir=sweep_dir,
         sweep_dir_cfg=sweep_dir_cfg,
@@ -185,7 +184,7 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
     payload = cloudpickle.dumps(_common_payload(batch, kit))
     common = _submit.common_path(batch.htcondor_dir, hashlib.sha256(payload).hexdigest()[:16])
     if not os.path.exists(common):
-        _worker.write_atomic(common, payload)
+        write_atomic(common, payload)
     sys_path = _user_sys_path()
     for job in batch.jobs:
         result = batch.result_path(job)
@@ -326,7 +325,7 @@ def err_tail(path: str, lines: int = ERR_TAIL_LINES, width: int = 300) -> str:
 
 
 # Exit codes of the worker whose result file is this run's own (a FAILED result saying what failed).
-_RESULT_CODES = frozenset({0, _worker.TASK_RAISED, _worker.OUTSIDE_FAILURE})
+_RESULT_CODES = frozenset({0, TASK_RAISED, OUTSIDE_FAILURE})
 
 
 def _no_result_error(batch: Batch, job: Job, rec: JobRecord) -> BaseException:
@@ -354,12 +353,12 @@ def _no_result_error(batch: Batch, job: Job, rec: JobRecord) -> BaseException:
     if rec.signal is not None:
         what = f"was killed by signal {rec.signal}{tries}"
     elif rec.exit_code is not None:
-        meaning = _worker.WORKER_EXIT_CODES.get(rec.exit_code)
+        meaning = WORKER_EXIT_CODES.get(rec.exit_code)
         what = f"exited with code {rec.exit_code}{f' ({meaning})' if meaning else ''}{tries}"
     else:
         what = f"ended in state {rec.state.value}"
     # A worker that could not write its result cannot say why: a full sweep folder is the usual reason.
-    full = _worker.full_disk([os.path.dirname(batch.result_path(job)), batch.sweep_dir])
+    full = full_disk([os.path.dirname(batch.result_path(job)), batch.sweep_dir])
     tail = err_tail(stderr_file)
     quoted = f"; last lines of {stderr_file}:{tail}" if tail else ""
     return JobFailedError(
@@ -686,7 +685,7 @@ def _save_queued(manifest: Manifest, save: Callable[[], None]) -> None:
     except OSError as exc:
         if manifest.path not in _unsaved:
             _unsaved.add(manifest.path)
-            why = _worker.full_disk([os.path.dirname(manifest.path)], exc) or f"{type(exc).__name__}: {exc}"
+            why = full_disk([os.path.dirname(manifest.path)], exc) or f"{type(exc).__name__}: {exc}"
             log.warning("could not write the sweep manifest %s (%s); the jobs go on", manifest.path, why)
 
 
@@ -701,21 +700,31 @@ def _follow_hint(batch: Batch) -> str:
 
 
 def launch(
-    launcher: HTCondorLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    conf: HTCondorLauncherConf,
+    config: DictConfig,
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    opened: Manifest | None,
+    keep: Callable[[Manifest], None],
 ) -> Sequence[JobReturn]:
+    """Launch one batch of a sweep and return its results. `opened` is the sweep's manifest an earlier
+    batch of this run opened (None at the first); `keep` is given the manifest this batch opens, for the
+    next batch (resume=false starts afresh once, not at every batch)."""
     setup_globals()
-    assert launcher.config is not None
-    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
-    batch = new_batch(launcher)
+    batch = new_batch(conf, config, hydra_context, task_function)
     htcondor = _import_htcondor()
     schedd = connect(htcondor, batch.settings)  # before any folder is created
     add_jobs(batch, job_overrides, initial_job_idx)
-    ours = launcher.manifest if getattr(launcher.manifest, "sweep_dir", None) == batch.sweep_dir else None
+    ours = opened if opened is not None and opened.sweep_dir == batch.sweep_dir else None
     fresh = ours is None and not (batch.settings.resume and os.path.exists(manifest_path(batch.sweep_dir)))
     if batch.settings.detach:
         _refuse_sampling_sweeper(batch, "hydra.launcher.detach=true")
-    manifest = launcher.manifest = open_manifest(batch, ours)
+    manifest = open_manifest(batch, ours)
+    keep(manifest)
     sources = _sources.gather(
         batch.config,
         batch.hydra_context.config_loader,

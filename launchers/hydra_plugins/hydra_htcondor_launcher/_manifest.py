@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._contract import return_note, write_atomic
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
-from ._worker import write_atomic
 
 VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -54,7 +54,6 @@ _RECORD_FIELDS = (
 )
 
 
-RETURN_CHARS = 100  # a return value as `hydra-htcondor status` shows it
 # What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
 # and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
 # before these fields have none: their results are reused as before.
@@ -193,12 +192,6 @@ class Manifest:
                 changed = True
         if changed:
             self.save()
-
-
-def return_note(value: Any) -> str:
-    """A job's return value (a failed job's: its exception) as `status` shows it: repr, one line, short."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= RETURN_CHARS else text[: RETURN_CHARS - 3] + "..."
 
 
 def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecord:

@@ -13,8 +13,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from ._contract import WORKER_EXIT_CODES
 from ._errors import ConfigError
-from ._worker import WORKER_EXIT_CODES
 from .config import EnvMode, HTCondorLauncherConf
 
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through

@@ -9,9 +9,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._contract import NO_PACKED_PYTHON, TASK_RAISED
 from ._errors import ConfigError
 from ._settings import Settings
-from ._worker import NO_PACKED_PYTHON, TASK_RAISED
 from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
