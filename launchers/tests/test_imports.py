@@ -70,6 +70,6 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_contract_and_the_worker_are_imported_as_they_should():
     graph = _graph()
-    assert graph["_contract"] == set() and graph["_disk"] == set()  # leaves: standard library only
+    assert graph["_contract"] == graph["_disk"] == graph["_layout"] == set()  # leaves: standard library only
     # The remote entry point is imported by no module of the launcher (the contract lives in _contract).
     assert [name for name, deps in graph.items() if "_worker" in deps] == []

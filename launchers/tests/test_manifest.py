@@ -10,7 +10,8 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_htcondor_launcher import _cli, _schedd, _wait
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
-from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, manifest_path, record_of
+from hydra_plugins.hydra_htcondor_launcher._layout import manifest_path
+from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, record_of
 
 
 def _manifest(tmp_path, jobs=None):

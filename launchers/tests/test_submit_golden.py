@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hydra_plugins.hydra_htcondor_launcher import _submit
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
 from hydra_plugins.hydra_htcondor_launcher._settings import validate
 from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 
@@ -116,8 +117,8 @@ def test_submit_description_matches_golden(case, tmp_path):
     settings = _validate(_conf(**overrides))
     subdirs = ["4", "5", "6"] if settings.transfer_files else []
     batch_inputs = [
-        _submit.common_path(f"{SWEEP}/.htcondor", "0123abcd"),
-        f"{SWEEP}/.htcondor/config-sources-4567",
+        SweepLayout(SWEEP).common("0123abcd"),
+        SweepLayout(SWEEP).snapshot("4567"),
     ]
     plan = _submit.build_submit(
         settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6], job_subdirs=subdirs, batch_inputs=batch_inputs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _contract, _disk, _worker
+from hydra_plugins.hydra_htcondor_launcher import _contract, _disk, _layout, _worker
 
 
 def _spec(tmp_path, common: bytes) -> tuple:
@@ -45,7 +45,7 @@ def test_a_spec_that_cannot_be_unpickled_comes_back_as_a_failed_result(tmp_path)
     notes = "\n".join(getattr(exc, "__notes__", []))
     assert "[remote traceback, HTCondor job 12.0 on " in notes and "_run_task" in notes
     # The one-line note `hydra-htcondor status` reads instead of unpickling the result.
-    note = Path(_contract.return_note_path(str(result))).read_text()
+    note = Path(_layout.result_note_path(str(result))).read_text()
     assert note.startswith("UnpicklingError(") and "\n" not in note
 
 
@@ -54,9 +54,9 @@ def test_status_reads_the_workers_note_instead_of_the_result(tmp_path):
 
     result = tmp_path / "3.result.pkl"
     result.write_bytes(b"not a pickle: only the note can say what the job returned")
-    Path(_contract.return_note_path(str(result))).write_text("0.93")
+    Path(_layout.result_note_path(str(result))).write_text("0.93")
     assert _cli._result_note({"result": str(result)}) == "0.93"
-    Path(_contract.return_note_path(str(result))).unlink()
+    Path(_layout.result_note_path(str(result))).unlink()
     _cli._notes.clear()
     assert _cli._result_note({"result": str(result)}).startswith("unreadable result")
 

@@ -23,9 +23,10 @@ from typing import Any
 import cloudpickle
 
 from . import _jobstate, _schedd
-from ._contract import return_note, return_note_path
+from ._contract import return_note
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
+from ._layout import SweepLayout, result_note_path
 from ._manifest import Manifest, record_of
 from ._status import shown_jobs, status_table
 
@@ -136,7 +137,7 @@ def _result_note(entry: dict[str, Any]) -> str | None:
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _notes:
         try:  # the worker's one-line note, written after the result
-            with open(return_note_path(path), encoding="utf-8", errors="replace") as f:
+            with open(result_note_path(path), encoding="utf-8", errors="replace") as f:
                 _notes[key] = f.read()
             return _notes[key]
         except OSError:
@@ -162,7 +163,11 @@ def render(
     title = f"sweep {manifest.sweep_dir}"
     now = time.time()
     lines = [status_table(title, recs, now - manifest.updated, now, max_rows=max_rows, states=states)]
-    lines.append(f"logs in {manifest.htcondor_dir} (N.out, N.err; event logs batch-*.log)")
+    names = SweepLayout(manifest.sweep_dir, manifest.htcondor_dir)
+    out, err, log = (
+        os.path.basename(p) for p in (names.stdout("N"), names.stderr("N"), names.batch_log("*", "*"))
+    )
+    lines.append(f"logs in {manifest.htcondor_dir} ({out}, {err}; event logs {log})")
     shown = shown_jobs(recs, now, max_rows=max_rows, states=states)
     for rec in sorted(shown, key=lambda rec: rec.num):
         if rec.state in (JobState.DONE, JobState.FAILED):
@@ -259,7 +264,8 @@ def logs(sweep_dir: str, num: int) -> int:
         raise HTCondorLauncherError(f"job {num} is not in the sweep {manifest.sweep_dir} (jobs: {known})")
     out: list[str] = []
     for what in ("stdout", "stderr"):
-        path = entry.get(what) or os.path.join(manifest.htcondor_dir, f"{num}.{what[3:]}")
+        names = SweepLayout(manifest.sweep_dir, manifest.htcondor_dir)
+        path = entry.get(what) or (names.stdout(num) if what == "stdout" else names.stderr(num))
         out.append(f"== {what} {path} (last {TAIL_LINES} lines)")
         out.append(_tail(path))
     log_file, cluster, proc = entry.get("log"), entry.get("cluster"), entry.get("proc")

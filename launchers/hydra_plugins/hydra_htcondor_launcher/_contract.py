@@ -1,8 +1,9 @@
 """The contract between the submit side and the worker (``_worker``), declared once, imported by both.
 
 A leaf module: standard library only, nothing of the package. It holds the exit codes the launcher gives a
-job itself, the atomic writer both sides write their state with, and the result note (``N.result.txt``,
-a result's value on one line) the worker writes beside the result and ``hydra-htcondor status`` reads.
+job itself, the atomic writer both sides write their state with, and the text of the result note (a
+result's value on one line) the worker writes beside the result and ``hydra-htcondor status`` reads. The
+files' names are in ``_layout``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,3 @@ def return_note(value: Any) -> str:
     """A job's return value (a failed job's: its exception) as `status` shows it: repr, one line, short."""
     text = " ".join(repr(value).split())
     return text if len(text) <= RETURN_CHARS else text[: RETURN_CHARS - 3] + "..."
-
-
-def return_note_path(result_file: str) -> str:
-    """Next to the result: its return value (or exception) on one line, as `hydra-htcondor status` shows it,
-    so that status of a sweep nobody collected yet need not unpickle every result."""
-    return os.path.splitext(result_file)[0] + ".txt"

@@ -30,7 +30,8 @@ from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WORKER_EXIT_CODES, write_at
 from ._disk import full_disk
 from ._errors import ConfigError, HeldJobError, JobFailedError, PoolUnreachableError, SubmitError
 from ._jobstate import JobRecord, JobState
-from ._manifest import INPUTS, Manifest, ManifestError, manifest_path
+from ._layout import manifest_path
+from ._manifest import INPUTS, Manifest, ManifestError
 from ._settings import Settings, validate
 from .config import HTCondorLauncherConf
 
@@ -182,7 +183,7 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
     """The batch's common payload (once, content-addressed: a resumed sweep's earlier jobs may still read
     theirs) and one small spec per job (see _worker); returns the common file's path."""
     payload = cloudpickle.dumps(_common_payload(batch, kit))
-    common = _submit.common_path(batch.htcondor_dir, hashlib.sha256(payload).hexdigest()[:16])
+    common = batch.layout.common(hashlib.sha256(payload).hexdigest()[:16])
     if not os.path.exists(common):
         write_atomic(common, payload)
     sys_path = _user_sys_path()
@@ -200,7 +201,7 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
             "common_path": common,
         }
         spec = pickle.dumps({"sys_path": sys_path, "place": place})
-        with open(_submit.spec_path(batch.htcondor_dir, job.num), "wb") as f:
+        with open(batch.layout.spec(job.num), "wb") as f:
             f.write(spec)
     return common
 
@@ -333,7 +334,7 @@ def _no_result_error(batch: Batch, job: Job, rec: JobRecord) -> BaseException:
     settings = batch.settings
     htid = f"{batch.cluster}.{rec.proc}"
     where = batch.job_paths(job)
-    stderr_file = _submit.stderr_path(batch.htcondor_dir, job.num)
+    stderr_file = batch.layout.stderr(job.num)
     tries = f" (attempt {rec.attempts} of {settings.max_retries + 1})" if rec.retries else ""
     if rec.hold_reason is not None and rec.state is JobState.REMOVED:
         return HeldJobError(
@@ -498,9 +499,9 @@ def _refuse_lost_manifest(batch: Batch) -> None:
     htdir = batch.htcondor_dir
     if not htdir.startswith(batch.sweep_dir + os.sep) or not os.path.isdir(htdir):
         return  # a shared htcondor_dir elsewhere may hold other sweeps' files
-    if any(name.endswith(".spec.pkl") for name in os.listdir(htdir)):
+    if batch.layout.has_specs():
         raise ManifestError(
-            f"the sweep folder {batch.sweep_dir} holds job files ({htdir}/N.spec.pkl) but no manifest "
+            f"the sweep folder {batch.sweep_dir} holds job files ({batch.layout.spec('N')}) but no manifest "
             f"{manifest_path(batch.sweep_dir)}: rebuild it from HTCondor and those files with: "
             f"hydra-htcondor repair {shlex.quote(batch.sweep_dir)}; or start afresh with "
             "hydra.launcher.resume=false"
@@ -753,8 +754,8 @@ def launch(
                 job.num,
                 job.overrides,
                 new.result_path(job),
-                _submit.stdout_path(new.htcondor_dir, job.num),
-                _submit.stderr_path(new.htcondor_dir, job.num),
+                new.layout.stdout(job.num),
+                new.layout.stderr(job.num),
                 inputs,
             )
         manifest.save()  # the sweep id is on disk before any job carries it

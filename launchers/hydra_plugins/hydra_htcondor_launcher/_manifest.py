@@ -23,12 +23,9 @@ from typing import Any
 from ._contract import return_note, write_atomic
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
+from ._layout import MANIFEST_DIR, MANIFEST_NAME, manifest_path
 
 VERSION = 1
-MANIFEST_NAME = "manifest.json"
-# The manifest's place is fixed relative to the sweep folder (htcondor_dir may be elsewhere): the command
-# line tool finds it from the sweep folder alone.
-MANIFEST_DIR = ".htcondor"
 # The JobRecord fields kept per job (what the status table and a resumed launcher need).
 _RECORD_FIELDS = (
     "proc",
@@ -62,10 +59,6 @@ INPUTS = ("task", "configs")
 
 class ManifestError(HTCondorLauncherError):
     """The sweep folder has no readable manifest, or the sweep changed."""
-
-
-def manifest_path(sweep_dir: str) -> str:
-    return os.path.join(sweep_dir, MANIFEST_DIR, MANIFEST_NAME)
 
 
 @dataclass

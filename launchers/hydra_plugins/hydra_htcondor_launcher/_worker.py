@@ -28,8 +28,9 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WRITE_FAILED, return_note, return_note_path, write_atomic
+from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WRITE_FAILED, return_note, write_atomic
 from ._disk import full_disk
+from ._layout import result_note_path
 
 
 class DiskFullError(Exception):
@@ -214,7 +215,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         os.makedirs(os.path.join(transfer_root, job["job_subdir"]), exist_ok=True)
         os.makedirs(os.path.dirname(result_file), exist_ok=True)
     # A result of an earlier attempt (a retry, a restart after an eviction) must not pass for this one's.
-    for stale in (result_file, return_note_path(result_file)):
+    for stale in (result_file, result_note_path(result_file)):
         if os.path.exists(stale):
             os.remove(stale)
 
@@ -258,7 +259,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
             _tell(f"HTCondor job {job_id}: result not written: {why}")
         return WRITE_FAILED
     try:
-        write_atomic(return_note_path(result_file), return_note(ret._return_value).encode())
+        write_atomic(result_note_path(result_file), return_note(ret._return_value).encode())
     except OSError as exc:  # only a shortcut for `status`; the result is what counts
         _tell("", exc)
     return code
