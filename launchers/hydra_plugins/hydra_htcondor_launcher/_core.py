@@ -33,7 +33,7 @@ from ._jobstate import JobRecord, JobState
 from ._layout import manifest_path
 from ._manifest import INPUTS, Manifest, ManifestError
 from ._settings import Settings, validate
-from .config import HTCondorLauncherConf
+from .config import HTCondorLauncherConf, OnInterrupt
 
 log = logging.getLogger(__name__)
 # Lines of a job's stderr quoted in the error of a job that left no result.
@@ -808,7 +808,7 @@ def launch(
                 sweep_id=manifest.sweep_id,
             )
         except KeyboardInterrupt:
-            if batch.settings.on_interrupt == "remove":  # also the clusters not followed yet
+            if batch.settings.on_interrupt == OnInterrupt.remove:  # also the clusters not followed yet
                 for rest in watched[i + 1 :]:
                     _wait.remove_batch(rest, htcondor, schedd, "interrupted (Ctrl-C)")
             raise

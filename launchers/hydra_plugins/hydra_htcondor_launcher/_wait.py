@@ -14,6 +14,7 @@ from . import _jobstate, _schedd
 from ._jobstate import JobRecord, JobState
 from ._schedd import LOST
 from ._status import MAX_ROWS, clock_time, status_table
+from .config import OnInterrupt
 
 if TYPE_CHECKING:
     from ._batch import Batch
@@ -357,7 +358,7 @@ def watch(
     try:
         watcher.wait()
     except KeyboardInterrupt:
-        if batch.settings.on_interrupt == "keep":
+        if batch.settings.on_interrupt == OnInterrupt.keep:
             log.warning(
                 "Interrupted: HTCondor cluster %d keeps running (on_interrupt=keep); %s",
                 batch.cluster,
