@@ -51,9 +51,7 @@ def records(manifest: Manifest) -> dict[int, JobRecord]:
     out: dict[int, JobRecord] = {}
     for key, entry in manifest.jobs.items():
         num = int(key)
-        rec = record_of(num, entry, _shown(entry.get("overrides", [])))
-        rec.cluster = entry.get("cluster")
-        out[num] = rec
+        out[num] = record_of(num, entry, _shown(entry.get("overrides", [])))
     unfinished = [r for r in out.values() if not r.final and r.cluster is not None and r.proc >= 0]
     logs: dict[str, list[JobRecord]] = {}
     for rec in unfinished:
@@ -113,8 +111,7 @@ def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
     for cluster, pending in by_cluster.items():
         for rec in pending:
             if rec.proc not in known[cluster]:
-                rec.state = JobState.REMOVED
-                rec.abort_reason = _schedd.LOST
+                _jobstate.lost(rec, _schedd.LOST)
     return None
 
 

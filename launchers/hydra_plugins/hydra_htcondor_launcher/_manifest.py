@@ -197,4 +197,4 @@ def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecor
     state = entry.get("state")
     kwargs["state"] = JobState(state) if state in {s.value for s in JobState} else JobState.IDLE
     kwargs.setdefault("proc", -1)
-    return JobRecord(num=num, overrides=shown_overrides, **kwargs)
+    return JobRecord(num=num, overrides=shown_overrides, cluster=entry.get("cluster"), **kwargs)

@@ -104,7 +104,7 @@ class ClusterWatcher:
         """Release a held job up to max_releases times, then remove it."""
         job = f"{self.cluster}.{rec.proc}"
         if rec.releases < self.max_releases:
-            rec.releases += 1
+            _jobstate.release_requested(rec)
             log.warning(
                 "job #%d (HTCondor %s) held: %s -- releasing it (%d of %d)",
                 rec.num,
@@ -116,7 +116,7 @@ class ClusterWatcher:
             self._act("Release", job)
         else:
             log.error("job #%d (HTCondor %s) held: %s -- removing it", rec.num, job, rec.hold_reason)
-            rec.removed_by_launcher = True
+            _jobstate.held_removal_requested(rec)
             self._act("Remove", job)
 
     def crosscheck(self) -> list[int]:
@@ -143,8 +143,7 @@ class ClusterWatcher:
         self.poll()  # an event written since the query may have ended a job the normal way
         lost = [pending[p] for p in sorted(set(pending) - known) if not pending[p].final]
         for rec in lost:
-            rec.state = JobState.REMOVED
-            rec.abort_reason = LOST
+            _jobstate.lost(rec, LOST)
             log.error("job #%d (HTCondor %d.%d): %s; it failed", rec.num, self.cluster, rec.proc, LOST)
         return [rec.num for rec in lost]
 
@@ -289,7 +288,7 @@ class ClusterWatcher:
                 nums = self.remove_unfinished(f"deadline of {self.timeout_s / 60:g} min passed")
                 for rec in self.records.values():
                     if rec.num in nums:
-                        rec.timed_out = True
+                        _jobstate.timed_out(rec)
                 log.error(
                     "HTCondor cluster %d: deadline (timeout_min=%g) passed, removed jobs %s",
                     self.cluster,
