@@ -81,7 +81,9 @@ def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> d
         launcher = make_launcher(sweep, extra)
         overrides = [[f"+x={i}"] for i in range(n_jobs)]
         t0 = time.perf_counter()
-        batch = _core.new_batch(launcher)
+        batch = _core.new_batch(
+            launcher.conf, launcher.config, launcher.hydra_context, launcher.task_function
+        )
         t1 = time.perf_counter()
         _core.add_jobs(batch, overrides, 0)
         t2 = time.perf_counter()

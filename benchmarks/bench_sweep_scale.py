@@ -225,13 +225,13 @@ MARKERS = {
 def procs_per_job(sweep_id: str) -> dict[int, int]:
     """How many procs the schedd ever had per Hydra job number of the sweep (queue and history)."""
     import htcondor2
-    from hydra_plugins.hydra_htcondor_launcher import _core
+    from hydra_plugins.hydra_htcondor_launcher import _resume
 
     schedd = htcondor2.Schedd()
     ids = {  # the launcher's own query of a sweep's jobs (the tests check it independently)
         (int(ad["ClusterId"]), int(ad["ProcId"])): num
         for history in (False, True)
-        for num, ads in _core._sweep_jobs(schedd, sweep_id, history).items()
+        for num, ads in _resume._sweep_jobs(schedd, sweep_id, history).items()
         for ad in ads
     }
     counts: dict[int, int] = {}

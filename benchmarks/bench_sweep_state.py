@@ -33,7 +33,6 @@ folder, first on ``PYTHONPATH``), alternating with the working tree's: the befor
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -189,8 +188,15 @@ def build_sweep(folder: str, n: int, kind: str, collected: bool = False) -> None
     got = [rec.state.value for rec in records.values()]
     assert got == states, "the event log does not say what it was built to say"
     import cloudpickle
-    from hydra_plugins.hydra_htcondor_launcher import _worker
-    from hydra_plugins.hydra_htcondor_launcher._manifest import return_note
+    # The launcher's own helpers, where they live now or (a --baseline before they moved) lived then.
+    try:
+        from hydra_plugins.hydra_htcondor_launcher._contract import return_note
+        from hydra_plugins.hydra_htcondor_launcher._layout import result_note_path
+    except ImportError:
+        from hydra_plugins.hydra_htcondor_launcher._manifest import return_note  # type: ignore[no-redef]
+        from hydra_plugins.hydra_htcondor_launcher._worker import (  # type: ignore[no-redef]
+            return_note_path as result_note_path,
+        )
 
     notes = {state: return_note(cloudpickle.loads(data)._return_value) for state, data in results.items()}
     for num, state in enumerate(states):
@@ -198,7 +204,7 @@ def build_sweep(folder: str, n: int, kind: str, collected: bool = False) -> None
             result = os.path.join(htdir, f"{num}.result.pkl")
             with open(result, "wb") as f:
                 f.write(results[state])
-            with open(_worker.return_note_path(result), "w") as f:  # as the worker writes it after the result
+            with open(result_note_path(result), "w") as f:  # as the worker writes it after the result
                 f.write(notes[state])
     for rec in records.values():
         m.record(rec, CLUSTER, log_file)
@@ -239,18 +245,15 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
     save_ms = _median_ms(save_batch, repeats)
     size_kb = os.path.getsize(m.path) / 1024
     # The launcher's defaults (poll 0.5 s, status every 15 s), no pool: records and the clocks only.
-    watcher_of = functools.partial(
-        _wait.ClusterWatcher,
-        None,
-        None,
-        CLUSTER,
-        "/nonexistent.log",
-        recs,
-        max_releases=0,
-        poll_interval=0.5,
-        status_interval=15.0,
-        timeout_s=1e9,
-    )
+    pacing: dict[str, Any] = dict(max_releases=0, poll_interval=0.5, status_interval=15.0, timeout_s=1e9)
+
+    def watcher_of(crosscheck_every: int | None = None, **kw: Any) -> Any:
+        more = {} if crosscheck_every is None else {"crosscheck_every": crosscheck_every}
+        if hasattr(_wait, "WatchPolicy"):  # else a --baseline from before the watcher took one policy
+            policy = _wait.WatchPolicy(**pacing, **more)
+            return _wait.ClusterWatcher(None, None, CLUSTER, "/nonexistent.log", recs, policy, **kw)
+        return _wait.ClusterWatcher(None, None, CLUSTER, "/nonexistent.log", recs, **pacing, **more, **kw)
+
     watcher = watcher_of(wall_clock=lambda: T0 + 600)
     table = watcher.table(600.0)
     table_ms = _median_ms(lambda: watcher.table(600.0), repeats)
@@ -259,10 +262,10 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
     clock = [0.0]
     saves = [0]
     watcher = watcher_of(
+        crosscheck_every=10**9,
         clock=lambda: clock[0],
         wall_clock=lambda: T0 + 600 + clock[0],
         on_change=lambda: saves.__setitem__(0, saves[0] + 1),
-        crosscheck_every=10**9,
     )
     pending = [rec for rec in recs.values() if not rec.final]
     polls = iter(range(10**9))

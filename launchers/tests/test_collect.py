@@ -4,7 +4,7 @@ result files written as the worker writes them). The failure path never raises."
 import cloudpickle
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _core, _worker
+from hydra_plugins.hydra_htcondor_launcher import _contract, _results
 from hydra_plugins.hydra_htcondor_launcher._batch import Batch, HTCondorJobReturn, Job
 from hydra_plugins.hydra_htcondor_launcher._errors import JobFailedError
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
@@ -54,13 +54,13 @@ def test_failures_never_raise_and_keep_the_other_results(tmp_path):
     outside = KeyError("Environment variable 'ONLY_HERE' not found")
     worker_ret = JobReturn(overrides=["+x=1"], status=JobStatus.FAILED, _return_value=outside)
     (htdir / "1.result.pkl").write_bytes(cloudpickle.dumps(worker_ret))
-    _ended(batch, 1, "failed", exit_code=_worker.OUTSIDE_FAILURE)
+    _ended(batch, 1, "failed", exit_code=_contract.OUTSIDE_FAILURE)
     (htdir / "2.err").write_text("noise\n\nTraceback (most recent call last):\nImportError: no module x\n")
     _ended(batch, 2, "failed", exit_code=3)
     (htdir / "3.result.pkl").write_bytes(b"not a pickle")
     _ended(batch, 3, "done", exit_code=0)
 
-    results = _core.collect(batch)
+    results = _results.collect(batch)
 
     assert all(isinstance(ret, HTCondorJobReturn) for ret in results)
     assert results[0].status == JobStatus.COMPLETED and results[0].return_value == "fine"
@@ -87,10 +87,10 @@ def test_a_result_left_by_a_crashed_run_is_not_taken(tmp_path):
     stale.return_value = "stale"
     (htdir / "0.result.pkl").write_bytes(cloudpickle.dumps(stale))
     _ended(batch, 0, "failed", exit_code=1, retries=1)
-    ret = _core.collect(batch)[0]
+    ret = _results.collect(batch)[0]
     assert ret.status == JobStatus.FAILED and ret.attempts == 2
     assert "exited with code 1 (attempt 2 of 2)" in str(ret._return_value)
 
 
 def test_err_tail_is_empty_without_a_file(tmp_path):
-    assert _core.err_tail(str(tmp_path / "missing.err")) == ""
+    assert _results.err_tail(str(tmp_path / "missing.err")) == ""

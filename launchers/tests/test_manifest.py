@@ -10,7 +10,8 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_htcondor_launcher import _cli, _schedd, _wait
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
-from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, manifest_path, record_of
+from hydra_plugins.hydra_htcondor_launcher._layout import manifest_path
+from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, record_of
 
 
 def _manifest(tmp_path, jobs=None):
@@ -216,10 +217,7 @@ def _watcher(schedd, records):
         9,
         "/nonexistent.log",
         records,
-        max_releases=0,
-        poll_interval=0.1,
-        status_interval=1,
-        timeout_s=60,
+        _wait.WatchPolicy(max_releases=0, poll_interval=0.1, status_interval=1, timeout_s=60),
     )
 
 
@@ -343,15 +341,15 @@ class _Flaky:
 
 
 def test_the_resumed_sweeps_query_is_retried_and_then_stops_the_run(monkeypatch):
-    from hydra_plugins.hydra_htcondor_launcher import _core
+    from hydra_plugins.hydra_htcondor_launcher import _resume
     from hydra_plugins.hydra_htcondor_launcher._errors import PoolUnreachableError
 
     monkeypatch.setattr(_schedd, "RETRY_BACKOFF_S", 0.0)
     once = _Flaky(failures=1)
-    assert list(_core._sweep_jobs(once, "s1", history=False)) == [0] and once.asked == 2
+    assert list(_resume._sweep_jobs(once, "s1", history=False)) == [0] and once.asked == 2
     never = _Flaky(failures=99)
     with pytest.raises(PoolUnreachableError) as err:
-        _core._sweep_jobs(never, "s1", history=False)
+        _resume._sweep_jobs(never, "s1", history=False)
     assert never.asked == _schedd.QUERY_TRIES
     msg = str(err.value)
     assert "\n" not in msg and "did not answer when asked for the sweep's jobs in its queue" in msg
@@ -378,7 +376,7 @@ def test_retried_waits_twice_as_long_each_time():
 def test_the_task_hash_covers_its_package_sources_not_only_its_pickle(tmp_path, monkeypatch):
     import importlib
 
-    from hydra_plugins.hydra_htcondor_launcher import _core
+    from hydra_plugins.hydra_htcondor_launcher import _resume
 
     pkg = tmp_path / "fc_taskpkg"
     (pkg / "sub").mkdir(parents=True)
@@ -390,12 +388,12 @@ def test_the_task_hash_covers_its_package_sources_not_only_its_pickle(tmp_path, 
     (pkg / "helper.py").write_text("def f():\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     task = importlib.import_module("fc_taskpkg.sub.task").task
-    files = _core.task_files(task)
+    files = _resume.task_files(task)
     assert sorted(files) == sorted(str(p) for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
-    before = _core.task_digest(task)
-    assert _core.task_digest(task) == before  # the same task, the same hash
+    before = _resume.task_digest(task)
+    assert _resume.task_digest(task) == before  # the same task, the same hash
     (pkg / "helper.py").write_text("def f():\n    return 2\n")  # pickled by reference: only the file changed
-    assert _core.task_digest(task) != before
+    assert _resume.task_digest(task) != before
 
 
 def test_salvage_keeps_the_head_and_every_whole_job_line_of_a_cut_manifest(tmp_path):

@@ -320,7 +320,9 @@ def test_a_deleted_event_log_fails_and_removes_its_batch_after_the_grace(tmp_pat
         records = {p: _jobstate.JobRecord(proc=p, num=p, cluster=cluster) for p in (0, 1)}
         watcher = _wait.ClusterWatcher(
             htcondor2, schedd, cluster, str(log_file), records,
-            max_releases=0, poll_interval=0.1, status_interval=1000.0, timeout_s=300.0, log_grace_s=3.0,
+            _wait.WatchPolicy(
+                max_releases=0, poll_interval=0.1, status_interval=1000.0, timeout_s=300.0, log_grace_s=3.0
+            ),
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while not all(rec.last_event for rec in records.values()):  # both SUBMIT events read

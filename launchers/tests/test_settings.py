@@ -9,10 +9,10 @@ import pytest
 from _launch_helpers import TRIVIAL_APP, run_script_app
 from hydra import compose, initialize
 from hydra.errors import ConfigCompositionException
+from hydra_plugins.hydra_htcondor_launcher._contract import WORKER_EXIT_CODES
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
 from hydra_plugins.hydra_htcondor_launcher._settings import Settings, validate
-from hydra_plugins.hydra_htcondor_launcher._worker import WORKER_EXIT_CODES
-from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
+from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf, OnInterrupt
 from omegaconf import OmegaConf
 
 README = Path(__file__).parents[1] / "README.md"
@@ -96,6 +96,10 @@ def test_checkpoint_exit_code_may_not_be_one_the_launcher_reserves(code, tmp_pat
         ({"submit_commands": {"job_lease_duration": "60"}}, "use hydra.launcher.job_lease_minutes instead"),
         ({"getenv": ["OK", "BAD-NAME"]}, "getenv=['OK', 'BAD-NAME'] is invalid: expected true, false, null"),
         ({"getenv": 3}, "getenv=3 is invalid"),
+        ({"on_interrupt": "pause"}, "on_interrupt='pause' is invalid: expected 'remove' or 'keep'"),
+        ({"request_gpus": 1, "gpus_minimum_capability": 0}, "gpus_minimum_capability=0 is invalid"),
+        ({"poll_interval": -1}, "poll_interval=-1 is invalid: expected a number > 0"),
+        ({"max_releases": True}, "max_releases=True is invalid: expected an integer >= 0"),
     ],
 )
 def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
@@ -137,6 +141,48 @@ def test_composition_gives_an_env_mode_enum():
     assert cfg.hydra.launcher.env_mode == EnvMode.packed
 
 
+def test_on_interrupt_is_an_enum_and_a_plain_string_still_validates():
+    cfg = _compose("hydra.launcher.on_interrupt=keep")
+    assert cfg.hydra.launcher.on_interrupt == OnInterrupt.keep
+    assert _validate(_conf(on_interrupt="keep")).on_interrupt is OnInterrupt.keep
+
+
+BOUNDED = [f for f in dataclasses.fields(HTCondorLauncherConf) if "bound" in f.metadata]
+
+
+@pytest.mark.parametrize("f", BOUNDED, ids=[f.name for f in BOUNDED])
+def test_a_bound_declared_beside_its_field_is_checked_at_its_edge(f):
+    bound = f.metadata["bound"]
+    needs = {"request_gpus": 1} if f.name.startswith("gpus_") else {}
+    edge = bound.least + (1 if bound.strict else 0)
+    assert getattr(_validate(_conf(**needs, **{f.name: edge})), f.name) == edge
+    outside = bound.least if bound.strict else bound.least - 1
+    with pytest.raises(ConfigError) as info:
+        _validate(_conf(**needs, **{f.name: outside}))
+    op = ">" if bound.strict else ">="
+    assert str(info.value) == (
+        f"hydra.launcher.{f.name}={outside!r} is invalid: expected {bound.what} {op} {bound.least}"
+        + (", or null" if f.default is None else "")
+    )
+
+
+def test_the_simple_bounds_are_declared_in_config_py():
+    # The numeric settings whose only check is a minimum; _settings.validate re-lists none of them.
+    assert {f.name for f in BOUNDED} == {
+        "request_cpus",
+        "request_gpus",
+        "gpus_minimum_capability",
+        "gpus_minimum_memory",
+        "max_retries",
+        "max_running",
+        "job_lease_minutes",
+        "poll_interval",
+        "status_interval",
+        "timeout_min",
+        "max_releases",
+    }
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -147,6 +193,7 @@ def test_composition_gives_an_env_mode_enum():
         ("hydra.launcher.request_gpu=1", "Key 'request_gpu' not in 'HTCondorLauncherConf'"),
         ("hydra.launcher.universe=container", "Key 'universe' not in 'HTCondorLauncherConf'"),
         ("hydra.launcher.request_cpus=many", "Value 'many' of type 'str' could not be converted to Integer"),
+        ("hydra.launcher.on_interrupt=pause", "Invalid value 'pause', expected one of [remove, keep]"),
         (
             "hydra.launcher.job_lease_minutes=1.5",
             "Value '1.5' of type 'float' could not be converted to Integer",

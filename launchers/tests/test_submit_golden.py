@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hydra_plugins.hydra_htcondor_launcher import _submit
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
 from hydra_plugins.hydra_htcondor_launcher._settings import validate
 from hydra_plugins.hydra_htcondor_launcher.config import EnvMode, HTCondorLauncherConf
 
@@ -116,8 +117,8 @@ def test_submit_description_matches_golden(case, tmp_path):
     settings = _validate(_conf(**overrides))
     subdirs = ["4", "5", "6"] if settings.transfer_files else []
     batch_inputs = [
-        _submit.common_path(f"{SWEEP}/.htcondor", "0123abcd"),
-        f"{SWEEP}/.htcondor/config-sources-4567",
+        SweepLayout(SWEEP).common("0123abcd"),
+        SweepLayout(SWEEP).snapshot("4567"),
     ]
     plan = _submit.build_submit(
         settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6], job_subdirs=subdirs, batch_inputs=batch_inputs
@@ -182,7 +183,7 @@ def test_packed_wrapper_exits_with_its_reserved_code_when_the_archive_has_no_pyt
     import subprocess
     import tarfile
 
-    from hydra_plugins.hydra_htcondor_launcher._worker import NO_PACKED_PYTHON, WORKER_EXIT_CODES
+    from hydra_plugins.hydra_htcondor_launcher._contract import NO_PACKED_PYTHON, WORKER_EXIT_CODES
 
     (tmp_path / "src" / "lib").mkdir(parents=True)
     archive = tmp_path / "job" / "env.tar"

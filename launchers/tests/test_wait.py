@@ -1,6 +1,7 @@
 """The wait loop's decisions on scripted job events: releases, removals, the deadline, when tables are
 logged (fakes at the bindings boundary; the real pool tests are in test_pool_failures.py)."""
 
+import dataclasses
 import enum
 import itertools
 import logging
@@ -60,13 +61,22 @@ class FakeBindings:
         return types.SimpleNamespace(act=lambda action, spec: self.actions.append((action.value, spec)))
 
 
+_POLICY = {f.name for f in dataclasses.fields(_wait.WatchPolicy)}
+
+
+def _policy_and_rest(kw):
+    """The WatchPolicy of the keywords that name its fields (fast defaults), and the other keywords."""
+    opts = {"max_releases": 0, "poll_interval": 0.0, "status_interval": 1000.0, "timeout_s": 1000.0, **kw}
+    policy = _wait.WatchPolicy(**{k: v for k, v in opts.items() if k in _POLICY})
+    return policy, {k: v for k, v in opts.items() if k not in _POLICY}
+
+
 def _watch(bindings, procs, overrides=None, **kw):
-    opts = {"max_releases": 0, "poll_interval": 0.0, "status_interval": 1000.0, "timeout_s": 1000.0}
-    opts.update(kw)
+    policy, rest = _policy_and_rest(kw)
     overrides = overrides or {}
     records = {p: JobRecord(proc=p, num=n, overrides=overrides.get(p, "")) for p, n in procs.items()}
     # An existing file: the watcher checks that the event log is still the file it opened.
-    return _wait.ClusterWatcher(bindings, bindings.schedd(), 7, __file__, records, **opts)
+    return _wait.ClusterWatcher(bindings, bindings.schedd(), 7, __file__, records, policy, **rest)
 
 
 def test_terminations_exit_codes_and_signals():
@@ -204,9 +214,9 @@ def test_on_change_is_throttled_to_save_gap_and_flushed_at_the_end():
 
 def _clocked(bindings, path, now, **kw):
     records = {p: JobRecord(proc=p, num=p) for p in (0, 1)}
-    opts = {"max_releases": 0, "poll_interval": 0.0, "status_interval": 1000.0, "timeout_s": 1000.0}
+    policy, rest = _policy_and_rest(kw)
     return _wait.ClusterWatcher(
-        bindings, bindings.schedd(), 7, str(path), records, clock=lambda: now[0], **{**opts, **kw}
+        bindings, bindings.schedd(), 7, str(path), records, policy, clock=lambda: now[0], **rest
     )
 
 

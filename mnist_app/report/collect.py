@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.hydra_htcondor_launcher._layout import MANIFEST_DIR, SweepLayout
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_app.report.condor import DISCONNECTED, HTCONDOR_DIR, CondorJob, batch_logs, read_event_logs
+from mnist_app.report.condor import DISCONNECTED, CondorJob, batch_logs, read_event_logs
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def _job_folders(sweep_dir: Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml"):
         job_dir = hydra_yaml.parent.parent
-        if job_dir == sweep_dir or HTCONDOR_DIR in job_dir.relative_to(sweep_dir).parts:
+        if job_dir == sweep_dir or MANIFEST_DIR in job_dir.relative_to(sweep_dir).parts:
             continue
         try:
             num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
@@ -168,7 +169,7 @@ def _condor_error(sweep_dir: Path, cj: CondorJob) -> str:
     if cj.end_reason:
         return cj.end_reason
     detail = f"exit code {cj.exit_code}" if cj.signal is None else f"signal {cj.signal}"
-    err = sweep_dir / HTCONDOR_DIR / f"{cj.num}.err"
+    err = Path(SweepLayout(str(sweep_dir)).stderr(cj.num))
     last = _last_line(err)
     return f"HTCondor job ended ({detail}) without results" + (f"; {err.name}: {last}" if last else "")
 

@@ -1,7 +1,8 @@
 """What HTCondor's job event logs in ``<sweep>/.htcondor/`` say about each job: where it ran, how often it
 started, how often it was evicted, how long it waited, and a timeline of its states.
 
-The launcher writes one event log per batch, ``batch-FIRST-LAST.log``, whose procs are the batch's jobs in
+The launcher writes one event log per batch (``batch-FIRST-LAST.log``; the launcher's ``_layout`` names
+every file of a sweep folder), whose procs are the batch's jobs in
 order (proc ``p`` is job ``FIRST + p``). Read with ``htcondor2.JobEventLog``, which needs no pool.
 """
 
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
+
 log = logging.getLogger(__name__)
 
-HTCONDOR_DIR = ".htcondor"
-_BATCH_LOG = re.compile(r"^batch-(\d+)-(\d+)\.log$")
 # Timeline states, in the order the report's legend shows them.
 WAITING, RUNNING, HELD, EVICTED, DONE, FAILED = "waiting", "running", "held", "evicted", "done", "failed"
 # HTCondor lost touch with the job's machine and waits for it (the job's lease) before it requeues the job.
@@ -82,14 +83,7 @@ class CondorJob:
 
 def batch_logs(sweep_dir: Path) -> list[tuple[int, Path]]:
     """(first job number, path) of each batch event log of the sweep, in job order."""
-    folder = sweep_dir / HTCONDOR_DIR
-    found = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = _BATCH_LOG.match(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
-    return sorted(found)
+    return [(first, Path(path)) for first, _, path in SweepLayout(str(sweep_dir)).batch_logs()]
 
 
 def _host(event: Any) -> str | None:

@@ -9,8 +9,8 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from . import _submit
 from ._jobstate import JobRecord
+from ._layout import SweepLayout
 from ._settings import Settings
 
 
@@ -67,6 +67,11 @@ class Batch:
         return self.settings.htcondor_dir
 
     @property
+    def layout(self) -> SweepLayout:
+        """Where the sweep's files are."""
+        return SweepLayout(self.sweep_dir, self.htcondor_dir)
+
+    @property
     def nums(self) -> list[int]:
         return [job.num for job in self.jobs]
 
@@ -75,16 +80,16 @@ class Batch:
         """The batch's HTCondor event log."""
         if self.event_log is not None:
             return self.event_log
-        return _submit.log_path(self.htcondor_dir, self.jobs[0].num, self.jobs[-1].num)
+        return self.layout.batch_log(self.jobs[0].num, self.jobs[-1].num)
 
     def result_path(self, job: Job) -> str:
-        return _submit.result_path(self.htcondor_dir, job.num)
+        return self.layout.result(job.num)
 
     def job_paths(self, job: Job) -> str:
         """Where to look when a job failed (every job error names them)."""
         return (
-            f"stdout {_submit.stdout_path(self.htcondor_dir, job.num)}, "
-            f"stderr {_submit.stderr_path(self.htcondor_dir, job.num)}, HTCondor log {self.log_file}"
+            f"stdout {self.layout.stdout(job.num)}, stderr {self.layout.stderr(job.num)}, "
+            f"HTCondor log {self.log_file}"
         )
 
     def submitted(self, cluster: int, first_proc: int, lease_s: float | None = None) -> None:

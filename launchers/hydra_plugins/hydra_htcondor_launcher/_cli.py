@@ -22,10 +22,12 @@ from typing import Any
 
 import cloudpickle
 
-from . import _jobstate, _schedd, _worker
+from . import _jobstate, _schedd
+from ._contract import return_note
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
-from ._manifest import Manifest, record_of, return_note
+from ._layout import SweepLayout, result_note_path
+from ._manifest import Manifest, record_of
 from ._status import shown_jobs, status_table
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
@@ -49,9 +51,7 @@ def records(manifest: Manifest) -> dict[int, JobRecord]:
     out: dict[int, JobRecord] = {}
     for key, entry in manifest.jobs.items():
         num = int(key)
-        rec = record_of(num, entry, _shown(entry.get("overrides", [])))
-        rec.cluster = entry.get("cluster")
-        out[num] = rec
+        out[num] = record_of(num, entry, _shown(entry.get("overrides", [])))
     unfinished = [r for r in out.values() if not r.final and r.cluster is not None and r.proc >= 0]
     logs: dict[str, list[JobRecord]] = {}
     for rec in unfinished:
@@ -111,8 +111,7 @@ def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
     for cluster, pending in by_cluster.items():
         for rec in pending:
             if rec.proc not in known[cluster]:
-                rec.state = JobState.REMOVED
-                rec.abort_reason = _schedd.LOST
+                _jobstate.lost(rec, _schedd.LOST)
     return None
 
 
@@ -135,7 +134,7 @@ def _result_note(entry: dict[str, Any]) -> str | None:
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _notes:
         try:  # the worker's one-line note, written after the result
-            with open(_worker.return_note_path(path), encoding="utf-8", errors="replace") as f:
+            with open(result_note_path(path), encoding="utf-8", errors="replace") as f:
                 _notes[key] = f.read()
             return _notes[key]
         except OSError:
@@ -161,7 +160,11 @@ def render(
     title = f"sweep {manifest.sweep_dir}"
     now = time.time()
     lines = [status_table(title, recs, now - manifest.updated, now, max_rows=max_rows, states=states)]
-    lines.append(f"logs in {manifest.htcondor_dir} (N.out, N.err; event logs batch-*.log)")
+    names = SweepLayout(manifest.sweep_dir, manifest.htcondor_dir)
+    out, err, log = (
+        os.path.basename(p) for p in (names.stdout("N"), names.stderr("N"), names.batch_log("*", "*"))
+    )
+    lines.append(f"logs in {manifest.htcondor_dir} ({out}, {err}; event logs {log})")
     shown = shown_jobs(recs, now, max_rows=max_rows, states=states)
     for rec in sorted(shown, key=lambda rec: rec.num):
         if rec.state in (JobState.DONE, JobState.FAILED):
@@ -258,7 +261,8 @@ def logs(sweep_dir: str, num: int) -> int:
         raise HTCondorLauncherError(f"job {num} is not in the sweep {manifest.sweep_dir} (jobs: {known})")
     out: list[str] = []
     for what in ("stdout", "stderr"):
-        path = entry.get(what) or os.path.join(manifest.htcondor_dir, f"{num}.{what[3:]}")
+        names = SweepLayout(manifest.sweep_dir, manifest.htcondor_dir)
+        path = entry.get(what) or (names.stdout(num) if what == "stdout" else names.stderr(num))
         out.append(f"== {what} {path} (last {TAIL_LINES} lines)")
         out.append(_tail(path))
     log_file, cluster, proc = entry.get("log"), entry.get("cluster"), entry.get("proc")

@@ -335,6 +335,28 @@ def apply(rec: JobRecord, event_type: str, event: Event, ts: float) -> bool:
     return True
 
 
+def release_requested(rec: JobRecord) -> None:
+    """The launcher asked the schedd to release this held job; the released event requeues it."""
+    rec.releases += 1
+
+
+def held_removal_requested(rec: JobRecord) -> None:
+    """The launcher asked the schedd to remove this held job (no releases left); the abort event ends it,
+    failed with its hold reason."""
+    rec.removed_by_launcher = True
+
+
+def timed_out(rec: JobRecord) -> None:
+    """The batch's deadline passed before this job ended (it is being removed)."""
+    rec.timed_out = True
+
+
+def lost(rec: JobRecord, reason: str) -> None:
+    """The schedd no longer knows this unfinished job (neither its queue nor its history): it failed."""
+    rec.state = JobState.REMOVED
+    rec.abort_reason = reason
+
+
 def remove_requested(rec: JobRecord, reason: str) -> None:
     """The launcher asked the schedd to remove this job; the abort event will end it."""
     rec.removed_by_launcher = True

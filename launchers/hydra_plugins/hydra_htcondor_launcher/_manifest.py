@@ -20,15 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._contract import return_note, write_atomic
 from ._errors import HTCondorLauncherError
 from ._jobstate import JobRecord, JobState
-from ._worker import write_atomic
+from ._layout import MANIFEST_DIR, MANIFEST_NAME, manifest_path
 
 VERSION = 1
-MANIFEST_NAME = "manifest.json"
-# The manifest's place is fixed relative to the sweep folder (htcondor_dir may be elsewhere): the command
-# line tool finds it from the sweep folder alone.
-MANIFEST_DIR = ".htcondor"
 # The JobRecord fields kept per job (what the status table and a resumed launcher need).
 _RECORD_FIELDS = (
     "proc",
@@ -54,7 +51,6 @@ _RECORD_FIELDS = (
 )
 
 
-RETURN_CHARS = 100  # a return value as `hydra-htcondor status` shows it
 # What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
 # and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
 # before these fields have none: their results are reused as before.
@@ -63,10 +59,6 @@ INPUTS = ("task", "configs")
 
 class ManifestError(HTCondorLauncherError):
     """The sweep folder has no readable manifest, or the sweep changed."""
-
-
-def manifest_path(sweep_dir: str) -> str:
-    return os.path.join(sweep_dir, MANIFEST_DIR, MANIFEST_NAME)
 
 
 @dataclass
@@ -195,12 +187,6 @@ class Manifest:
             self.save()
 
 
-def return_note(value: Any) -> str:
-    """A job's return value (a failed job's: its exception) as `status` shows it: repr, one line, short."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= RETURN_CHARS else text[: RETURN_CHARS - 3] + "..."
-
-
 def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecord:
     """The JobRecord a manifest entry describes (for the status table of a sweep nobody follows)."""
     kwargs: dict[str, Any] = {}
@@ -211,4 +197,4 @@ def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecor
     state = entry.get("state")
     kwargs["state"] = JobState(state) if state in {s.value for s in JobState} else JobState.IDLE
     kwargs.setdefault("proc", -1)
-    return JobRecord(num=num, overrides=shown_overrides, **kwargs)
+    return JobRecord(num=num, overrides=shown_overrides, cluster=entry.get("cluster"), **kwargs)

@@ -27,9 +27,10 @@ from typing import Any
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
 
-from . import _schedd, _submit
+from . import _schedd
 from ._errors import HTCondorLauncherError
-from ._manifest import MANIFEST_DIR, Manifest, ManifestError, manifest_path
+from ._layout import SweepLayout, damaged_manifest_path, manifest_path
+from ._manifest import Manifest, ManifestError
 
 _PROJECTION = ["ClusterId", "ProcId", "HydraJobNum", "HydraSweepId", "JobStatus", "ExitCode", "ExitBySignal",
                "UserLog", "NumJobStarts", "RemoveReason", "HoldReason"]
@@ -81,26 +82,12 @@ def _result_state(path: str) -> str | None:
     return "done" if isinstance(ret, JobReturn) and ret.status == JobStatus.COMPLETED else "failed"
 
 
-def _spec_overrides(htcondor_dir: str, num: int) -> list[str] | None:
+def _spec_overrides(names: SweepLayout, num: int) -> list[str] | None:
     try:
-        with open(_submit.spec_path(htcondor_dir, num), "rb") as f:
+        with open(names.spec(num), "rb") as f:
             return [str(o) for o in pickle.load(f)["place"]["overrides"]]
     except Exception:
         return None
-
-
-def _file_nums(htcondor_dir: str) -> set[int]:
-    """Job numbers the sweep folder has files of (specs, results, result notes, logs)."""
-    nums: set[int] = set()
-    try:
-        names = os.listdir(htcondor_dir)
-    except OSError:
-        return nums
-    for name in names:
-        match = re.fullmatch(r"(\d+)\.(spec\.pkl|result\.pkl|result\.txt|out|err)", name)
-        if match:
-            nums.add(int(match.group(1)))
-    return nums
 
 
 def _find_sweep_id(schedd: Any, htcondor_dir: str) -> str | None:
@@ -141,7 +128,8 @@ def repair(sweep_dir: str, htcondor: Any) -> str:
     except OSError as exc:
         raise HTCondorLauncherError(f"cannot read {path}: {exc.strerror or exc}") from None
     head, salvaged = _salvage(text)
-    htcondor_dir = str(head.get("htcondor_dir") or os.path.join(sweep_dir, MANIFEST_DIR))
+    names = SweepLayout(sweep_dir, str(head.get("htcondor_dir") or ""))
+    htcondor_dir = names.htcondor_dir
     collector, schedd_name = head.get("collector"), head.get("schedd")
     try:
         schedd = _schedd.locate(htcondor, collector, schedd_name)
@@ -179,21 +167,20 @@ def repair(sweep_dir: str, htcondor: Any) -> str:
         collector=collector,
     )
     skipped = []
-    nums = {int(k) for k in salvaged} | set(newest) | _file_nums(htcondor_dir)
+    nums = {int(k) for k in salvaged} | set(newest) | names.job_file_nums()
     for num in sorted(nums):
         entry = dict(salvaged.get(str(num), {}))
         overrides = entry.get("overrides")
         if overrides is None:
-            overrides = _spec_overrides(htcondor_dir, num)
+            overrides = _spec_overrides(names, num)
         if overrides is None:  # no spec, no line: the job cannot be named for a re-run
             skipped.append(num)
             continue
-        result = _submit.result_path(htcondor_dir, num)
         entry.update(
             overrides=overrides,
-            result=entry.get("result") or result,
-            stdout=entry.get("stdout") or _submit.stdout_path(htcondor_dir, num),
-            stderr=entry.get("stderr") or _submit.stderr_path(htcondor_dir, num),
+            result=entry.get("result") or names.result(num),
+            stdout=entry.get("stdout") or names.stdout(num),
+            stderr=entry.get("stderr") or names.stderr(num),
         )
         ad = newest.get(num)
         if ad is not None:
@@ -216,7 +203,7 @@ def repair(sweep_dir: str, htcondor: Any) -> str:
 
     aside = None
     if os.path.exists(path):
-        aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside = damaged_manifest_path(path, time.strftime("%Y%m%d-%H%M%S"))
         shutil.copy2(path, aside)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     manifest.save()

@@ -97,3 +97,12 @@ def known_procs(schedd: Any, cluster: int, procs: Collection[int], sweep_id: str
         )
         known |= {int(ad["ProcId"]) for ad in history}
     return known & set(procs)
+
+
+def job_lease_s(ad: Any) -> float | None:
+    """A job ad's JobLeaseDuration (the pool's default when the launcher set none): how long HTCondor waits
+    for a disconnected job; None when the ad has no number there."""
+    try:
+        return float(ad["JobLeaseDuration"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -13,9 +13,9 @@ import os
 import re
 from collections.abc import Iterable
 
+from ._contract import WORKER_EXIT_CODES
 from ._errors import ConfigError
-from ._worker import WORKER_EXIT_CODES
-from .config import EnvMode, HTCondorLauncherConf
+from .config import Bound, EnvMode, HTCondorLauncherConf, OnInterrupt
 
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through
 # submit_commands would silently replace the launcher's value.
@@ -130,16 +130,29 @@ def _bad(name: str, value: object, expected: str) -> ConfigError:
     return ConfigError(f"hydra.launcher.{name}={value!r} is invalid: expected {expected}")
 
 
-def _at_least(name: str, value: int, minimum: int) -> int:
-    if value < minimum:
-        raise _bad(name, value, f"an integer >= {minimum}")
-    return value
-
-
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise _bad(name, value, "a number > 0")
-    return float(value)
+def _bounds(conf: HTCondorLauncherConf) -> dict[str, int | float | None]:
+    """Every setting declared with a Bound (config.bounded), checked; numbers ("a number") as floats."""
+    checked: dict[str, int | float | None] = {}
+    for f in dataclasses.fields(conf):
+        bound: Bound | None = f.metadata.get("bound")
+        if bound is None:
+            continue
+        value = getattr(conf, f.name)
+        optional = f.default is None
+        if value is None and optional:
+            checked[f.name] = None
+            continue
+        fits = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (value > bound.least if bound.strict else value >= bound.least)
+        )
+        if not fits:
+            op = ">" if bound.strict else ">="
+            raise _bad(f.name, value, f"{bound.what} {op} {bound.least}" + (", or null" if optional else ""))
+        is_float = f.type is float or float in getattr(f.type, "__args__", ())
+        checked[f.name] = float(value) if is_float else value
+    return checked
 
 
 def _size(name: str, value: str) -> str:
@@ -193,13 +206,10 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
     `cwd` resolves relative paths, `sweep_dir` is the absolute hydra.sweep.dir, `default_python` the worker
     Python for env_mode=shared when python is null.
     """
-    request_gpus = _at_least("request_gpus", conf.request_gpus, 0)
-    capability = conf.gpus_minimum_capability
-    if capability is not None and capability <= 0:
-        raise _bad("gpus_minimum_capability", capability, "a compute capability such as 7.0, or null")
-    gpu_memory = conf.gpus_minimum_memory
-    if gpu_memory is not None and gpu_memory <= 0:
-        raise _bad("gpus_minimum_memory", gpu_memory, "an integer number of MiB > 0, or null")
+    bounded = _bounds(conf)
+    request_gpus = bounded["request_gpus"]
+    capability = bounded["gpus_minimum_capability"]
+    gpu_memory = bounded["gpus_minimum_memory"]
     for name, value in (("gpus_minimum_capability", capability), ("gpus_minimum_memory", gpu_memory)):
         if value is not None and request_gpus == 0:
             raise ConfigError(
@@ -316,27 +326,21 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
             checkpoint_exit_code,
             f"an exit code 1-255 other than those the launcher reserves for itself ({taken}), or null",
         )
-    max_retries = _at_least("max_retries", conf.max_retries, 0)
-    if conf.retry_on_task_error and max_retries == 0:
+    if conf.retry_on_task_error and bounded["max_retries"] == 0:
         raise ConfigError(
             "hydra.launcher.retry_on_task_error=true needs hydra.launcher.max_retries >= 1 (it is 0)"
         )
-    max_running = conf.max_running
-    if max_running is not None and max_running < 1:
-        raise _bad("max_running", max_running, "an integer >= 1, or null")
-    job_lease_minutes = conf.job_lease_minutes
-    if job_lease_minutes is not None and (isinstance(job_lease_minutes, bool) or job_lease_minutes < 1):
-        raise _bad("job_lease_minutes", job_lease_minutes, "an integer number of minutes >= 1, or null")
     getenv = _getenv(conf.getenv)
-    if conf.on_interrupt not in ("remove", "keep"):
-        raise _bad("on_interrupt", conf.on_interrupt, "'remove' or 'keep'")
+    try:
+        on_interrupt = OnInterrupt(conf.on_interrupt)  # also takes the plain string of a hand-built config
+    except ValueError:
+        raise _bad("on_interrupt", conf.on_interrupt, "'remove' or 'keep'") from None
 
     values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
+    values.update(bounded)
     values.update(
-        request_cpus=_at_least("request_cpus", conf.request_cpus, 1),
         request_memory=_size("request_memory", conf.request_memory),
         request_disk=_size("request_disk", conf.request_disk),
-        gpus_minimum_capability=None if capability is None else float(capability),
         requirements=_str_list("requirements", conf.requirements),
         env_mode=env_mode,
         container_image=container_image,
@@ -350,11 +354,7 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
         batch_name=batch_name.strip(),
         schedd=_opt_str("schedd", conf.schedd),
         collector=_opt_str("collector", conf.collector),
-        poll_interval=_positive("poll_interval", conf.poll_interval),
-        status_interval=_positive("status_interval", conf.status_interval),
-        timeout_min=_positive("timeout_min", conf.timeout_min),
-        max_releases=_at_least("max_releases", conf.max_releases, 0),
-        max_retries=max_retries,
         getenv=getenv,
+        on_interrupt=on_interrupt,
     )
     return Settings(**values)

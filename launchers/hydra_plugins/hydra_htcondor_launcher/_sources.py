@@ -58,10 +58,10 @@ from hydra.plugins.config_source import ConfigResult
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ._errors import ConfigError
+from ._layout import SNAPSHOT_PREFIX  # declared with every other file name of a sweep folder
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_PREFIX = "config-sources-"
 # Hydra reads config files with these suffixes only.
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 # A config folder is small; a search path entry pointing at a project root with data in it is a mistake we

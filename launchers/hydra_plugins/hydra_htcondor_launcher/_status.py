@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping
 
+from ._contract import OUTSIDE_FAILURE, TASK_RAISED
 from ._jobstate import JobRecord, JobState
-from ._worker import OUTSIDE_FAILURE, TASK_RAISED
 
 # Table order: what needs attention first, then what is in flight, what just finished (RECENT_S), then the
 # quiet majority: waiting, then long done. A big sweep's table shows the first max_rows of these.

@@ -9,9 +9,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._contract import NO_PACKED_PYTHON, TASK_RAISED
 from ._errors import ConfigError
+from ._layout import SweepLayout
 from ._settings import Settings
-from ._worker import NO_PACKED_PYTHON, TASK_RAISED
 from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
@@ -23,32 +24,6 @@ WRAPPER_NAME = "packed-env-wrapper.sh"
 # The itemdata variables: the job number, and (transfer_files) the top entry of the job's folder.
 ITEM = "$(job_num)"
 JOB_TOP = "$(job_top)"
-
-
-def spec_path(htcondor_dir: str, num: int | str) -> str:
-    return os.path.join(htcondor_dir, f"{num}.spec.pkl")
-
-
-def common_path(htcondor_dir: str, key: str) -> str:
-    """What every job of a batch needs (task, callbacks, composition kit); `key` is its content hash."""
-    return os.path.join(htcondor_dir, f"common-{key}.pkl")
-
-
-def result_path(htcondor_dir: str, num: int | str) -> str:
-    return os.path.join(htcondor_dir, f"{num}.result.pkl")
-
-
-def stdout_path(htcondor_dir: str, num: int | str) -> str:
-    return os.path.join(htcondor_dir, f"{num}.out")
-
-
-def stderr_path(htcondor_dir: str, num: int | str) -> str:
-    return os.path.join(htcondor_dir, f"{num}.err")
-
-
-def log_path(htcondor_dir: str, first: int, last: int) -> str:
-    """One HTCondor event log per batch (one cluster)."""
-    return os.path.join(htcondor_dir, f"batch-{first}-{last}.log")
 
 
 @dataclass(frozen=True)
@@ -144,6 +119,7 @@ def build_submit(
     transfer_files, read in place otherwise.
     """
     htdir = settings.htcondor_dir
+    names = SweepLayout(sweep_dir, htdir)  # a job's files named for all jobs at once: $(job_num)
     first, last = job_nums[0], job_nums[-1]
     job_tops: list[str] = []
     if settings.transfer_files:
@@ -164,8 +140,8 @@ def build_submit(
 
     transfer_inputs: list[str] = []
     if settings.transfer_files:
-        spec_arg = os.path.basename(spec_path(htdir, ITEM))
-        transfer_inputs.append(spec_path(htdir, ITEM))
+        spec_arg = os.path.basename(names.spec(ITEM))
+        transfer_inputs.append(names.spec(ITEM))
         transfer_inputs.extend(batch_inputs)
         worker_args = [
             "-m",
@@ -176,7 +152,7 @@ def build_submit(
             TRANSFER_ROOT,
         ]
     else:
-        spec_arg = spec_path(htdir, ITEM)
+        spec_arg = names.spec(ITEM)
         worker_args = ["-m", WORKER_MODULE, spec_arg, "$(ClusterId).$(ProcId)"]
 
     wrapper_path = wrapper_text = None
@@ -203,9 +179,9 @@ def build_submit(
     desc["arguments"] = _quote_arguments(args)
     desc["initialdir"] = sweep_dir if settings.transfer_files else cwd
 
-    desc["output"] = stdout_path(htdir, ITEM)
-    desc["error"] = stderr_path(htdir, ITEM)
-    desc["log"] = log_path(htdir, first, last)
+    desc["output"] = names.stdout(ITEM)
+    desc["error"] = names.stderr(ITEM)
+    desc["log"] = names.batch_log(first, last)
 
     desc["request_cpus"] = str(settings.request_cpus)
     desc["request_memory"] = settings.request_memory

@@ -8,15 +8,18 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _jobstate, _schedd
 from ._jobstate import JobRecord, JobState
 from ._schedd import LOST
 from ._status import MAX_ROWS, clock_time, status_table
+from .config import OnInterrupt
 
 if TYPE_CHECKING:
     from ._batch import Batch
+    from ._settings import Settings
 
 log = logging.getLogger(__name__)
 # The event-log view is cross-checked with the schedd (queue, then history) every this many status intervals.
@@ -31,6 +34,31 @@ SAVE_SHARE = 100
 EVENT_LOG_GRACE_S = 180.0
 
 
+@dataclass(frozen=True)
+class WatchPolicy:
+    """How a watcher follows its cluster: what the batch's settings say (``of``), and the pacing a test
+    may shorten."""
+
+    max_releases: int  # releases of a held job before it is removed
+    poll_interval: float  # seconds between reads of the event log
+    status_interval: float  # seconds between live tables
+    timeout_s: float  # the batch's deadline
+    max_rows: int | None = MAX_ROWS  # of the live table
+    change_gap_s: float = 5.0  # a table on a change at most this often
+    save_gap_s: float = SAVE_GAP_S  # on_change at most this often
+    crosscheck_every: int = CROSSCHECK_EVERY  # status intervals between lost-job cross-checks
+    log_grace_s: float = EVENT_LOG_GRACE_S  # an unreadable event log fails its batch after this long
+
+    @classmethod
+    def of(cls, settings: Settings, *, max_releases: int) -> WatchPolicy:
+        return cls(
+            max_releases=max_releases,
+            poll_interval=settings.poll_interval,
+            status_interval=settings.status_interval,
+            timeout_s=settings.timeout_s,
+        )
+
+
 class ClusterWatcher:
     """Feeds the cluster's events to its JobRecords (keyed by proc) and acts on the schedd where needed."""
 
@@ -41,41 +69,25 @@ class ClusterWatcher:
         cluster: int,
         log_file: str,
         records: Mapping[int, JobRecord],
+        policy: WatchPolicy,
         *,
-        max_releases: int,
-        poll_interval: float,
-        status_interval: float,
-        timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        max_rows: int = MAX_ROWS,
-        change_gap_s: float = 5.0,
         on_change: Callable[[], None] | None = None,
-        save_gap_s: float = SAVE_GAP_S,
-        crosscheck_every: int = CROSSCHECK_EVERY,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
-        log_grace_s: float = EVENT_LOG_GRACE_S,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
         self.cluster = cluster
         self.log_file = log_file
         self.records = records
-        self.max_releases = max_releases
-        self.poll_interval = poll_interval
-        self.status_interval = status_interval
-        self.timeout_s = timeout_s
+        self.policy = policy
         self.clock = clock
         self.wall_clock = wall_clock
-        self.max_rows = max_rows
-        self.change_gap_s = change_gap_s
         self.on_change = on_change
-        self.save_gap_s = save_gap_s
-        self.crosscheck_every = crosscheck_every
         self.reconnect = reconnect
         self.sweep_id = sweep_id
-        self.log_grace_s = log_grace_s
         self._events: Any = None
         self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
         self._unreadable_since: float | None = None
@@ -102,20 +114,20 @@ class ClusterWatcher:
     def _on_hold(self, rec: JobRecord) -> None:
         """Release a held job up to max_releases times, then remove it."""
         job = f"{self.cluster}.{rec.proc}"
-        if rec.releases < self.max_releases:
-            rec.releases += 1
+        if rec.releases < self.policy.max_releases:
+            _jobstate.release_requested(rec)
             log.warning(
                 "job #%d (HTCondor %s) held: %s -- releasing it (%d of %d)",
                 rec.num,
                 job,
                 rec.hold_reason,
                 rec.releases,
-                self.max_releases,
+                self.policy.max_releases,
             )
             self._act("Release", job)
         else:
             log.error("job #%d (HTCondor %s) held: %s -- removing it", rec.num, job, rec.hold_reason)
-            rec.removed_by_launcher = True
+            _jobstate.held_removal_requested(rec)
             self._act("Remove", job)
 
     def crosscheck(self) -> list[int]:
@@ -142,8 +154,7 @@ class ClusterWatcher:
         self.poll()  # an event written since the query may have ended a job the normal way
         lost = [pending[p] for p in sorted(set(pending) - known) if not pending[p].final]
         for rec in lost:
-            rec.state = JobState.REMOVED
-            rec.abort_reason = LOST
+            _jobstate.lost(rec, LOST)
             log.error("job #%d (HTCondor %d.%d): %s; it failed", rec.num, self.cluster, rec.proc, LOST)
         return [rec.num for rec in lost]
 
@@ -200,9 +211,9 @@ class ClusterWatcher:
                 self.cluster,
                 self.log_file,
                 problem,
-                self.log_grace_s,
+                self.policy.log_grace_s,
             )
-        elif now - self._unreadable_since >= self.log_grace_s:
+        elif now - self._unreadable_since >= self.policy.log_grace_s:
             self._fail_unreadable(problem)
 
     def _read_events(self) -> str | None:
@@ -235,7 +246,8 @@ class ClusterWatcher:
         """Fail and remove the unfinished jobs: the launcher cannot follow them, and left in the pool they
         would run unseen while their results are reported FAILED (a re-run re-attaches to live jobs: it
         would meet the same log). Results already written stay and are reused by a re-run."""
-        reason = f"its event log {self.log_file} stayed unreadable for {self.log_grace_s:g} s: {problem}"
+        grace = self.policy.log_grace_s
+        reason = f"its event log {self.log_file} stayed unreadable for {grace:g} s: {problem}"
         nums = self.remove_unfinished(reason)
         for rec in self.records.values():
             _jobstate.given_up(rec)  # no abort event can be read from that log
@@ -243,7 +255,8 @@ class ClusterWatcher:
 
     # -- waiting -------------------------------------------------------------------------------
     def table(self, elapsed: float) -> str:
-        return status_table(self.cluster, self.records, elapsed, self.wall_clock(), max_rows=self.max_rows)
+        rows = self.policy.max_rows
+        return status_table(self.cluster, self.records, elapsed, self.wall_clock(), max_rows=rows)
 
     def _snapshot(self) -> tuple[tuple[JobState, int], ...]:
         # A hold that was released between two polls changes no state, but still deserves a table.
@@ -252,17 +265,17 @@ class ClusterWatcher:
     def wait(self) -> Mapping[int, JobRecord]:
         """Block until every job ended or the deadline passed (then the rest is removed)."""
         start = self.clock()
-        deadline = start + self.timeout_s
+        deadline = start + self.policy.timeout_s
         last_seen: tuple[tuple[JobState, int], ...] | None = None
         last_log = -math.inf  # the first poll logs the table: the user sees the jobs at once
         last_check = start
         last_saved: tuple[tuple[JobState, int], ...] | None = None
         last_save = -math.inf
-        save_gap = self.save_gap_s
+        save_gap = self.policy.save_gap_s
         while True:
             self.poll()
             now = self.clock()
-            if now - last_check >= self.crosscheck_every * self.status_interval:
+            if now - last_check >= self.policy.crosscheck_every * self.policy.status_interval:
                 self.crosscheck()
                 last_check = now
             seen = self._snapshot()
@@ -273,40 +286,40 @@ class ClusterWatcher:
                 self.on_change()
                 # A big sweep's manifest costs more to rewrite: space the saves so that they take at most
                 # 1/SAVE_SHARE of the waiting time.
-                save_gap = max(self.save_gap_s, SAVE_SHARE * (time.perf_counter() - tic))
+                save_gap = max(self.policy.save_gap_s, SAVE_SHARE * (time.perf_counter() - tic))
                 last_saved, last_save = seen, now
             if done:
                 log.info("%s", self.table(now - start))
                 return self.records
             # On a change at most every change_gap_s (a wave of starts or ends makes one table, and a long
             # sweep's log stays readable), else every status_interval.
-            gap = min(self.change_gap_s, self.status_interval)
-            if (seen != last_seen and now - last_log >= gap) or now - last_log >= self.status_interval:
+            gap = min(self.policy.change_gap_s, self.policy.status_interval)
+            if (seen != last_seen and now - last_log >= gap) or now - last_log >= self.policy.status_interval:
                 log.info("%s", self.table(now - start))
                 last_seen, last_log = seen, now
             if now >= deadline:
-                nums = self.remove_unfinished(f"deadline of {self.timeout_s / 60:g} min passed")
+                nums = self.remove_unfinished(f"deadline of {self.policy.timeout_s / 60:g} min passed")
                 for rec in self.records.values():
                     if rec.num in nums:
-                        rec.timed_out = True
+                        _jobstate.timed_out(rec)
                 log.error(
                     "HTCondor cluster %d: deadline (timeout_min=%g) passed, removed jobs %s",
                     self.cluster,
-                    self.timeout_s / 60,
+                    self.policy.timeout_s / 60,
                     nums,
                 )
                 self._drain(grace_s=10.0)
                 for rec in self.records.values():
                     _jobstate.given_up(rec)
                 return self.records
-            time.sleep(self.poll_interval)
+            time.sleep(self.policy.poll_interval)
 
     def _drain(self, grace_s: float) -> None:
         """After removing jobs, read their abort events for a short while so the log is complete."""
         end = self.clock() + grace_s
         while self.clock() < end and not all(rec.final for rec in self.records.values()):
             self.poll()
-            time.sleep(self.poll_interval)
+            time.sleep(self.policy.poll_interval)
 
 
 def _watcher_of(
@@ -314,19 +327,8 @@ def _watcher_of(
 ) -> ClusterWatcher:
     """The watcher of a submitted batch, with the batch's own polling, table and deadline settings."""
     assert batch.cluster is not None
-    settings = batch.settings
-    return ClusterWatcher(
-        htcondor,
-        schedd,
-        batch.cluster,
-        batch.log_file,
-        batch.records,
-        max_releases=max_releases,
-        poll_interval=settings.poll_interval,
-        status_interval=settings.status_interval,
-        timeout_s=settings.timeout_s,
-        **extra,
-    )
+    policy = WatchPolicy.of(batch.settings, max_releases=max_releases)
+    return ClusterWatcher(htcondor, schedd, batch.cluster, batch.log_file, batch.records, policy, **extra)
 
 
 def remove_batch(batch: Batch, htcondor: Any, schedd: Any, reason: str) -> None:
@@ -357,7 +359,7 @@ def watch(
     try:
         watcher.wait()
     except KeyboardInterrupt:
-        if batch.settings.on_interrupt == "keep":
+        if batch.settings.on_interrupt == OnInterrupt.keep:
             log.warning(
                 "Interrupted: HTCondor cluster %d keeps running (on_interrupt=keep); %s",
                 batch.cluster,

@@ -17,7 +17,6 @@ outside this module.
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import logging
 import os
@@ -26,114 +25,18 @@ import re
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
-WRITE_FAILED = 2
-TASK_RAISED = 80
-OUTSIDE_FAILURE = 81
-NO_PACKED_PYTHON = 97  # the packed-environment wrapper (_submit.wrapper_script) found no Python to run
-# Every exit code the launcher gives a job itself (this module and the wrappers it generates), declared
-# here only: no setting (checkpoint_exit_code) may reuse one, or HTCondor would misread the launcher's own.
-WORKER_EXIT_CODES = {
-    WRITE_FAILED: "result not written",
-    TASK_RAISED: "the task raised",
-    OUTSIDE_FAILURE: "failure outside the task",
-    NO_PACKED_PYTHON: "no Python in the packed environment",
-}
+from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WRITE_FAILED, return_note, write_atomic
+from ._disk import full_disk
+from ._layout import result_note_path
 
 
 class DiskFullError(Exception):
     """A task (or the worker around it) failed on a full filesystem or an exhausted quota; the message says
     which folder, which filesystem and its free bytes, then the original exception's first line. The
     original exception and its traceback are kept in the remote-traceback note."""
-
-
-# Free bytes below which a filesystem counts as full (1 % of its size, at most 64 MiB): a write that fails
-# with less room left is almost surely why a task failed, whatever its exception says (torch's checkpoint
-# writer reports a full disk as "unexpected pos ...", not as ENOSPC).
-_FULL_BYTES = 64 * 2**20
-_FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, its causes and contexts, and the members of exception groups (each once)."""
-    todo, seen = [exc], set()
-    while todo:
-        cur = todo.pop()
-        if id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        yield cur
-        todo.extend(e for e in (cur.__cause__, cur.__context__) if e is not None)
-        todo.extend(e for e in getattr(cur, "exceptions", ()) if isinstance(e, BaseException))
-
-
-def _existing(path: str) -> str:
-    """`path`, or its nearest existing parent (a file whose creation failed, a folder not made yet)."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    return probe
-
-
-def _filesystem(path: str) -> str | None:
-    """'PATH is on FSTYPE MOUNT: N bytes free of SIZE' for the filesystem holding `path`; None when it
-    cannot be read."""
-    probe = _existing(path)
-    try:
-        st = os.statvfs(probe)
-    except OSError:
-        return None
-    mount = probe
-    while not os.path.ismount(mount):
-        mount = os.path.dirname(mount)
-    fstype = ""
-    try:
-        with open("/proc/self/mounts") as f:  # Linux: the last mount on that point is the one in effect
-            types = [ln.split()[2] for ln in f if len(ln.split()) > 2 and ln.split()[1] == mount]
-        fstype = f"{types[-1]} " if types else ""
-    except OSError:
-        pass
-    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
-    return f"{path} is on {fstype}{mount}: {free} bytes free of {total / 2**20:.1f} MiB"
-
-
-def _is_full(path: str) -> bool:
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    total = st.f_blocks * st.f_frsize
-    return st.f_bavail * st.f_frsize < min(_FULL_BYTES, max(total // 100, 4096))
-
-
-def full_disk(paths: Iterable[str], exc: BaseException | None = None) -> str | None:
-    """Why a failure was a full disk, on one line: 'no space left on device: PATH is on FSTYPE MOUNT: N
-    bytes free of SIZE', or None. It was when ENOSPC/EDQUOT is anywhere in `exc`'s chain (the path its
-    OSError names comes first), or when one of `paths` (the folders the job writes to) is on a full
-    filesystem. Never raises: it only adds to an error."""
-    try:
-        named = [p for p in paths if p]
-        for cause in _chain(exc) if exc is not None else ():
-            err = getattr(cause, "errno", None)
-            what = _FULL_ERRNOS.get(err) if isinstance(err, int) else None
-            if what is None:
-                text = str(cause)
-                what = next((w for e, w in _FULL_ERRNOS.items() if os.strerror(e) in text), None)
-            if what is not None:
-                files = [getattr(cause, a, None) for a in ("filename", "filename2")]
-                for path in [*(os.fsdecode(f) for f in files if isinstance(f, str | bytes)), *named]:
-                    where = _filesystem(path)
-                    if where is not None:
-                        return f"{what}: {where}"
-                return what
-        for path in named:
-            if _is_full(_existing(path)):
-                return f"{_FULL_ERRNOS[errno.ENOSPC]}: {_filesystem(path)}"
-    except Exception:  # a probe of the disk must never hide the error it is about
-        logging.getLogger(__name__).debug("full-disk probe failed", exc_info=True)
-    return None
 
 
 def _disk_full_error(exc: BaseException, paths: Iterable[str]) -> DiskFullError | None:
@@ -182,28 +85,6 @@ def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
         f"the task's {what} could not be pickled to send it back ({detail}); task result was: {original!r}"
     )
     return dumps(ret)
-
-
-def return_note_path(result_file: str) -> str:
-    """Next to the result: its return value (or exception) on one line, as `hydra-htcondor status` shows it,
-    so that status of a sweep nobody collected yet need not unpickle every result."""
-    return os.path.splitext(result_file)[0] + ".txt"
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write atomically: a reader sees the old state or the whole file, never half of it."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _add_remote_traceback(exc: BaseException, job_id: str) -> None:
@@ -334,7 +215,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         os.makedirs(os.path.join(transfer_root, job["job_subdir"]), exist_ok=True)
         os.makedirs(os.path.dirname(result_file), exist_ok=True)
     # A result of an earlier attempt (a retry, a restart after an eviction) must not pass for this one's.
-    for stale in (result_file, return_note_path(result_file)):
+    for stale in (result_file, result_note_path(result_file)):
         if os.path.exists(stale):
             os.remove(stale)
 
@@ -377,10 +258,8 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
         if why is not None:
             _tell(f"HTCondor job {job_id}: result not written: {why}")
         return WRITE_FAILED
-    from ._manifest import return_note
-
     try:
-        write_atomic(return_note_path(result_file), return_note(ret._return_value).encode())
+        write_atomic(result_note_path(result_file), return_note(ret._return_value).encode())
     except OSError as exc:  # only a shortcut for `status`; the result is what counts
         _tell("", exc)
     return code

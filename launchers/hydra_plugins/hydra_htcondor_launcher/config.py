@@ -1,8 +1,9 @@
 """Structured config of the HTCondor launcher, registered as ``hydra/launcher: htcondor``.
 
 This dataclass is the only declaration of the launcher's settings: names, types, defaults and what each one
-means. OmegaConf checks types and the closed choices (Enums) when Hydra composes the config; ``_settings``
-adds the checks a type cannot express (ranges, files that must exist, settings that need each other).
+means. OmegaConf checks types and the closed choices (Enums) when Hydra composes the config; a simple
+bound (a number's minimum) is declared beside its field (``Bound``) and checked by ``_settings.validate``,
+which adds the checks a declaration cannot express (files that must exist, settings that need each other).
 """
 
 from dataclasses import dataclass, field
@@ -10,6 +11,30 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The least value of a numeric setting, declared beside its field (``bounded``); an error says
+    'expected <what> >= <least>' (or '>' when `strict`, and ', or null' for an optional setting)."""
+
+    least: int | float
+    what: str = "an integer"
+    strict: bool = False
+
+
+def bounded(default: Any, least: int | float, what: str = "an integer", strict: bool = False) -> Any:
+    """A field with its Bound (in the field's metadata: OmegaConf ignores it)."""
+    return field(default=default, metadata={"bound": Bound(least, what, strict)})
+
+
+class OnInterrupt(str, Enum):
+    """What Ctrl-C while waiting does to the batch's unfinished jobs (a str Enum, as EnvMode is)."""
+
+    # Remove them from the pool (finished results stay).
+    remove = "remove"
+    # Leave them running; the launcher says how to re-attach.
+    keep = "keep"
 
 
 class EnvMode(str, Enum):
@@ -33,17 +58,19 @@ class HTCondorLauncherConf:
 
     # --- resources (one slot per job) ---
     # CPU cores per job (submit command request_cpus).
-    request_cpus: int = 1
+    request_cpus: int = bounded(1, 1)
     # GPUs per job (request_gpus); 0 asks for none.
-    request_gpus: int = 0
+    request_gpus: int = bounded(0, 0)
     # Memory per job: an integer in MiB or a number with a unit (KB, MB, GB, TB), e.g. "4GB".
     request_memory: str = "2GB"
     # Scratch disk per job, same syntax as request_memory.
     request_disk: str = "2GB"
     # Minimum CUDA compute capability of the GPU, e.g. 7.0 (only with request_gpus > 0).
-    gpus_minimum_capability: float | None = None
+    gpus_minimum_capability: float | None = bounded(
+        None, 0, "a compute capability (such as 7.0)", strict=True
+    )
     # Minimum GPU memory in MiB (only with request_gpus > 0).
-    gpus_minimum_memory: int | None = None
+    gpus_minimum_memory: int | None = bounded(None, 0, "an integer number of MiB", strict=True)
     # Extra ClassAd requirement expressions; all of them are AND-combined (with each other and with the
     # GPU constraints above), none replaces another.
     requirements: list[str] = field(default_factory=list)
@@ -81,18 +108,18 @@ class HTCondorLauncherConf:
     checkpoint_exit_code: int | None = 85
     # A job that dies outside the task (non-zero exit, signal, lost node, worker-side error) is run again by
     # HTCondor up to this many times, preferably on another machine; 0 never retries.
-    max_retries: int = 0
+    max_retries: int = bounded(0, 0)
     # Also retry a job whose task raised (needs max_retries >= 1); false returns the task's exception at once.
     retry_on_task_error: bool = False
     # At most this many jobs of a batch in the queue at once (HTCondor's late materialization,
     # max_materialize); null queues every job of the batch at submission.
-    max_running: int | None = None
+    max_running: int | None = bounded(None, 1)
     # Minutes HTCondor keeps a job whose execute machine it lost touch with (a dead node, a network
     # outage; the job shows as `disconnected`) before it gives up and requeues the job (submit command
     # job_lease_duration): an integer >= 1; null keeps HTCondor's default (40 minutes unless the pool sets
     # JOB_DEFAULT_LEASE_DURATION). Shorter requeues a dead machine's jobs sooner; too short also requeues
     # jobs that a brief outage would have spared.
-    job_lease_minutes: int | None = None
+    job_lease_minutes: int | None = bounded(None, 1, "an integer number of minutes")
     # Which of the submitting process's environment variables a job gets: true (all), false (none), or a
     # list of names and patterns (HTCondor's getenv, e.g. ["PROJECT_ROOT", "WANDB_*"]). null: all of them
     # on a shared filesystem (env_mode=shared, transfer_files=false) minus what the execute side must set
@@ -115,15 +142,15 @@ class HTCondorLauncherConf:
 
     # --- waiting ---
     # Seconds between reads of the job event log.
-    poll_interval: float = 0.5
+    poll_interval: float = bounded(0.5, 0, "a number", strict=True)
     # Seconds between live job-status tables (one is also logged after submission and, at most every 5 s,
     # when a job's state changes).
-    status_interval: float = 15.0
+    status_interval: float = bounded(15.0, 0, "a number", strict=True)
     # Deadline per batch in minutes: then the cluster is removed and every unfinished job fails.
-    timeout_min: float = 1440.0
+    timeout_min: float = bounded(1440.0, 0, "a number", strict=True)
     # A held job is released up to this many times before it is removed and failed with its hold reason;
     # 0 removes it at the first hold.
-    max_releases: int = 0
+    max_releases: int = bounded(0, 0)
 
     # --- sweeps that outlive the terminal (README, "Resume, detach, status") ---
     # Running the same command again with the same hydra.sweep.dir reuses finished results (not if the task's
@@ -134,7 +161,7 @@ class HTCondorLauncherConf:
     # Submit the batch, write the manifest, log how to follow and collect it, and exit 0 without waiting.
     detach: bool = False
     # Ctrl-C while waiting: "remove" the batch's unfinished jobs, or "keep" them running (re-attach later).
-    on_interrupt: str = "remove"
+    on_interrupt: OnInterrupt = OnInterrupt.remove
 
 
 ConfigStore.instance().store(

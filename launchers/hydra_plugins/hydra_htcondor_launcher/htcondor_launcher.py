@@ -49,4 +49,18 @@ class HTCondorLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from . import _core
 
-        return _core.launch(self, job_overrides=job_overrides, initial_job_idx=initial_job_idx)
+        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
+
+        def keep(manifest: Any) -> None:
+            self.manifest = manifest
+
+        return _core.launch(
+            self.conf,
+            self.config,
+            self.hydra_context,
+            self.task_function,
+            job_overrides=job_overrides,
+            initial_job_idx=initial_job_idx,
+            opened=self.manifest,
+            keep=keep,
+        )
