@@ -11,9 +11,10 @@ batch and the workers compose, in parallel, in every mode:
 - on the worker, Hydra's ``file`` and ``pkg`` config sources are replaced by ones that read the snapshot but
   keep their original paths, so the composed config (``hydra.runtime.config_sources`` included) and the
   primary config's own ``hydra.searchpath`` mean what they meant on the submit side;
-- Hydra's Singleton state travels item by item, the ConfigStore node by node: an item whose classes cannot be
-  imported on the worker (a sweeper plugin missing from a container image) is left out, and a ConfigStore
-  node then comes untyped, instead of the whole job failing to unpickle;
+- Hydra's Singleton state (the ConfigStore, the registered resolvers...) travels whole, so every config
+  composes with its own types and Enum checks; a class the worker cannot import fails the job with one line
+  naming it and the fix. The sweeper's nodes (``hydra/sweeper/...``) travel as plain configs: the worker
+  never runs the sweeper, and a sweeper plugin missing from a worker image must not fail the jobs;
 - what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
   submit side's, as it would be in a local run.
 
@@ -25,16 +26,19 @@ composes a sweep both ways and fails if the results differ.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import pathlib
+import pickle
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 from typing import Any, ClassVar
@@ -45,9 +49,8 @@ from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra._internal.core_plugins.importlib_resources_config_source import (
     ImportlibResourcesConfigSource,
 )
-from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
 from hydra._internal.sources_registry import SourcesRegistry
-from hydra.core.config_store import ConfigNode, ConfigStore
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.object_type import ObjectType
@@ -57,7 +60,7 @@ from hydra.core.singleton import Singleton
 from hydra.plugins.config_source import ConfigResult
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ._errors import ConfigError
+from ._errors import ConfigError, HTCondorLauncherError
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +93,8 @@ class Kit:
     shipped: dict[tuple[str, str], str]
     snapshot_dir: str  # absolute, on the submit side
     cwd: str  # the submitting working directory (hydra.runtime.cwd)
-    singletons: list[tuple[str, bytes]] = field(default_factory=list)
-    resolvers: list[tuple[str, bytes]] = field(default_factory=list)
-    # ConfigStore nodes: (label, repo path, typed pickle, untyped pickle or None).
-    store: list[tuple[str, tuple[str, ...], bytes, bytes | None]] = field(default_factory=list)
+    # Hydra's Singleton state, pickled apart from the kit: the worker unpickles it naming a missing class.
+    state: bytes = b""
 
     @property
     def snapshot_name(self) -> str:
@@ -118,18 +119,22 @@ def _portable(config: DictConfig) -> DictConfig:
     return portable
 
 
-def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable | None]]:
-    """(relative path, file) of every config file under root, and (relative folder path + "/", None) of
-    every folder (an empty group is still a group). Hidden folders, Python environments and the sweep's own
-    folder are not configs."""
+# Marks of a folder Hydra wrote (a run's .hydra/, a sweep's multirun.yaml) and of a Python environment:
+# never config groups, and their YAML changes with every run.
+_NOT_CONFIGS = (".hydra", "multirun.yaml", "pyvenv.cfg", "conda-meta")
+
+
+def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable]]:
+    """(relative path, file) of every config file under root: what composition can read. Not hidden
+    folders, __pycache__, Python environments, Hydra's output folders (old runs and sweeps under a
+    ``config_path="."``) nor the sweep's own folders (`skip`, real paths). A folder without config files
+    is left out: the snapshot, and its hash, change only when a config does."""
     stack: list[tuple[str, Traversable]] = [("", root)]
     while stack:
         rel, folder = stack.pop()
         entries = list(folder.iterdir())
-        names = {entry.name for entry in entries}
-        if rel and ("pyvenv.cfg" in names or "conda-meta" in names):
+        if rel and any(entry.name in _NOT_CONFIGS for entry in entries):
             continue
-        yield f"{rel}/", None
         for entry in entries:
             if entry.name.startswith(".") or entry.name == "__pycache__":
                 continue
@@ -156,7 +161,7 @@ def _source_root(scheme: str, path: str, cwd: str) -> Traversable | None:
 def _collect(
     sources: Iterable[tuple[str, str]], cwd: str, skip: set[str]
 ) -> tuple[dict[tuple[str, str], str], list[tuple[str, bytes]]]:
-    """The shipped sources' subfolders, and every file (and, ending in "/", folder) to write."""
+    """The shipped sources' subfolders, and every config file to write."""
     shipped: dict[tuple[str, str], str] = {}
     files: list[tuple[str, bytes]] = []
     for scheme, path in sources:
@@ -169,14 +174,14 @@ def _collect(
         shipped[(scheme, path)] = sub
         count = total = 0
         for rel, entry in _config_tree(root, skip):
-            data = b"" if entry is None else entry.read_bytes()
+            data = entry.read_bytes()
             count += 1
             total += len(data)
             files.append((f"{sub}/{rel}", data))
             if count > MAX_FILES or total > MAX_BYTES:
                 raise ConfigError(
                     f"the config search path entry {scheme}://{path} holds more than {MAX_FILES} config "
-                    f"files and folders or {MAX_BYTES >> 20} MiB of configs: the launcher ships every config "
+                    f"files or {MAX_BYTES >> 20} MiB of configs: the launcher ships every config "
                     "source with the jobs; point config_path (or hydra.searchpath) at a folder with the "
                     "configs only"
                 )
@@ -194,6 +199,8 @@ class Sources:
     def digest(self) -> str:
         """The content hash naming the snapshot (``config-sources-<digest>``): equal iff the configs are."""
         digest = hashlib.sha256()
+        for sub in sorted(set(self.shipped.values())):
+            digest.update(sub.encode() + b"/\0")
         for rel, data in sorted(self.files):
             digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
         return digest.hexdigest()[:16]
@@ -216,11 +223,10 @@ def _write_snapshot(parent: str, sources: Sources) -> str:
         return final
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-config-sources-", dir=parent)
+    for sub in set(sources.shipped.values()):  # a source without config files is still a source
+        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
     for rel, data in sources.files:
         target = os.path.join(tmp, rel)
-        if rel.endswith("/"):
-            os.makedirs(target, exist_ok=True)
-            continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "wb") as f:
             f.write(data)
@@ -233,24 +239,33 @@ def _write_snapshot(parent: str, sources: Sources) -> str:
     return final
 
 
-def _store_nodes(
-    tree: dict[str, Any], path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+def _plain(tree: dict[str, Any]) -> dict[str, Any]:
+    """A ConfigStore subtree, its nodes' types dropped (a node OmegaConf cannot make plain keeps them)."""
+    out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            yield from _store_nodes(value, (*path, key))
-        else:
-            yield path, key, value
+            out[key] = _plain(value)
+            continue
+        try:
+            plain = OmegaConf.create(OmegaConf.to_container(value.node, resolve=False, enum_to_str=True))
+        except Exception:
+            plain = value.node
+        out[key] = dataclasses.replace(value, node=plain)
+    return out
 
 
-def _untyped(node: ConfigNode) -> bytes | None:
-    try:
-        plain = OmegaConf.create(OmegaConf.to_container(node.node, resolve=False, enum_to_str=True))
-    except Exception:  # a node OmegaConf cannot make plain only loses its fallback
-        return None
-    if not isinstance(plain, DictConfig):
-        return None
-    return cloudpickle.dumps(dataclasses.replace(node, node=plain))
+def _state(same_env: bool) -> bytes:
+    """Hydra's Singleton state for the worker: whole, but for what only the same environment can use
+    (`_SAME_ENV_ONLY`) and the sweeper's ConfigStore nodes, which travel plain (see the module docstring)."""
+    state = Singleton.get_state()
+    instances = {cls: obj for cls, obj in state["instances"].items() if same_env or cls not in _SAME_ENV_ONLY}
+    store = instances.get(ConfigStore)
+    sweepers = store.repo.get("hydra", {}).get("sweeper") if store is not None else None
+    if store is not None and sweepers:
+        shipped = copy.copy(store)  # not ConfigStore(): the Singleton would return the live instance
+        shipped.repo = {**store.repo, "hydra": {**store.repo["hydra"], "sweeper": _plain(sweepers)}}
+        instances[ConfigStore] = shipped
+    return cloudpickle.dumps({"instances": instances, "omegaconf_resolvers": state["omegaconf_resolvers"]})
 
 
 def build_kit(
@@ -269,27 +284,13 @@ def build_kit(
         sources = gather(config, config_loader, cwd=cwd, htcondor_dir=htcondor_dir, sweep_dir=sweep_dir)
     snapshot_dir = _write_snapshot(htcondor_dir, sources)
 
-    state = Singleton.get_state()
-    dropped: tuple[type, ...] = (ConfigStore, *(() if same_env else _SAME_ENV_ONLY))
-    singletons = [
-        (cls.__name__, cloudpickle.dumps((cls, obj)))
-        for cls, obj in state["instances"].items()
-        if cls not in dropped
-    ]
-    resolvers = [(name, cloudpickle.dumps((name, fn))) for name, fn in state["omegaconf_resolvers"].items()]
-    store = [
-        ("/".join((*path, key)), (*path, key), cloudpickle.dumps(node), _untyped(node))
-        for path, key, node in _store_nodes(ConfigStore.instance().repo)
-    ]
     return Kit(
         master=_portable(config),
         search_path=config_loader.get_search_path(),
         shipped=sources.shipped,
         snapshot_dir=snapshot_dir,
         cwd=cwd,
-        singletons=singletons,
-        resolvers=resolvers,
-        store=store,
+        state=_state(same_env),
     )
 
 
@@ -327,16 +328,24 @@ def subdir_namer(config: DictConfig) -> Callable[[Sequence[str], int], str | Non
 # Worker side
 
 
-def _loads_each(packed: Iterable[tuple[str, bytes]], what: str) -> Iterator[Any]:
-    """Unpickle item by item; one that needs a module this worker lacks is left out, and said so."""
-    missing = []
-    for label, data in packed:
+class MissingClassError(HTCondorLauncherError, ImportError):
+    """A class Hydra's state from the submit side holds (a structured config's, an Enum's, a resolver's)
+    cannot be imported on the worker."""
+
+
+class _NamingUnpickler(pickle.Unpickler):
+    """Unpickles Hydra's state; a class this worker cannot import fails in one line naming it."""
+
+    def find_class(self, module: str, name: str) -> Any:
         try:
-            yield cloudpickle.loads(data)
-        except Exception as exc:
-            missing.append(f"{label} ({type(exc).__name__}: {exc})")
-    if missing:
-        log.warning("%s left out (not importable on this worker): %s", what, "; ".join(missing))
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as exc:
+            raise MissingClassError(
+                f"{module}.{name}, a class of the sweep's configs (Hydra's ConfigStore or resolvers on the "
+                f"submit side), cannot be imported on this worker ({type(exc).__name__}: {exc}): install "
+                f"{module.split('.')[0]!r} where the jobs run, or send its code with "
+                "hydra.launcher.transfer_input_files"
+            ) from None
 
 
 class _Shipped:
@@ -390,34 +399,13 @@ class ShippedPkgSource(_Shipped, ImportlibResourcesConfigSource):
 
 
 def restore(kit: Kit, snapshot_dir: str) -> None:
-    """Hydra's Singleton state as on the submit side (what can be imported here), reading `snapshot_dir`."""
-    instances = dict(_loads_each(kit.singletons, "Hydra state"))
-    resolvers = dict(_loads_each(kit.resolvers, "OmegaConf resolvers"))
-    Singleton.set_state({"instances": instances, "omegaconf_resolvers": resolvers})
-    repo = ConfigStore.instance().repo
-    untyped = []
-    for label, path, typed, plain in kit.store:
-        try:
-            node = cloudpickle.loads(typed)
-        except Exception as exc:
-            if plain is None:
-                log.warning("ConfigStore node %s left out: %s: %s", label, type(exc).__name__, exc)
-                continue
-            node = cloudpickle.loads(plain)
-            untyped.append(f"{label} ({type(exc).__name__}: {exc})")
-        tree = repo
-        for part in path[:-1]:
-            tree = tree.setdefault(part, {})
-        tree[path[-1]] = node
-    if untyped:
-        log.warning(
-            "ConfigStore nodes composed without their classes (not importable here): %s", "; ".join(untyped)
-        )
+    """Hydra's Singleton state as on the submit side, reading the config sources from `snapshot_dir`.
+    Raises MissingClassError (one line) for a class of that state this worker cannot import."""
+    Singleton.set_state(_NamingUnpickler(io.BytesIO(kit.state)).load())
     _Shipped.snapshot = {key: os.path.join(snapshot_dir, sub) for key, sub in kit.shipped.items()}
     types = SourcesRegistry.instance().types
     types["file"] = ShippedFileSource
     types["pkg"] = ShippedPkgSource
-    types.setdefault("structured", StructuredConfigSource)
 
 
 @contextlib.contextmanager
