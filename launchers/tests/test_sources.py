@@ -48,8 +48,8 @@ WORKER = textwrap.dedent(
     with open(kit_file, "rb") as f:
         kit = cloudpickle.load(f)
     try:
-        _sources.restore(kit, snapshot)
-        print(json.dumps([OmegaConf.to_yaml(_sources.compose(kit, job)) for job in jobs]))
+        _sources.restore(kit)
+        print(json.dumps([OmegaConf.to_yaml(_sources.compose(kit, snapshot, job)) for job in jobs]))
     except Exception as exc:
         print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
     """
@@ -127,14 +127,16 @@ SWEEPER_MODULES = ["hydra_plugins.hydra_optuna_sweeper", "optuna"]
 
 
 def _compose_both_ways(
-    root: Path, jobs: list[list[str]], *, schema_on_worker: bool
+    root: Path, jobs: list[list[str]], *, schema_on_worker: bool, master_overrides: tuple[str, ...] = ()
 ) -> tuple[list[str], Any, str]:
     sweep_dir = root / "app" / "multirun"
     htcondor_dir = sweep_dir / ".htcondor"
     with initialize_config_dir(config_dir=str(root / "app" / "conf"), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration(
-            "config", [f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper=optuna"], RunMode.MULTIRUN
+            "config",
+            [f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper=optuna", *master_overrides],
+            RunMode.MULTIRUN,
         )
         assert master.stamp  # resolved (and cached) on the submit side, as the sweep dir's ${now:} is
         expected = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
@@ -149,7 +151,7 @@ def _compose_both_ways(
     kit_file = root / "kit.pkl"
     kit_file.write_bytes(cloudpickle.dumps(kit))
     # What a worker with file transfer sees: its own copy of the snapshot; none of the originals.
-    scratch = root / "scratch"
+    scratch = root / "scratch it's, [odd]"  # Hydra's override grammar must quote it
     shutil.copytree(kit.snapshot_dir, scratch / kit.snapshot_name)
     for gone in ("app/conf", "sp", "pkgroot"):
         shutil.move(root / gone, root / (gone.replace("/", "_") + ".moved"))
@@ -176,8 +178,14 @@ def _compose_both_ways(
     return expected, json.loads(proc.stdout), proc.stderr
 
 
-def test_workers_compose_exactly_what_the_submit_side_would(app: Path) -> None:
-    expected, composed, stderr = _compose_both_ways(app, JOBS, schema_on_worker=True)
+@pytest.mark.parametrize("searchpath_from", ["primary config", "command line"])
+def test_workers_compose_exactly_what_the_submit_side_would(app: Path, searchpath_from: str) -> None:
+    master_overrides: tuple[str, ...] = ()
+    if searchpath_from == "command line":
+        master_overrides = (f"hydra.searchpath=[file://{app / 'sp'},pkg://shipped_pkg_conf]",)
+    expected, composed, stderr = _compose_both_ways(
+        app, JOBS, schema_on_worker=True, master_overrides=master_overrides
+    )
     for job, want, got in zip(JOBS, expected, composed, strict=True):
         assert got == want, f"job {job} composed differently on the worker"
     # The checks that make the comparison meaningful: each job really differs, and the searchpath and
@@ -189,6 +197,11 @@ def test_workers_compose_exactly_what_the_submit_side_would(app: Path) -> None:
     assert isinstance(third.schema_user.rate, float)  # typed by the schema: the override's 2 became 2.0
     assert first.hydra.job.env_set.SUBMIT_ONLY_VAR == "from the submit side"
     assert first.hydra.runtime.cwd == str(app / "app")
+    providers = {s.provider for s in first.hydra.runtime.config_sources}
+    assert (
+        f"hydra.searchpath in {'main' if searchpath_from == 'primary config' else 'command-line'}"
+        in providers
+    )
     assert "OptunaSweeper" in first.hydra.sweeper._target_  # composed without the plugin
     assert first.hydra.sweeper.sampler.seed is None and "TPESampler" in first.hydra.sweeper.sampler._target_
     assert not stderr

@@ -5,12 +5,16 @@ a 1,000-job sweep would wait minutes before its first job is queued. So the subm
 batch and the workers compose, in parallel, in every mode:
 
 - the config folders (``file://`` and ``pkg://`` sources, also those added by ``hydra.searchpath``) are
-  copied, YAML files only, into a content-addressed snapshot folder ``<htcondor_dir>/config-sources-<hash>``:
-  read in place on a shared filesystem, transferred with the job otherwise. Jobs compose from the configs as
-  they were at submission, not as edited while the jobs wait in the queue;
-- on the worker, Hydra's ``file`` and ``pkg`` config sources are replaced by ones that read the snapshot but
-  keep their original paths, so the composed config (``hydra.runtime.config_sources`` included) and the
-  primary config's own ``hydra.searchpath`` mean what they meant on the submit side;
+  copied into a content-addressed snapshot folder ``<htcondor_dir>/config-sources-<hash>``: read in place
+  on a shared filesystem, transferred with the job otherwise. Jobs compose from the configs as they were at
+  submission, not as edited while the jobs wait in the queue. The snapshot holds what composition can read:
+  config files (``*.yaml``/``*.yml``), not Hydra's output folders (old runs and sweeps under a
+  ``config_path="."``), environments, hidden folders or the sweep's own folders, so its hash changes only
+  when a config does (the manifest compares it on resume);
+- on the worker, the search path points at the snapshot: the kit's entries, and the primary config's own
+  ``hydra.searchpath`` through the ``hydra.searchpath`` override (Hydra takes the first). What composition
+  records of that (``hydra.runtime.config_sources``, ``hydra.searchpath``, ``hydra.overrides.hydra``) is
+  then named back as on the submit side;
 - Hydra's Singleton state (the ConfigStore, the registered resolvers...) travels whole, so every config
   composes with its own types and Enum checks; a class the worker cannot import fails the job with one line
   naming it and the fix. The sweeper's nodes (``hydra/sweeper/...``) travel as plain configs: the worker
@@ -18,9 +22,10 @@ batch and the workers compose, in parallel, in every mode:
 - what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
   submit side's, as it would be in a local run.
 
-Hydra has no public API to compose from another search path; the internals used here (``ConfigLoaderImpl``,
-the built-in config sources, ``SourcesRegistry``) are pinned by ``launchers/tests/test_sources.py``, which
-composes a sweep both ways and fails if the results differ.
+Hydra has no public API to compose a sweep's job with a given search path; the internals used here
+(``ConfigLoaderImpl``, ``get_overrides_dirname``, the provider names of ``hydra.searchpath`` sources) are
+pinned by ``launchers/tests/test_sources.py``, which composes sweeps both ways and fails if the results
+differ, and compares ``subdir_namer`` with Hydra's composition.
 """
 
 from __future__ import annotations
@@ -41,23 +46,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
-from typing import Any, ClassVar
+from typing import Any
 
 import cloudpickle
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.core_plugins.file_config_source import FileConfigSource
-from hydra._internal.core_plugins.importlib_resources_config_source import (
-    ImportlibResourcesConfigSource,
-)
-from hydra._internal.sources_registry import SourcesRegistry
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
-from hydra.plugins.config_source import ConfigResult
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ._errors import ConfigError, HTCondorLauncherError
@@ -348,64 +346,55 @@ class _NamingUnpickler(pickle.Unpickler):
             ) from None
 
 
-class _Shipped:
-    """Mixin: a config source that keeps its submit-side path but reads the snapshot's copy of it."""
-
-    snapshot: ClassVar[dict[tuple[str, str], str]] = {}
-    path: str
-    provider: str
-    _local: FileConfigSource | None
-
-    def _attach(self) -> None:
-        local = self.snapshot.get((self.scheme(), self.path))  # type: ignore[attr-defined]
-        self._local = FileConfigSource(self.provider, local) if local is not None else None
-
-    def load_config(self, config_path: str) -> ConfigResult:
-        if self._local is None:
-            return super().load_config(config_path)  # type: ignore[misc]
-        result = self._local.load_config(config_path)
-        result.path = f"{self.scheme()}://{self.path}"  # type: ignore[attr-defined]
-        return result
-
-    def available(self) -> bool:
-        return self._local.available() if self._local is not None else super().available()  # type: ignore[misc]
-
-    def is_group(self, config_path: str) -> bool:
-        if self._local is None:
-            return super().is_group(config_path)  # type: ignore[misc]
-        return self._local.is_group(config_path)
-
-    def is_config(self, config_path: str) -> bool:
-        if self._local is None:
-            return super().is_config(config_path)  # type: ignore[misc]
-        return self._local.is_config(config_path)
-
-    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
-        if self._local is None:
-            return super().list(config_path, results_filter)  # type: ignore[misc]
-        return self._local.list(config_path, results_filter)
-
-
-class ShippedFileSource(_Shipped, FileConfigSource):
-    def __init__(self, provider: str, path: str) -> None:
-        FileConfigSource.__init__(self, provider, path)
-        self._attach()
-
-
-class ShippedPkgSource(_Shipped, ImportlibResourcesConfigSource):
-    def __init__(self, provider: str, path: str) -> None:
-        ImportlibResourcesConfigSource.__init__(self, provider, path)
-        self._attach()
-
-
-def restore(kit: Kit, snapshot_dir: str) -> None:
-    """Hydra's Singleton state as on the submit side, reading the config sources from `snapshot_dir`.
-    Raises MissingClassError (one line) for a class of that state this worker cannot import."""
+def restore(kit: Kit) -> None:
+    """Hydra's Singleton state as on the submit side. Raises MissingClassError (one line) for a class of
+    that state this worker cannot import."""
     Singleton.set_state(_NamingUnpickler(io.BytesIO(kit.state)).load())
-    _Shipped.snapshot = {key: os.path.join(snapshot_dir, sub) for key, sub in kit.shipped.items()}
-    types = SourcesRegistry.instance().types
-    types["file"] = ShippedFileSource
-    types["pkg"] = ShippedPkgSource
+
+
+def _hydra_quoted(text: str) -> str:
+    """`text` as a quoted string of Hydra's override grammar (backslashes are escapes only before a quote)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + "'"
+
+
+def _scheme_path(entry: str) -> str:
+    """A search path entry as Hydra names its source ("scheme://path"; a bare path is a file:// one)."""
+    return entry if "://" in entry else f"file://{entry}"
+
+
+# Hydra's provider names of the sources a hydra.searchpath adds (ConfigLoaderImpl._process_config_searchpath).
+_SEARCHPATH_FROM_OVERRIDE = "hydra.searchpath in command-line"
+_SEARCHPATH_FROM_PRIMARY = "hydra.searchpath in main"
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    """The kit's search path with every shipped source read from the snapshot, and the way back to the
+    submit side's names for what composition records."""
+
+    search_path: Any
+    back: dict[str, tuple[str, str]]  # snapshot source "file://<folder>" -> (scheme, submit-side path)
+    searchpath_override: str | None  # the primary config's hydra.searchpath, read from the snapshot
+
+
+def _redirect(kit: Kit, snapshot_dir: str) -> _Redirect:
+    to_snapshot = {
+        f"{scheme}://{path}": "file://" + os.path.join(snapshot_dir, sub)
+        for (scheme, path), sub in kit.shipped.items()
+    }
+    search_path = copy.deepcopy(kit.search_path)
+    for element in search_path.get_path():
+        element.path = to_snapshot.get(_scheme_path(element.path), element.path)
+    # The primary config's own hydra.searchpath (as composed on the submit side) is added by Hydra while it
+    # composes: the first hydra.searchpath override replaces it.
+    entries = OmegaConf.select(kit.master, "hydra.searchpath", default=None) or []
+    mapped = [to_snapshot.get(_scheme_path(str(entry)), str(entry)) for entry in entries]
+    override = None
+    if mapped != [str(entry) for entry in entries]:
+        override = f"hydra.searchpath=[{','.join(_hydra_quoted(entry) for entry in mapped)}]"
+    back = {folder: tuple(original.split("://", 1)) for original, folder in to_snapshot.items()}
+    return _Redirect(search_path, back, override)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -424,11 +413,36 @@ def _submit_environment(master: DictConfig) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def compose(kit: Kit, overrides: Sequence[str]) -> DictConfig:
-    """The job's config, as the submit side would compose it (call `restore` first)."""
-    loader = ConfigLoaderImpl(config_search_path=kit.search_path)
-    with _submit_environment(kit.master):
-        config = loader.load_sweep_config(kit.master, list(overrides))
-    with open_dict(config.hydra.runtime):
+def compose(kit: Kit, snapshot_dir: str, overrides: Sequence[str]) -> DictConfig:
+    """The job's config, as the submit side would compose it, from the snapshot in `snapshot_dir` (call
+    `restore` first)."""
+    redirect = _redirect(kit, snapshot_dir)
+    master = kit.master
+    hydra_overrides = list(master.hydra.overrides.hydra)
+    if redirect.searchpath_override is not None:
+        with read_write(master.hydra.overrides):
+            master.hydra.overrides.hydra = [redirect.searchpath_override, *hydra_overrides]
+    loader = ConfigLoaderImpl(config_search_path=redirect.search_path)
+    try:
+        with _submit_environment(master):
+            config = loader.load_sweep_config(master, list(overrides))
+    finally:
+        with read_write(master.hydra.overrides):
+            master.hydra.overrides.hydra = hydra_overrides
+    # What composition recorded of the redirect, named as on the submit side.
+    searchpath_overridden = any(
+        o.split("=", 1)[0].strip() == "hydra.searchpath" for o in [*hydra_overrides, *overrides]
+    )
+    with read_write(config.hydra), open_dict(config.hydra):
+        for info in config.hydra.runtime.config_sources:
+            original = redirect.back.get(f"{info.schema}://{info.path}")
+            if original is not None:
+                info.schema, info.path = original
+            if redirect.searchpath_override is not None and not searchpath_overridden:
+                info.provider = info.provider.replace(_SEARCHPATH_FROM_OVERRIDE, _SEARCHPATH_FROM_PRIMARY)
+        if redirect.searchpath_override is not None:
+            config.hydra.overrides.hydra.pop(0)
+            if not searchpath_overridden:
+                config.hydra.searchpath = master.hydra.searchpath  # the override's value, undone
         config.hydra.runtime.cwd = kit.cwd
     return config

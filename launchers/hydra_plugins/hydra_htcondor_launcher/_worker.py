@@ -259,9 +259,9 @@ def _run_task(
     with open(here(job["common_path"]), "rb") as f:
         common = cloudpickle.load(f)
     kit: _sources.Kit = common["kit"]
-    _sources.restore(kit, here(kit.snapshot_dir))
+    _sources.restore(kit)
     setup_globals()
-    config = _sources.compose(kit, job["overrides"])
+    config = _sources.compose(kit, here(kit.snapshot_dir), job["overrides"])
     with open_dict(config.hydra.job):
         config.hydra.job.id = job_id
         config.hydra.job.num = job["num"]
