@@ -135,7 +135,12 @@ def _compose_both_ways(
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration(
             "config",
-            [f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper=optuna", *master_overrides],
+            [
+                f"hydra.sweep.dir={sweep_dir}",
+                "hydra.sweep.subdir=job_${hydra.job.num}",  # resolvable only in a job's config
+                "hydra/sweeper=optuna",
+                *master_overrides,
+            ],
             RunMode.MULTIRUN,
         )
         assert master.stamp  # resolved (and cached) on the submit side, as the sweep dir's ${now:} is

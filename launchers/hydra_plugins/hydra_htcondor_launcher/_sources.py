@@ -388,10 +388,15 @@ def _redirect(kit: Kit, snapshot_dir: str) -> _Redirect:
         element.path = to_snapshot.get(_scheme_path(element.path), element.path)
     # The primary config's own hydra.searchpath (as composed on the submit side) is added by Hydra while it
     # composes: the first hydra.searchpath override replaces it.
-    entries = OmegaConf.select(kit.master, "hydra.searchpath", default=None) or []
-    mapped = [to_snapshot.get(_scheme_path(str(entry)), str(entry)) for entry in entries]
+    try:
+        entries = [
+            str(entry) for entry in OmegaConf.select(kit.master, "hydra.searchpath", default=None) or []
+        ]
+    except Exception:  # an entry only the job's config resolves: Hydra reads it as the submit side did
+        entries = []
+    mapped = [to_snapshot.get(_scheme_path(entry), entry) for entry in entries]
     override = None
-    if mapped != [str(entry) for entry in entries]:
+    if mapped != entries:
         override = f"hydra.searchpath=[{','.join(_hydra_quoted(entry) for entry in mapped)}]"
     back = {folder: tuple(original.split("://", 1)) for original, folder in to_snapshot.items()}
     return _Redirect(search_path, back, override)  # type: ignore[arg-type]
@@ -418,7 +423,8 @@ def compose(kit: Kit, snapshot_dir: str, overrides: Sequence[str]) -> DictConfig
     `restore` first)."""
     redirect = _redirect(kit, snapshot_dir)
     master = kit.master
-    hydra_overrides = list(master.hydra.overrides.hydra)
+    # Unresolved: an override may name what only the job's config has (hydra.sweep.subdir=x_${hydra.job.num}).
+    hydra_overrides = [str(o) for o in OmegaConf.to_container(master.hydra.overrides.hydra, resolve=False)]  # type: ignore[union-attr]
     if redirect.searchpath_override is not None:
         with read_write(master.hydra.overrides):
             master.hydra.overrides.hydra = [redirect.searchpath_override, *hydra_overrides]
