@@ -127,7 +127,12 @@ SWEEPER_MODULES = ["hydra_plugins.hydra_optuna_sweeper", "optuna"]
 
 
 def _compose_both_ways(
-    root: Path, jobs: list[list[str]], *, schema_on_worker: bool, master_overrides: tuple[str, ...] = ()
+    root: Path,
+    jobs: list[list[str]],
+    *,
+    schema_on_worker: bool,
+    master_overrides: tuple[str, ...] = (),
+    same_env: bool = False,
 ) -> tuple[list[str], Any, str]:
     sweep_dir = root / "app" / "multirun"
     htcondor_dir = sweep_dir / ".htcondor"
@@ -151,7 +156,7 @@ def _compose_both_ways(
             cwd=os.getcwd(),
             htcondor_dir=str(htcondor_dir),
             sweep_dir=str(sweep_dir),
-            same_env=False,
+            same_env=same_env,
         )
     kit_file = root / "kit.pkl"
     kit_file.write_bytes(cloudpickle.dumps(kit))
@@ -188,8 +193,14 @@ def test_workers_compose_exactly_what_the_submit_side_would(app: Path, searchpat
     master_overrides: tuple[str, ...] = ()
     if searchpath_from == "command line":
         master_overrides = (f"hydra.searchpath=[file://{app / 'sp'},pkg://shipped_pkg_conf]",)
+    # Shared mode also sends the submitting process's Hydra instance and plugins (the sweeper's too): a
+    # worker that cannot import them (another hydra.launcher.python) composes without them.
     expected, composed, stderr = _compose_both_ways(
-        app, JOBS, schema_on_worker=True, master_overrides=master_overrides
+        app,
+        JOBS,
+        schema_on_worker=True,
+        master_overrides=master_overrides,
+        same_env=searchpath_from == "command line",
     )
     for job, want, got in zip(JOBS, expected, composed, strict=True):
         assert got == want, f"job {job} composed differently on the worker"

@@ -43,7 +43,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
@@ -56,6 +56,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
+from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ._errors import ConfigError, HTCondorLauncherError
@@ -69,8 +70,9 @@ _CONFIG_SUFFIXES = (".yaml", ".yml")
 # name rather than copy.
 MAX_FILES = 20_000
 MAX_BYTES = 64 * 1024 * 1024
-# Singletons that hold the submitting process's plugins and Hydra instance: sent only where the worker runs
-# the same environment (shared mode). The worker needs none of them to compose and run the job.
+# Singletons that hold the submitting process's plugins and Hydra instance: sent only where the worker may
+# run the same environment (shared mode), and restored where it can import them (hydra.launcher.python may
+# name another one). The worker needs none of them to compose and run the job.
 _SAME_ENV_ONLY = (GlobalHydra, HydraConfig, Plugins)
 # hydra.sweep.subdir templates the submit side can evaluate without composing (transfer_files needs each
 # job's folder name in the submit description).
@@ -93,6 +95,10 @@ class Kit:
     cwd: str  # the submitting working directory (hydra.runtime.cwd)
     # Hydra's Singleton state, pickled apart from the kit: the worker unpickles it naming a missing class.
     state: bytes = b""
+    extras: bytes | None = None  # _SAME_ENV_ONLY's instances, in shared mode
+    # OmegaConf resolvers by name, each pickled apart: a resolver is a function pickled by value, which
+    # another Python version (hydra.launcher.python) cannot load; a config that uses it names it then.
+    resolvers: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
     def snapshot_name(self) -> str:
@@ -252,18 +258,20 @@ def _plain(tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _state(same_env: bool) -> bytes:
-    """Hydra's Singleton state for the worker: whole, but for what only the same environment can use
-    (`_SAME_ENV_ONLY`) and the sweeper's ConfigStore nodes, which travel plain (see the module docstring)."""
+def _state(same_env: bool) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """Hydra's Singleton instances for the worker; apart from them `_SAME_ENV_ONLY`'s (`same_env` only)
+    and the resolvers. The sweeper's ConfigStore nodes travel plain (see the module docstring)."""
     state = Singleton.get_state()
-    instances = {cls: obj for cls, obj in state["instances"].items() if same_env or cls not in _SAME_ENV_ONLY}
+    instances = {cls: obj for cls, obj in state["instances"].items() if cls not in _SAME_ENV_ONLY}
+    extras = {cls: obj for cls, obj in state["instances"].items() if cls in _SAME_ENV_ONLY}
     store = instances.get(ConfigStore)
     sweepers = store.repo.get("hydra", {}).get("sweeper") if store is not None else None
     if store is not None and sweepers:
         shipped = copy.copy(store)  # not ConfigStore(): the Singleton would return the live instance
         shipped.repo = {**store.repo, "hydra": {**store.repo["hydra"], "sweeper": _plain(sweepers)}}
         instances[ConfigStore] = shipped
-    return cloudpickle.dumps({"instances": instances, "omegaconf_resolvers": state["omegaconf_resolvers"]})
+    resolvers = [(name, cloudpickle.dumps(fn)) for name, fn in state["omegaconf_resolvers"].items()]
+    return cloudpickle.dumps(instances), cloudpickle.dumps(extras) if same_env else None, resolvers
 
 
 def build_kit(
@@ -281,6 +289,7 @@ def build_kit(
     if sources is None:
         sources = gather(config, config_loader, cwd=cwd, htcondor_dir=htcondor_dir, sweep_dir=sweep_dir)
     snapshot_dir = _write_snapshot(htcondor_dir, sources)
+    state, extras, resolvers = _state(same_env)
 
     return Kit(
         master=_portable(config),
@@ -288,7 +297,9 @@ def build_kit(
         shipped=sources.shipped,
         snapshot_dir=snapshot_dir,
         cwd=cwd,
-        state=_state(same_env),
+        state=state,
+        extras=extras,
+        resolvers=resolvers,
     )
 
 
@@ -339,8 +350,8 @@ class _NamingUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         except (ImportError, AttributeError) as exc:
             raise MissingClassError(
-                f"{module}.{name}, a class of the sweep's configs (Hydra's ConfigStore or resolvers on the "
-                f"submit side), cannot be imported on this worker ({type(exc).__name__}: {exc}): install "
+                f"{module}.{name}, a class of the sweep's configs (Hydra's ConfigStore on the submit side), "
+                f"cannot be imported on this worker ({type(exc).__name__}: {exc}): install "
                 f"{module.split('.')[0]!r} where the jobs run, or send its code with "
                 "hydra.launcher.transfer_input_files"
             ) from None
@@ -349,7 +360,28 @@ class _NamingUnpickler(pickle.Unpickler):
 def restore(kit: Kit) -> None:
     """Hydra's Singleton state as on the submit side. Raises MissingClassError (one line) for a class of
     that state this worker cannot import."""
-    Singleton.set_state(_NamingUnpickler(io.BytesIO(kit.state)).load())
+    instances = _NamingUnpickler(io.BytesIO(kit.state)).load()
+    if kit.extras is not None:
+        try:
+            instances.update(cloudpickle.loads(kit.extras))
+        except Exception as exc:  # another environment (hydra.launcher.python): the job needs none of them
+            log.info("the submitting process's Hydra instance is not restored here: %s", exc)
+    setup_globals()  # Hydra's own resolvers, as the worker's Hydra defines them
+    resolvers = Singleton.get_state()["omegaconf_resolvers"]  # and OmegaConf's
+    missing = []
+    for name, data in kit.resolvers:
+        try:
+            resolvers[name] = cloudpickle.loads(data)
+        except Exception as exc:
+            if name not in resolvers:
+                missing.append(f"{name} ({type(exc).__name__}: {exc})")
+    if missing:
+        log.warning(
+            "OmegaConf resolvers of the submit side that this worker cannot load (a config that uses one "
+            "fails when it is resolved): %s",
+            "; ".join(missing),
+        )
+    Singleton.set_state({"instances": instances, "omegaconf_resolvers": resolvers})
 
 
 def _hydra_quoted(text: str) -> str:
