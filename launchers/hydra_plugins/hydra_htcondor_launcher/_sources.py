@@ -17,8 +17,9 @@ batch and the workers compose, in parallel, in every mode:
   then named back as on the submit side;
 - Hydra's Singleton state travels whole (the resolvers one by one: functions pickled by value load only
   under the same Python version), so every config composes with its own types and Enum checks; a class
-  the worker cannot import fails the job with one line naming it and the fix. The sweeper's nodes (``hydra/sweeper/...``) travel as plain configs: the worker
-  never runs the sweeper, and a sweeper plugin missing from a worker image must not fail the jobs;
+  the worker cannot import fails the job with one line naming it and the fix. The sweeper's nodes
+  (``hydra/sweeper/...``) travel as plain configs: the worker never runs the sweeper, and a sweeper plugin
+  missing from a worker image must not fail the jobs;
 - what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
   submit side's, as it would be in a local run.
 
