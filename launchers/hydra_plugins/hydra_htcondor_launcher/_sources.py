@@ -339,8 +339,8 @@ def subdir_namer(config: DictConfig) -> Callable[[Sequence[str], int], str | Non
 
 
 class MissingClassError(HTCondorLauncherError, ImportError):
-    """A class Hydra's state from the submit side holds (a structured config's, an Enum's, a resolver's)
-    cannot be imported on the worker."""
+    """A class of Hydra's ConfigStore on the submit side (a structured config's dataclass, an Enum) cannot be
+    imported on the worker."""
 
 
 class _NamingUnpickler(pickle.Unpickler):
