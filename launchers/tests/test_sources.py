@@ -1,7 +1,8 @@
 """The workers compose every job's config from the shipped config sources: the result must be exactly what
 Hydra composes on the submit side. A fresh interpreter (another working directory, without the submit side's
-environment variable, its config folders moved away and its config package and schema module not
+environment variable, its config folders moved away, its config package and the sweeper plugin not
 importable) composes a sweep's jobs from the kit; the YAML must match Hydra's own `load_sweep_config`.
+A structured-config class the worker cannot import fails it in one line naming the class.
 
 This also pins the Hydra internals `_sources` uses: a Hydra release that changes them fails here."""
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -40,11 +42,16 @@ WORKER = textwrap.dedent(
     from omegaconf import OmegaConf
     from hydra_plugins.hydra_htcondor_launcher import _sources
 
-    kit_file, snapshot, jobs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    kit_file, snapshot, jobs, blocked = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4:]
+    for module in blocked:  # not installed on this worker
+        sys.modules[module] = None
     with open(kit_file, "rb") as f:
         kit = cloudpickle.load(f)
-    _sources.restore(kit, snapshot)
-    print(json.dumps([OmegaConf.to_yaml(_sources.compose(kit, job)) for job in jobs]))
+    try:
+        _sources.restore(kit)
+        print(json.dumps([OmegaConf.to_yaml(_sources.compose(kit, snapshot, job)) for job in jobs]))
+    except Exception as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
     """
 )
 
@@ -115,14 +122,32 @@ class Rated:
 """
 
 
+# The sweeper plugin, absent from the worker: its ConfigStore nodes (hydra/sweeper/...) must not be needed.
+SWEEPER_MODULES = ["hydra_plugins.hydra_optuna_sweeper", "optuna"]
+
+
 def _compose_both_ways(
-    root: Path, jobs: list[list[str]], *, schema_on_worker: bool
-) -> tuple[list[str], list[str], str]:
+    root: Path,
+    jobs: list[list[str]],
+    *,
+    schema_on_worker: bool,
+    master_overrides: tuple[str, ...] = (),
+    same_env: bool = False,
+) -> tuple[list[str], Any, str]:
     sweep_dir = root / "app" / "multirun"
     htcondor_dir = sweep_dir / ".htcondor"
     with initialize_config_dir(config_dir=str(root / "app" / "conf"), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
-        master = loader.load_configuration("config", [f"hydra.sweep.dir={sweep_dir}"], RunMode.MULTIRUN)
+        master = loader.load_configuration(
+            "config",
+            [
+                f"hydra.sweep.dir={sweep_dir}",
+                "hydra.sweep.subdir=job_${hydra.job.num}",  # resolvable only in a job's config
+                "hydra/sweeper=optuna",
+                *master_overrides,
+            ],
+            RunMode.MULTIRUN,
+        )
         assert master.stamp  # resolved (and cached) on the submit side, as the sweep dir's ${now:} is
         expected = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
         kit = _sources.build_kit(
@@ -131,12 +156,12 @@ def _compose_both_ways(
             cwd=os.getcwd(),
             htcondor_dir=str(htcondor_dir),
             sweep_dir=str(sweep_dir),
-            same_env=False,
+            same_env=same_env,
         )
     kit_file = root / "kit.pkl"
     kit_file.write_bytes(cloudpickle.dumps(kit))
     # What a worker with file transfer sees: its own copy of the snapshot; none of the originals.
-    scratch = root / "scratch"
+    scratch = root / "scratch it's, [odd]"  # Hydra's override grammar must quote it
     shutil.copytree(kit.snapshot_dir, scratch / kit.snapshot_name)
     for gone in ("app/conf", "sp", "pkgroot"):
         shutil.move(root / gone, root / (gone.replace("/", "_") + ".moved"))
@@ -144,7 +169,15 @@ def _compose_both_ways(
     if schema_on_worker:  # the app's own modules are installed where its task runs
         env["PYTHONPATH"] = str(root / "schemaroot")
     proc = subprocess.run(
-        [sys.executable, "-c", WORKER, str(kit_file), str(scratch / kit.snapshot_name), json.dumps(jobs)],
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(kit_file),
+            str(scratch / kit.snapshot_name),
+            json.dumps(jobs),
+            *SWEEPER_MODULES,
+        ],
         cwd=scratch,
         env=env,
         capture_output=True,
@@ -155,8 +188,20 @@ def _compose_both_ways(
     return expected, json.loads(proc.stdout), proc.stderr
 
 
-def test_workers_compose_exactly_what_the_submit_side_would(app: Path) -> None:
-    expected, composed, stderr = _compose_both_ways(app, JOBS, schema_on_worker=True)
+@pytest.mark.parametrize("searchpath_from", ["primary config", "command line"])
+def test_workers_compose_exactly_what_the_submit_side_would(app: Path, searchpath_from: str) -> None:
+    master_overrides: tuple[str, ...] = ()
+    if searchpath_from == "command line":
+        master_overrides = (f"hydra.searchpath=[file://{app / 'sp'},pkg://shipped_pkg_conf]",)
+    # Shared mode also sends the submitting process's Hydra instance and plugins (the sweeper's too): a
+    # worker that cannot import them (another hydra.launcher.python) composes without them.
+    expected, composed, stderr = _compose_both_ways(
+        app,
+        JOBS,
+        schema_on_worker=True,
+        master_overrides=master_overrides,
+        same_env=searchpath_from == "command line",
+    )
     for job, want, got in zip(JOBS, expected, composed, strict=True):
         assert got == want, f"job {job} composed differently on the worker"
     # The checks that make the comparison meaningful: each job really differs, and the searchpath and
@@ -168,15 +213,22 @@ def test_workers_compose_exactly_what_the_submit_side_would(app: Path) -> None:
     assert isinstance(third.schema_user.rate, float)  # typed by the schema: the override's 2 became 2.0
     assert first.hydra.job.env_set.SUBMIT_ONLY_VAR == "from the submit side"
     assert first.hydra.runtime.cwd == str(app / "app")
-    assert "left out" not in stderr and "without their classes" not in stderr
+    providers = {s.provider for s in first.hydra.runtime.config_sources}
+    assert (
+        f"hydra.searchpath in {'main' if searchpath_from == 'primary config' else 'command-line'}"
+        in providers
+    )
+    assert "OptunaSweeper" in first.hydra.sweeper._target_  # composed without the plugin
+    assert first.hydra.sweeper.sampler.seed is None and "TPESampler" in first.hydra.sweeper.sampler._target_
+    assert not stderr
 
 
-def test_a_schema_the_worker_cannot_import_composes_untyped_and_says_so(app: Path) -> None:
-    expected, composed, stderr = _compose_both_ways(app, JOBS[2:], schema_on_worker=False)
-    got = OmegaConf.create(composed[0])
-    assert OmegaConf.create(expected[0]).schema_user.rate == 2.0
-    assert got.schema_user.rate == 2 and isinstance(got.schema_user.rate, int)
-    assert "schemas/rated.yaml (ModuleNotFoundError" in stderr and "composed without their classes" in stderr
+def test_a_schema_the_worker_cannot_import_fails_in_one_line_naming_it(app: Path) -> None:
+    _, composed, _ = _compose_both_ways(app, JOBS[2:], schema_on_worker=False)
+    assert composed["error"] == "MissingClassError", composed
+    message = composed["message"]
+    assert message.startswith("rated_schema.Rated, a class of the sweep's configs") and "\n" not in message
+    assert "install 'rated_schema' where the jobs run" in message and "transfer_input_files" in message
 
 
 def _kit_of(app: Path) -> _sources.Kit:
@@ -195,19 +247,41 @@ def _kit_of(app: Path) -> _sources.Kit:
         )
 
 
+def _old_outputs(conf: Path, n: int) -> None:
+    """What Hydra leaves in a project run with config_path=".": sweeps, runs, a venv, bytecode."""
+    for i in range(n):
+        sweep = conf / "multirun" / "2026-01-01" / f"12-00-{i:02d}"
+        _write(sweep / "multirun.yaml", f"hydra: {{sweep: {{n: {i}}}}}\n")
+        _write(sweep / "0" / ".hydra" / "config.yaml", "db: {}\n")
+        _write(sweep / "0" / "metrics.yaml", f"loss: {i}\n")  # a task's output, beside .hydra/
+        _write(conf / "outputs" / f"run{i}" / ".hydra" / "hydra.yaml", "a: 1\n")
+        _write(conf / "outputs" / f"run{i}" / "results.yaml", "b: 1\n")
+    _write(conf / "venv" / "pyvenv.cfg", "home = /usr/bin\n")
+    _write(conf / "venv" / "lib" / "site.yaml", "c: 1\n")
+    _write(conf / "__pycache__" / "x.yaml", "d: 1\n")
+
+
 def test_the_snapshot_holds_config_files_only_and_is_content_addressed(app: Path) -> None:
+    conf = app / "app" / "conf"
+    _old_outputs(conf, 3)
     kits = [_kit_of(app) for _ in range(2)]
     assert kits[0].snapshot_dir == kits[1].snapshot_dir  # the same configs, one snapshot
-    (app / "app" / "conf" / "db" / "mysql.yaml").write_text("name: mysql\nport: 1\n")
+    _old_outputs(conf, 6)  # more runs and sweeps since: still the same configs
+    _write(conf / "another_empty_group" / "README", "")
+    assert _kit_of(app).snapshot_dir == kits[0].snapshot_dir
+    (conf / "db" / "mysql.yaml").write_text("name: mysql\nport: 1\n")
     changed = _kit_of(app)
     assert changed.snapshot_dir != kits[0].snapshot_dir
-    files = {
-        str(p.relative_to(kits[0].snapshot_dir)) for p in Path(kits[0].snapshot_dir).rglob("*") if p.is_file()
-    }
-    main = kits[0].shipped[("file", str(app / "app" / "conf"))]
+    snapshot = Path(kits[0].snapshot_dir)
+    files = {str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()}
+    main = kits[0].shipped[("file", str(conf))]
     assert f"{main}/db/mysql.yaml" in files and f"{main}/config.yaml" in files
-    assert not any("outputs" in f or f.endswith(".keep") or f.endswith(".py") for f in files)
-    assert (Path(kits[0].snapshot_dir) / main / "empty_group").is_dir()
+    assert {f.split("/")[1] for f in files if f.startswith(f"{main}/")} == {
+        "config.yaml",
+        "db",
+        "schema_user",
+    }
+    assert not (snapshot / main / "empty_group").exists()  # no config in it: not in the hash either
 
 
 @pytest.mark.parametrize(

@@ -5,31 +5,41 @@ a 1,000-job sweep would wait minutes before its first job is queued. So the subm
 batch and the workers compose, in parallel, in every mode:
 
 - the config folders (``file://`` and ``pkg://`` sources, also those added by ``hydra.searchpath``) are
-  copied, YAML files only, into a content-addressed snapshot folder ``<htcondor_dir>/config-sources-<hash>``:
-  read in place on a shared filesystem, transferred with the job otherwise. Jobs compose from the configs as
-  they were at submission, not as edited while the jobs wait in the queue;
-- on the worker, Hydra's ``file`` and ``pkg`` config sources are replaced by ones that read the snapshot but
-  keep their original paths, so the composed config (``hydra.runtime.config_sources`` included) and the
-  primary config's own ``hydra.searchpath`` mean what they meant on the submit side;
-- Hydra's Singleton state travels item by item, the ConfigStore node by node: an item whose classes cannot be
-  imported on the worker (a sweeper plugin missing from a container image) is left out, and a ConfigStore
-  node then comes untyped, instead of the whole job failing to unpickle;
+  copied into a content-addressed snapshot folder ``<htcondor_dir>/config-sources-<hash>``: read in place
+  on a shared filesystem, transferred with the job otherwise. Jobs compose from the configs as they were at
+  submission, not as edited while the jobs wait in the queue. The snapshot holds what composition can read:
+  config files (``*.yaml``/``*.yml``), not Hydra's output folders (old runs and sweeps under a
+  ``config_path="."``), environments, hidden folders or the sweep's own folders, so its hash changes only
+  when a config does (the manifest compares it on resume);
+- on the worker, the search path points at the snapshot: the kit's entries, and the primary config's own
+  ``hydra.searchpath`` through the ``hydra.searchpath`` override (Hydra takes the first). What composition
+  records of that (``hydra.runtime.config_sources``, ``hydra.searchpath``, ``hydra.overrides.hydra``) is
+  then named back as on the submit side;
+- Hydra's Singleton state travels whole (the resolvers one by one: functions pickled by value load only
+  under the same Python version), so every config composes with its own types and Enum checks; a class
+  the worker cannot import fails the job with one line naming it and the fix. The sweeper's nodes
+  (``hydra/sweeper/...``) travel as plain configs: the worker never runs the sweeper, and a sweeper plugin
+  missing from a worker image must not fail the jobs;
 - what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
   submit side's, as it would be in a local run.
 
-Hydra has no public API to compose from another search path; the internals used here (``ConfigLoaderImpl``,
-the built-in config sources, ``SourcesRegistry``) are pinned by ``launchers/tests/test_sources.py``, which
-composes a sweep both ways and fails if the results differ.
+Hydra has no public API to compose a sweep's job with a given search path; the internals used here
+(``ConfigLoaderImpl``, ``get_overrides_dirname``, the provider names of ``hydra.searchpath`` sources) are
+pinned by ``launchers/tests/test_sources.py``, which composes sweeps both ways and fails if the results
+differ, and compares ``subdir_namer`` with Hydra's composition.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import pathlib
+import pickle
 import re
 import shutil
 import tempfile
@@ -37,27 +47,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.abc import Traversable
-from typing import Any, ClassVar
+from typing import Any
 
 import cloudpickle
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.core_plugins.file_config_source import FileConfigSource
-from hydra._internal.core_plugins.importlib_resources_config_source import (
-    ImportlibResourcesConfigSource,
-)
-from hydra._internal.core_plugins.structured_config_source import StructuredConfigSource
-from hydra._internal.sources_registry import SourcesRegistry
-from hydra.core.config_store import ConfigNode, ConfigStore
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
-from hydra.plugins.config_source import ConfigResult
+from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ._errors import ConfigError
+from ._errors import ConfigError, HTCondorLauncherError
 from ._layout import SNAPSHOT_PREFIX  # declared with every other file name of a sweep folder
 
 log = logging.getLogger(__name__)
@@ -68,8 +71,9 @@ _CONFIG_SUFFIXES = (".yaml", ".yml")
 # name rather than copy.
 MAX_FILES = 20_000
 MAX_BYTES = 64 * 1024 * 1024
-# Singletons that hold the submitting process's plugins and Hydra instance: sent only where the worker runs
-# the same environment (shared mode). The worker needs none of them to compose and run the job.
+# Singletons that hold the submitting process's plugins and Hydra instance: sent only where the worker may
+# run the same environment (shared mode), and restored where it can import them (hydra.launcher.python may
+# name another one). The worker needs none of them to compose and run the job.
 _SAME_ENV_ONLY = (GlobalHydra, HydraConfig, Plugins)
 # hydra.sweep.subdir templates the submit side can evaluate without composing (transfer_files needs each
 # job's folder name in the submit description).
@@ -90,10 +94,12 @@ class Kit:
     shipped: dict[tuple[str, str], str]
     snapshot_dir: str  # absolute, on the submit side
     cwd: str  # the submitting working directory (hydra.runtime.cwd)
-    singletons: list[tuple[str, bytes]] = field(default_factory=list)
+    # Hydra's Singleton state, pickled apart from the kit: the worker unpickles it naming a missing class.
+    state: bytes = b""
+    extras: bytes | None = None  # _SAME_ENV_ONLY's instances, in shared mode
+    # OmegaConf resolvers by name, each pickled apart: a resolver is a function pickled by value, which
+    # another Python version (hydra.launcher.python) cannot load; a config that uses it names it then.
     resolvers: list[tuple[str, bytes]] = field(default_factory=list)
-    # ConfigStore nodes: (label, repo path, typed pickle, untyped pickle or None).
-    store: list[tuple[str, tuple[str, ...], bytes, bytes | None]] = field(default_factory=list)
 
     @property
     def snapshot_name(self) -> str:
@@ -118,18 +124,22 @@ def _portable(config: DictConfig) -> DictConfig:
     return portable
 
 
-def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable | None]]:
-    """(relative path, file) of every config file under root, and (relative folder path + "/", None) of
-    every folder (an empty group is still a group). Hidden folders, Python environments and the sweep's own
-    folder are not configs."""
+# Marks of a folder Hydra wrote (a run's .hydra/, a sweep's multirun.yaml) and of a Python environment:
+# never config groups, and their YAML changes with every run.
+_NOT_CONFIGS = (".hydra", "multirun.yaml", "pyvenv.cfg", "conda-meta")
+
+
+def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable]]:
+    """(relative path, file) of every config file under root: what composition can read. Not hidden
+    folders, __pycache__, Python environments, Hydra's output folders (old runs and sweeps under a
+    ``config_path="."``) nor the sweep's own folders (`skip`, real paths). A folder without config files
+    is left out: the snapshot, and its hash, change only when a config does."""
     stack: list[tuple[str, Traversable]] = [("", root)]
     while stack:
         rel, folder = stack.pop()
         entries = list(folder.iterdir())
-        names = {entry.name for entry in entries}
-        if rel and ("pyvenv.cfg" in names or "conda-meta" in names):
+        if rel and any(entry.name in _NOT_CONFIGS for entry in entries):
             continue
-        yield f"{rel}/", None
         for entry in entries:
             if entry.name.startswith(".") or entry.name == "__pycache__":
                 continue
@@ -156,7 +166,7 @@ def _source_root(scheme: str, path: str, cwd: str) -> Traversable | None:
 def _collect(
     sources: Iterable[tuple[str, str]], cwd: str, skip: set[str]
 ) -> tuple[dict[tuple[str, str], str], list[tuple[str, bytes]]]:
-    """The shipped sources' subfolders, and every file (and, ending in "/", folder) to write."""
+    """The shipped sources' subfolders, and every config file to write."""
     shipped: dict[tuple[str, str], str] = {}
     files: list[tuple[str, bytes]] = []
     for scheme, path in sources:
@@ -169,14 +179,14 @@ def _collect(
         shipped[(scheme, path)] = sub
         count = total = 0
         for rel, entry in _config_tree(root, skip):
-            data = b"" if entry is None else entry.read_bytes()
+            data = entry.read_bytes()
             count += 1
             total += len(data)
             files.append((f"{sub}/{rel}", data))
             if count > MAX_FILES or total > MAX_BYTES:
                 raise ConfigError(
                     f"the config search path entry {scheme}://{path} holds more than {MAX_FILES} config "
-                    f"files and folders or {MAX_BYTES >> 20} MiB of configs: the launcher ships every config "
+                    f"files or {MAX_BYTES >> 20} MiB of configs: the launcher ships every config "
                     "source with the jobs; point config_path (or hydra.searchpath) at a folder with the "
                     "configs only"
                 )
@@ -194,6 +204,8 @@ class Sources:
     def digest(self) -> str:
         """The content hash naming the snapshot (``config-sources-<digest>``): equal iff the configs are."""
         digest = hashlib.sha256()
+        for sub in sorted(set(self.shipped.values())):
+            digest.update(sub.encode() + b"/\0")
         for rel, data in sorted(self.files):
             digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
         return digest.hexdigest()[:16]
@@ -216,11 +228,10 @@ def _write_snapshot(parent: str, sources: Sources) -> str:
         return final
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-config-sources-", dir=parent)
+    for sub in set(sources.shipped.values()):  # a source without config files is still a source
+        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
     for rel, data in sources.files:
         target = os.path.join(tmp, rel)
-        if rel.endswith("/"):
-            os.makedirs(target, exist_ok=True)
-            continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "wb") as f:
             f.write(data)
@@ -233,24 +244,35 @@ def _write_snapshot(parent: str, sources: Sources) -> str:
     return final
 
 
-def _store_nodes(
-    tree: dict[str, Any], path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+def _plain(tree: dict[str, Any]) -> dict[str, Any]:
+    """A ConfigStore subtree, its nodes' types dropped (a node OmegaConf cannot make plain keeps them)."""
+    out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            yield from _store_nodes(value, (*path, key))
-        else:
-            yield path, key, value
+            out[key] = _plain(value)
+            continue
+        try:
+            plain = OmegaConf.create(OmegaConf.to_container(value.node, resolve=False, enum_to_str=True))
+        except Exception:
+            plain = value.node
+        out[key] = dataclasses.replace(value, node=plain)
+    return out
 
 
-def _untyped(node: ConfigNode) -> bytes | None:
-    try:
-        plain = OmegaConf.create(OmegaConf.to_container(node.node, resolve=False, enum_to_str=True))
-    except Exception:  # a node OmegaConf cannot make plain only loses its fallback
-        return None
-    if not isinstance(plain, DictConfig):
-        return None
-    return cloudpickle.dumps(dataclasses.replace(node, node=plain))
+def _state(same_env: bool) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """Hydra's Singleton instances for the worker; apart from them `_SAME_ENV_ONLY`'s (`same_env` only)
+    and the resolvers. The sweeper's ConfigStore nodes travel plain (see the module docstring)."""
+    state = Singleton.get_state()
+    instances = {cls: obj for cls, obj in state["instances"].items() if cls not in _SAME_ENV_ONLY}
+    extras = {cls: obj for cls, obj in state["instances"].items() if cls in _SAME_ENV_ONLY}
+    store = instances.get(ConfigStore)
+    sweepers = store.repo.get("hydra", {}).get("sweeper") if store is not None else None
+    if store is not None and sweepers:
+        shipped = copy.copy(store)  # not ConfigStore(): the Singleton would return the live instance
+        shipped.repo = {**store.repo, "hydra": {**store.repo["hydra"], "sweeper": _plain(sweepers)}}
+        instances[ConfigStore] = shipped
+    resolvers = [(name, cloudpickle.dumps(fn)) for name, fn in state["omegaconf_resolvers"].items()]
+    return cloudpickle.dumps(instances), cloudpickle.dumps(extras) if same_env else None, resolvers
 
 
 def build_kit(
@@ -268,28 +290,17 @@ def build_kit(
     if sources is None:
         sources = gather(config, config_loader, cwd=cwd, htcondor_dir=htcondor_dir, sweep_dir=sweep_dir)
     snapshot_dir = _write_snapshot(htcondor_dir, sources)
+    state, extras, resolvers = _state(same_env)
 
-    state = Singleton.get_state()
-    dropped: tuple[type, ...] = (ConfigStore, *(() if same_env else _SAME_ENV_ONLY))
-    singletons = [
-        (cls.__name__, cloudpickle.dumps((cls, obj)))
-        for cls, obj in state["instances"].items()
-        if cls not in dropped
-    ]
-    resolvers = [(name, cloudpickle.dumps((name, fn))) for name, fn in state["omegaconf_resolvers"].items()]
-    store = [
-        ("/".join((*path, key)), (*path, key), cloudpickle.dumps(node), _untyped(node))
-        for path, key, node in _store_nodes(ConfigStore.instance().repo)
-    ]
     return Kit(
         master=_portable(config),
         search_path=config_loader.get_search_path(),
         shipped=sources.shipped,
         snapshot_dir=snapshot_dir,
         cwd=cwd,
-        singletons=singletons,
+        state=state,
+        extras=extras,
         resolvers=resolvers,
-        store=store,
     )
 
 
@@ -327,97 +338,101 @@ def subdir_namer(config: DictConfig) -> Callable[[Sequence[str], int], str | Non
 # Worker side
 
 
-def _loads_each(packed: Iterable[tuple[str, bytes]], what: str) -> Iterator[Any]:
-    """Unpickle item by item; one that needs a module this worker lacks is left out, and said so."""
+class MissingClassError(HTCondorLauncherError, ImportError):
+    """A class of Hydra's ConfigStore on the submit side (a structured config's dataclass, an Enum) cannot be
+    imported on the worker."""
+
+
+class _NamingUnpickler(pickle.Unpickler):
+    """Unpickles Hydra's state; a class this worker cannot import fails in one line naming it."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as exc:
+            raise MissingClassError(
+                f"{module}.{name}, a class of the sweep's configs (Hydra's ConfigStore on the submit side), "
+                f"cannot be imported on this worker ({type(exc).__name__}: {exc}): install "
+                f"{module.split('.')[0]!r} where the jobs run, or send its code with "
+                "hydra.launcher.transfer_input_files"
+            ) from None
+
+
+def restore(kit: Kit) -> None:
+    """Hydra's Singleton state as on the submit side. Raises MissingClassError (one line) for a class of
+    that state this worker cannot import."""
+    instances = _NamingUnpickler(io.BytesIO(kit.state)).load()
+    if kit.extras is not None:
+        try:
+            instances.update(cloudpickle.loads(kit.extras))
+        except Exception as exc:  # another environment (hydra.launcher.python): the job needs none of them
+            log.info("the submitting process's Hydra instance is not restored here: %s", exc)
+    setup_globals()  # Hydra's own resolvers, as the worker's Hydra defines them
+    resolvers = Singleton.get_state()["omegaconf_resolvers"]  # and OmegaConf's
     missing = []
-    for label, data in packed:
+    for name, data in kit.resolvers:
         try:
-            yield cloudpickle.loads(data)
+            resolvers[name] = cloudpickle.loads(data)
         except Exception as exc:
-            missing.append(f"{label} ({type(exc).__name__}: {exc})")
+            if name not in resolvers:
+                missing.append(f"{name} ({type(exc).__name__}: {exc})")
     if missing:
-        log.warning("%s left out (not importable on this worker): %s", what, "; ".join(missing))
-
-
-class _Shipped:
-    """Mixin: a config source that keeps its submit-side path but reads the snapshot's copy of it."""
-
-    snapshot: ClassVar[dict[tuple[str, str], str]] = {}
-    path: str
-    provider: str
-    _local: FileConfigSource | None
-
-    def _attach(self) -> None:
-        local = self.snapshot.get((self.scheme(), self.path))  # type: ignore[attr-defined]
-        self._local = FileConfigSource(self.provider, local) if local is not None else None
-
-    def load_config(self, config_path: str) -> ConfigResult:
-        if self._local is None:
-            return super().load_config(config_path)  # type: ignore[misc]
-        result = self._local.load_config(config_path)
-        result.path = f"{self.scheme()}://{self.path}"  # type: ignore[attr-defined]
-        return result
-
-    def available(self) -> bool:
-        return self._local.available() if self._local is not None else super().available()  # type: ignore[misc]
-
-    def is_group(self, config_path: str) -> bool:
-        if self._local is None:
-            return super().is_group(config_path)  # type: ignore[misc]
-        return self._local.is_group(config_path)
-
-    def is_config(self, config_path: str) -> bool:
-        if self._local is None:
-            return super().is_config(config_path)  # type: ignore[misc]
-        return self._local.is_config(config_path)
-
-    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
-        if self._local is None:
-            return super().list(config_path, results_filter)  # type: ignore[misc]
-        return self._local.list(config_path, results_filter)
-
-
-class ShippedFileSource(_Shipped, FileConfigSource):
-    def __init__(self, provider: str, path: str) -> None:
-        FileConfigSource.__init__(self, provider, path)
-        self._attach()
-
-
-class ShippedPkgSource(_Shipped, ImportlibResourcesConfigSource):
-    def __init__(self, provider: str, path: str) -> None:
-        ImportlibResourcesConfigSource.__init__(self, provider, path)
-        self._attach()
-
-
-def restore(kit: Kit, snapshot_dir: str) -> None:
-    """Hydra's Singleton state as on the submit side (what can be imported here), reading `snapshot_dir`."""
-    instances = dict(_loads_each(kit.singletons, "Hydra state"))
-    resolvers = dict(_loads_each(kit.resolvers, "OmegaConf resolvers"))
-    Singleton.set_state({"instances": instances, "omegaconf_resolvers": resolvers})
-    repo = ConfigStore.instance().repo
-    untyped = []
-    for label, path, typed, plain in kit.store:
-        try:
-            node = cloudpickle.loads(typed)
-        except Exception as exc:
-            if plain is None:
-                log.warning("ConfigStore node %s left out: %s: %s", label, type(exc).__name__, exc)
-                continue
-            node = cloudpickle.loads(plain)
-            untyped.append(f"{label} ({type(exc).__name__}: {exc})")
-        tree = repo
-        for part in path[:-1]:
-            tree = tree.setdefault(part, {})
-        tree[path[-1]] = node
-    if untyped:
         log.warning(
-            "ConfigStore nodes composed without their classes (not importable here): %s", "; ".join(untyped)
+            "OmegaConf resolvers of the submit side that this worker cannot load (a config that uses one "
+            "fails when it is resolved): %s",
+            "; ".join(missing),
         )
-    _Shipped.snapshot = {key: os.path.join(snapshot_dir, sub) for key, sub in kit.shipped.items()}
-    types = SourcesRegistry.instance().types
-    types["file"] = ShippedFileSource
-    types["pkg"] = ShippedPkgSource
-    types.setdefault("structured", StructuredConfigSource)
+    Singleton.set_state({"instances": instances, "omegaconf_resolvers": resolvers})
+
+
+def _hydra_quoted(text: str) -> str:
+    """`text` as a quoted string of Hydra's override grammar (backslashes are escapes only before a quote)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + "'"
+
+
+def _scheme_path(entry: str) -> str:
+    """A search path entry as Hydra names its source ("scheme://path"; a bare path is a file:// one)."""
+    return entry if "://" in entry else f"file://{entry}"
+
+
+# Hydra's provider names of the sources a hydra.searchpath adds (ConfigLoaderImpl._process_config_searchpath).
+_SEARCHPATH_FROM_OVERRIDE = "hydra.searchpath in command-line"
+_SEARCHPATH_FROM_PRIMARY = "hydra.searchpath in main"
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    """The kit's search path with every shipped source read from the snapshot, and the way back to the
+    submit side's names for what composition records."""
+
+    search_path: Any
+    back: dict[str, tuple[str, str]]  # snapshot source "file://<folder>" -> (scheme, submit-side path)
+    searchpath_override: str | None  # the primary config's hydra.searchpath, read from the snapshot
+
+
+def _redirect(kit: Kit, snapshot_dir: str) -> _Redirect:
+    to_snapshot = {
+        f"{scheme}://{path}": "file://" + os.path.join(snapshot_dir, sub)
+        for (scheme, path), sub in kit.shipped.items()
+    }
+    search_path = copy.deepcopy(kit.search_path)
+    for element in search_path.get_path():
+        element.path = to_snapshot.get(_scheme_path(element.path), element.path)
+    # The primary config's own hydra.searchpath (as composed on the submit side) is added by Hydra while it
+    # composes: the first hydra.searchpath override replaces it.
+    try:
+        entries = [
+            str(entry) for entry in OmegaConf.select(kit.master, "hydra.searchpath", default=None) or []
+        ]
+    except Exception:  # an entry only the job's config resolves: Hydra reads it as the submit side did
+        entries = []
+    mapped = [to_snapshot.get(_scheme_path(entry), entry) for entry in entries]
+    override = None
+    if mapped != entries:
+        override = f"hydra.searchpath=[{','.join(_hydra_quoted(entry) for entry in mapped)}]"
+    back = {folder: tuple(original.split("://", 1)) for original, folder in to_snapshot.items()}
+    return _Redirect(search_path, back, override)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -436,11 +451,37 @@ def _submit_environment(master: DictConfig) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def compose(kit: Kit, overrides: Sequence[str]) -> DictConfig:
-    """The job's config, as the submit side would compose it (call `restore` first)."""
-    loader = ConfigLoaderImpl(config_search_path=kit.search_path)
-    with _submit_environment(kit.master):
-        config = loader.load_sweep_config(kit.master, list(overrides))
-    with open_dict(config.hydra.runtime):
+def compose(kit: Kit, snapshot_dir: str, overrides: Sequence[str]) -> DictConfig:
+    """The job's config, as the submit side would compose it, from the snapshot in `snapshot_dir` (call
+    `restore` first)."""
+    redirect = _redirect(kit, snapshot_dir)
+    master = kit.master
+    # Unresolved: an override may name what only the job's config has (hydra.sweep.subdir=x_${hydra.job.num}).
+    hydra_overrides = [str(o) for o in OmegaConf.to_container(master.hydra.overrides.hydra, resolve=False)]  # type: ignore[union-attr]
+    if redirect.searchpath_override is not None:
+        with read_write(master.hydra.overrides):
+            master.hydra.overrides.hydra = [redirect.searchpath_override, *hydra_overrides]
+    loader = ConfigLoaderImpl(config_search_path=redirect.search_path)
+    try:
+        with _submit_environment(master):
+            config = loader.load_sweep_config(master, list(overrides))
+    finally:
+        with read_write(master.hydra.overrides):
+            master.hydra.overrides.hydra = hydra_overrides
+    # What composition recorded of the redirect, named as on the submit side.
+    searchpath_overridden = any(
+        o.split("=", 1)[0].strip() == "hydra.searchpath" for o in [*hydra_overrides, *overrides]
+    )
+    with read_write(config.hydra), open_dict(config.hydra):
+        for info in config.hydra.runtime.config_sources:
+            original = redirect.back.get(f"{info.schema}://{info.path}")
+            if original is not None:
+                info.schema, info.path = original
+            if redirect.searchpath_override is not None and not searchpath_overridden:
+                info.provider = info.provider.replace(_SEARCHPATH_FROM_OVERRIDE, _SEARCHPATH_FROM_PRIMARY)
+        if redirect.searchpath_override is not None:
+            config.hydra.overrides.hydra.pop(0)
+            if not searchpath_overridden:
+                config.hydra.searchpath = master.hydra.searchpath  # the override's value, undone
         config.hydra.runtime.cwd = kit.cwd
     return config

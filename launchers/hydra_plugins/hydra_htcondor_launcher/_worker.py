@@ -122,7 +122,7 @@ def _run_task(
     """Unpickle the spec, compose the job's config and run the task; returns Hydra's JobReturn. Raises for
     anything that fails outside the task (run_job itself catches what the task raises)."""
     import cloudpickle
-    from hydra.core.utils import run_job, setup_globals
+    from hydra.core.utils import run_job
     from omegaconf import open_dict
 
     # Folders the submitting process imported user code from (those that exist here), so the task function
@@ -140,9 +140,8 @@ def _run_task(
     with open(here(job["common_path"]), "rb") as f:
         common = cloudpickle.load(f)
     kit: _sources.Kit = common["kit"]
-    _sources.restore(kit, here(kit.snapshot_dir))
-    setup_globals()
-    config = _sources.compose(kit, job["overrides"])
+    _sources.restore(kit)  # Hydra's globals (resolvers) too
+    config = _sources.compose(kit, here(kit.snapshot_dir), job["overrides"])
     with open_dict(config.hydra.job):
         config.hydra.job.id = job_id
         config.hydra.job.num = job["num"]
