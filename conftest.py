@@ -291,12 +291,42 @@ def shared_resources(item: pytest.Item) -> set[str]:
     return names
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # xdist's hook, in the controller
+    """--dist loadgroup that works with pytest 9: xdist 3.8 marks a group by appending "@group" to the nodeid
+    a worker reports, which pytest 9 no longer lets a plugin change, so its LoadGroupScheduling sees no
+    group. The workers write the groups into the shared folder instead (pytest_collection_modifyitems)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    shared = config.stash[_SHARED]
+
+    class SharedResourceScheduling(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # read once the workers' collections are in (schedule() runs then)
+                self.groups = {}
+                for path in sorted(shared.glob("groups-*.json")):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid) or super()._split_scope(nodeid)
+
+    return SharedResourceScheduling(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    groups = {}
     for item in items:
-        for resource in sorted(shared_resources(item)) if config.pluginmanager.hasplugin("xdist") else ():
-            # One group per resource: with --dist loadgroup its tests all run on one worker, in turn.
+        resources = sorted(shared_resources(item)) if config.pluginmanager.hasplugin("xdist") else []
+        for resource in resources:
             item.add_marker(pytest.mark.xdist_group(resource))
+        if resources:
+            groups[item.nodeid] = "_".join(resources)  # the name xdist gives a test of several groups
+    if workerinput is not None and config.getvalue("loadgroup"):
+        _write_json(config.stash[_SHARED] / f"groups-{workerinput['workerid']}.json", groups)
         if item.get_closest_marker("condor") is not None:
             # Like @pytest.mark.usefixtures("condor_pool"), but first in line: a marker added here would
             # come too late (fixture closures are computed at collection), and other session/module
