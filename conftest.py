@@ -35,8 +35,10 @@ POOL_SCRIPT = REPO / "scripts" / "condor-pool"
 # override): the jobs mostly wait, and parallel tests' jobs (the app's ask for 1 CPU and 4 GB each) must not
 # queue behind each other on a 2-core machine with less memory than that.
 TEST_POOL_SLOT = {"CONDOR_POOL_CPUS": "12", "CONDOR_POOL_MEMORY": str(12 * 4096)}
-# The folder the controller shares with its xdist workers (pool.json, pool.lock), in config.stash.
+# The folder the controller shares with its xdist workers (pool.json, pool.lock, groups-*.json), and the
+# CONDOR_CONFIG the run was started with, in config.stash.
 _SHARED = pytest.StashKey[Path]()
+_PRESET = pytest.StashKey["str | None"]()
 
 
 def _in_ci() -> bool:
@@ -159,7 +161,9 @@ def condor_pool(pytestconfig: pytest.Config) -> Iterator[CondorPool]:
     whatever the number of xdist workers), and then stopped when the run ends (pytest_unconfigure).
     """
     saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH")}
-    preset = os.environ.get("CONDOR_CONFIG")
+    # As the run started: by now an earlier test of this worker may have imported htcondor2 without a pool,
+    # which sets CONDOR_CONFIG=/dev/null in the process.
+    preset = pytestconfig.stash[_PRESET]
     if preset:
         config = Path(preset)
         if not config.is_file():
@@ -190,13 +194,16 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "condor_pool_shared" in workerinput:  # an xdist worker
         config.stash[_SHARED] = Path(workerinput["condor_pool_shared"])
+        config.stash[_PRESET] = workerinput["condor_config_preset"]
     else:  # the controller, or a run without xdist
         config.stash[_SHARED] = Path(tempfile.mkdtemp(prefix="pytest-condor-pool-"))
+        config.stash[_PRESET] = os.environ.get("CONDOR_CONFIG")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # xdist's hook, in the controller, for each worker it starts
     node.workerinput["condor_pool_shared"] = str(node.config.stash[_SHARED])
+    node.workerinput["condor_config_preset"] = node.config.stash[_PRESET]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -325,8 +332,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(resource))
         if resources:
             groups[item.nodeid] = "_".join(resources)  # the name xdist gives a test of several groups
-    if workerinput is not None and config.getvalue("loadgroup"):
-        _write_json(config.stash[_SHARED] / f"groups-{workerinput['workerid']}.json", groups)
         if item.get_closest_marker("condor") is not None:
             # Like @pytest.mark.usefixtures("condor_pool"), but first in line: a marker added here would
             # come too late (fixture closures are computed at collection), and other session/module
@@ -334,6 +339,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             names = getattr(item, "fixturenames", None)
             if names is not None and "condor_pool" not in names:
                 names.insert(0, "condor_pool")
+    if workerinput is not None and config.getvalue("loadgroup"):
+        _write_json(config.stash[_SHARED] / f"groups-{workerinput['workerid']}.json", groups)
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if gpu_items and not _cuda_available():  # torch is only imported when a gpu test was collected
         skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
