@@ -56,7 +56,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Tests run on PYTEST_WORKERS xdist workers: most of their time is spent waiting on the pool, so more
-# workers than cores pays off (measured: README.md, "Tests"). --dist loadgroup keeps the tests of one shared
+# workers than cores pays off (measured: README.md, top). --dist loadgroup keeps the tests of one shared
 # resource (`shares` marker, conftest.py) on one worker.
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
