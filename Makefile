@@ -9,11 +9,12 @@ TYPED := mnist_app launchers/hydra_plugins condor_pool container_runtime pack_en
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 
-.PHONY: help venv browser train sweep test lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
+.PHONY: help venv browser train sweep test test-quick lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
 
 help:
 	@echo "make train   - set up .venv and train the CNN for 4 epochs (bundled MNIST when offline)"
 	@echo "make test    - set up .venv and the local HTCondor pool, run ruff and the whole test suite"
+	@echo "make test-quick - the tests that need neither the pool nor containers, in parallel (inner loop)"
 	@echo "make sweep   - a two-job local sweep (model.lr=0.5,1.0)"
 	@echo "make bench   - Lightning vs plain PyTorch training benchmark (benchmarks/README.md)"
 	@echo "make bench-launcher - the HTCondor launcher's overhead on the local pool"
@@ -54,10 +55,19 @@ browser:
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Tests run on PYTEST_WORKERS xdist workers: most of their time is spent waiting on the pool, so more
+# workers than cores pays off (measured: README.md, top). --dist loadgroup keeps the tests of one shared
+# resource (`shares` marker, conftest.py) on one worker.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
+
 test: venv pool-install browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+
+test-quick: venv
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not condor and not container"
 
 bench: venv
 	$(BIN)/python benchmarks/bench_training.py

@@ -1,15 +1,29 @@
-"""Repository-wide pytest wiring: the local HTCondor pool fixture and the `condor`/`gpu` markers.
+"""Repository-wide pytest wiring: the local HTCondor pool fixture, private pools, and the `condor`/`gpu`/
+`shares` markers.
 
 Tests marked `condor` get the session fixture `condor_pool` automatically, set up before any of their other
 fixtures, so `CONDOR_CONFIG` is in `os.environ` before a test (or its fixtures) talks to htcondor2.
+
+Parallel runs (pytest-xdist, `make test`): the pool is started once for the whole run, by whichever worker
+needs it first (a file lock in a folder the controller shares with its workers), reused by the others through
+its CONDOR_CONFIG, and stopped once by the controller at the very end. Tests that use a machine-global
+resource (the docker engine, apt, a fixed port) or an expensive session-scoped fixture declare it with
+`@pytest.mark.shares("name")` (`container` tests share "docker"; the users of a module-scoped fixture are
+grouped without a mark); with `--dist loadgroup` all tests of one name run on one worker, one after another.
+A test that needs a pool of its own takes the `private_pool` fixture: the session pool's HTCondor, a port of
+its worker's own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +31,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent
 POOL_SCRIPT = REPO / "scripts" / "condor-pool"
+# The test pool's partitionable slot when the session starts it (CONDOR_POOL_CPUS/CONDOR_POOL_MEMORY
+# override): the jobs mostly wait, and parallel tests' jobs (the app's ask for 1 CPU and 4 GB each) must not
+# queue behind each other on a 2-core machine with less memory than that.
+TEST_POOL_SLOT = {"CONDOR_POOL_CPUS": "12", "CONDOR_POOL_MEMORY": str(12 * 4096)}
+# The folder the controller shares with its xdist workers (pool.json, pool.lock, groups-*.json), and the
+# CONDOR_CONFIG the run was started with, in config.stash.
+_SHARED = pytest.StashKey[Path]()
+_PRESET = pytest.StashKey["str | None"]()
 
 
 def _in_ci() -> bool:
@@ -31,8 +53,8 @@ class CondorPool:
     pool_dir: Path | None  # scripts/condor-pool folder; None for a pool named by a pre-set CONDOR_CONFIG
 
 
-def _run_pool(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([str(POOL_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+def _run_pool(*args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(POOL_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _one_line(proc: subprocess.CompletedProcess) -> str:
@@ -89,7 +111,8 @@ def _own_pool() -> tuple[dict, bool]:
             install = _run_pool("install", timeout=900)
             if install.returncode != 0:
                 _unavailable(f"scripts/condor-pool install failed: {_one_line(install)}")
-            start = _run_pool("start", timeout=300)
+            env = {**os.environ, **{k: os.environ.get(k) or v for k, v in TEST_POOL_SLOT.items()}}
+            start = _run_pool("start", timeout=300, env=env)
             if start.returncode != 0:
                 _unavailable(f"scripts/condor-pool start failed: {_one_line(start)}")
             # A concurrent session may have won the race; then it owns the pool, not us.
@@ -118,17 +141,57 @@ def _check_reachable(address_hint: str) -> None:
         _unavailable(f"collector {collector} knows no schedd (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']})")
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`: one xdist worker at a time sets the session pool up."""
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # bounded by the holder's own timeouts (install 900 s, start 300 s)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.rename(path)
+
+
+def _session_pool(shared: Path) -> dict:
+    """`scripts/condor-pool env --json` of the run's pool: the first caller of the run reuses or starts it
+    (recording whether it started it, for pytest_unconfigure), later callers and workers read the record.
+    A pool that could not be had is recorded too, so every worker gives up with the same reason at once."""
+    record = shared / "pool.json"
+    with _locked(shared / "pool.lock"):
+        if not record.exists():
+            try:
+                info, started = _own_pool()
+            except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+                _write_json(record, {"error": str(exc.msg)})
+                raise
+            _write_json(record, {"info": info, "started": started})
+        data = json.loads(record.read_text())
+    if "error" in data:
+        # The message already says skip or, under CI, fail; repeat the same outcome.
+        if _in_ci():
+            pytest.fail(data["error"], pytrace=False)
+        pytest.skip(data["error"])
+    return data["info"]
+
+
 @pytest.fixture(scope="session")
-def condor_pool() -> Iterator[CondorPool]:
+def condor_pool(pytestconfig: pytest.Config) -> Iterator[CondorPool]:
     """The HTCondor pool for tests marked `condor`.
 
     A pre-set CONDOR_CONFIG names the pool to use as is. Otherwise the default scripts/condor-pool pool
-    (CONDOR_POOL_DIR/CONDOR_POOL_PORT honoured) is reused if running, or installed and started, and then
-    stopped at session end.
+    (CONDOR_POOL_DIR/CONDOR_POOL_PORT honoured) is reused if running, or installed and started (once per run,
+    whatever the number of xdist workers), and then stopped when the run ends (pytest_unconfigure).
     """
     saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH")}
-    preset = os.environ.get("CONDOR_CONFIG")
-    started = False
+    # As the run started: by now an earlier test of this worker may have imported htcondor2 without a pool,
+    # which sets CONDOR_CONFIG=/dev/null in the process.
+    preset = pytestconfig.stash[_PRESET]
     if preset:
         config = Path(preset)
         if not config.is_file():
@@ -137,26 +200,17 @@ def condor_pool() -> Iterator[CondorPool]:
         pool_dir = None
         _check_reachable("?")
     else:
-        info, started = _own_pool()
+        info = _session_pool(pytestconfig.stash[_SHARED])
         config = Path(info["CONDOR_CONFIG"])
         env = {"CONDOR_CONFIG": str(config), "PATH": f"{info['bin']}:{os.environ.get('PATH', '')}"}
         pool_dir = Path(info["pool_dir"])
         os.environ.update(env)
-        try:
-            _check_reachable(info["address"])
-        except BaseException:
-            if started:
-                _run_pool("stop", timeout=120)
-            raise
+        _check_reachable(info["address"])
     os.environ.update(env)
     pool = CondorPool(config=config, pool_dir=pool_dir)
     try:
         yield pool
     finally:
-        if started:
-            stop = _run_pool("stop", timeout=120)
-            if stop.returncode != 0:
-                print(f"scripts/condor-pool stop failed: {_one_line(stop)}")
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -164,19 +218,84 @@ def condor_pool() -> Iterator[CondorPool]:
                 os.environ[key] = value
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "condor_pool_shared" in workerinput:  # an xdist worker
+        config.stash[_SHARED] = Path(workerinput["condor_pool_shared"])
+        config.stash[_PRESET] = workerinput["condor_config_preset"]
+    else:  # the controller, or a run without xdist
+        config.stash[_SHARED] = Path(tempfile.mkdtemp(prefix="pytest-condor-pool-"))
+        config.stash[_PRESET] = os.environ.get("CONDOR_CONFIG")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist's hook, in the controller, for each worker it starts
+    node.workerinput["condor_pool_shared"] = str(node.config.stash[_SHARED])
+    node.workerinput["condor_config_preset"] = node.config.stash[_PRESET]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller stops the pool the run started, once, after every worker has finished."""
+    if hasattr(config, "workerinput") or _SHARED not in config.stash:
+        return
+    shared = config.stash[_SHARED]
+    try:
+        data = json.loads((shared / "pool.json").read_text())
+    except FileNotFoundError:
+        data = {}
+    if data.get("started"):
+        stop = _run_pool("stop", timeout=120)
+        if stop.returncode != 0:
+            print(f"scripts/condor-pool stop failed: {_one_line(stop)}")
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivatePool:
+    """A throw-away scripts/condor-pool pool of one test: its own folder and port, installed, not started."""
+
+    dir: Path
+    env: dict[str, str]  # CONDOR_POOL_PORT and PATH for scripts/condor-pool (the session pool's HTCondor)
+
+    @property
+    def port(self) -> int:
+        return int(self.env["CONDOR_POOL_PORT"])
+
+    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        """`scripts/condor-pool ARGS` on this pool (`env` adds or overrides variables)."""
+        full = {**os.environ, "CONDOR_POOL_DIR": str(self.dir), **self.env, **env}
+        full.pop("CONDOR_CONFIG", None)  # the session pool's, which `install`/`start` must not follow
+        return _run_pool(*args, timeout=timeout, env=full)
+
+    def config(self) -> Path:
+        """Its CONDOR_CONFIG (exists once installed)."""
+        return Path(json.loads(self.run("env", "--json").stdout)["CONDOR_CONFIG"])
+
+
+def private_pool_port() -> int:
+    """CONDOR_POOL_PORT (default 9618) + 50 + the xdist worker's number: a port of this worker alone, so
+    parallel workers' private pools never meet (one private pool per test at a time)."""
+    base = int(os.environ.get("CONDOR_POOL_PORT") or 9618)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return base + 50 + int(worker.removeprefix("gw") or 0)
+
+
 @pytest.fixture
-def private_pool_env(condor_pool: CondorPool) -> Callable[[int | str], dict[str, str]]:
-    """port -> the environment for scripts/condor-pool running a pool of the test's own on that port (its
-    CONDOR_POOL_DIR is the test's) with the session pool's HTCondor: its bin/sbin on PATH make `install` take
-    its "HTCondor on PATH" branch (no download). Skips for a pool named by a pre-set CONDOR_CONFIG."""
-    if condor_pool.pool_dir is None:
-        pytest.skip("needs a pool installed by scripts/condor-pool")
-    info = json.loads((condor_pool.pool_dir / "install.json").read_text())
-
-    def env(port: int | str) -> dict[str, str]:
-        return {"CONDOR_POOL_PORT": str(port), "PATH": f"{info['sbin']}:{info['bin']}:{os.environ['PATH']}"}
-
-    return env
+def private_pool(tmp_path_factory: pytest.TempPathFactory, condor_pool: CondorPool) -> Iterator[PrivatePool]:
+    """A second pool for tests that stop, restart or break one: installed from the session pool's HTCondor
+    (its bin/sbin on PATH make `install` take its "HTCondor on PATH" branch: no second download), on
+    `private_pool_port()`; stopped afterwards. Start it with `private_pool.run("start")`."""
+    env = {"CONDOR_POOL_PORT": str(private_pool_port())}
+    if condor_pool.pool_dir is not None:
+        info = json.loads((condor_pool.pool_dir / "install.json").read_text())
+        env["PATH"] = f"{info['sbin']}:{info['bin']}:{os.environ['PATH']}"
+    pool = PrivatePool(dir=tmp_path_factory.mktemp("private-pool"), env=env)
+    out = pool.run("install", timeout=900)
+    assert out.returncode == 0, f"private pool install: {out.stderr[-2000:]}"
+    try:
+        yield pool
+    finally:
+        pool.run("stop")
 
 
 def _cuda_available() -> bool:
@@ -187,8 +306,60 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# Marker -> the machine-global resource its tests share (in addition to explicit `shares` marks).
+IMPLIED_SHARES = {"container": "docker"}
+
+
+def shared_resources(item: pytest.Item) -> set[str]:
+    """What a test shares with others: the resources it declares with `@pytest.mark.shares(...)` or through a
+    marker that implies one, and each module-scoped fixture it uses (computed once per module and worker: its
+    users on one worker compute it once per run)."""
+    names = {str(arg) for mark in item.iter_markers("shares") for arg in mark.args}
+    names |= {res for marker, res in IMPLIED_SHARES.items() if item.get_closest_marker(marker)}
+    # pytest has no public accessor for a test's fixture definitions; fail loudly if this one goes away.
+    info = getattr(item, "_fixtureinfo", None) if isinstance(item, pytest.Function) else None
+    if isinstance(item, pytest.Function) and not hasattr(info, "name2fixturedefs"):
+        raise RuntimeError("pytest changed: Function._fixtureinfo.name2fixturedefs is gone (conftest.py)")
+    for name, defs in (info.name2fixturedefs.items() if info is not None else ()):
+        if defs and defs[-1].scope == "module" and item.module is not None:
+            names.add(f"{item.module.__name__}.{name}")
+    return names
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # xdist's hook, in the controller
+    """--dist loadgroup that works with pytest 9: xdist 3.8 marks a group by appending "@group" to the nodeid
+    a worker reports, which pytest 9 no longer lets a plugin change, so its LoadGroupScheduling sees no
+    group. The workers write the groups into the shared folder instead (pytest_collection_modifyitems)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    shared = config.stash[_SHARED]
+
+    class SharedResourceScheduling(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # read once the workers' collections are in (schedule() runs then)
+                self.groups = {}
+                for path in sorted(shared.glob("groups-*.json")):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid) or super()._split_scope(nodeid)
+
+    return SharedResourceScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    groups = {}
     for item in items:
+        resources = sorted(shared_resources(item)) if config.pluginmanager.hasplugin("xdist") else []
+        for resource in resources:
+            item.add_marker(pytest.mark.xdist_group(resource))
+        if resources:
+            groups[item.nodeid] = "_".join(resources)  # the name xdist gives a test of several groups
         if item.get_closest_marker("condor") is not None:
             # Like @pytest.mark.usefixtures("condor_pool"), but first in line: a marker added here would
             # come too late (fixture closures are computed at collection), and other session/module
@@ -196,6 +367,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             names = getattr(item, "fixturenames", None)
             if names is not None and "condor_pool" not in names:
                 names.insert(0, "condor_pool")
+    if workerinput is not None and config.getvalue("loadgroup"):
+        _write_json(config.stash[_SHARED] / f"groups-{workerinput['workerid']}.json", groups)
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if gpu_items and not _cuda_available():  # torch is only imported when a gpu test was collected
         skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")

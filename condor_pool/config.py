@@ -29,6 +29,7 @@ def render(name: str, values: Mapping[str, object]) -> str:
 # Appended to condor_config in this order, each only when its predicate holds.
 FRAGMENTS: tuple[tuple[str, Callable[[Settings], bool]], ...] = (
     ("num_cpus.config.in", lambda s: s.cpus > 0),
+    ("memory.config.in", lambda s: s.memory > 0),
     ("gpus.config.in", lambda s: s.gpus > 0),
 )
 
@@ -38,7 +39,7 @@ def condor_config(settings: Settings, *, release: str, bin_dir: str, sbin: str, 
     """The text of etc/condor_config for an HTCondor release (its release/bin/sbin/libexec folders)."""
     values = {"release": release, "bin": bin_dir, "sbin": sbin, "libexec": libexec, "etc": etc,
               "local": local, "port": settings.port, "uid": uid, "gid": gid, "user": settings.user,
-              "cpus": settings.cpus, "gpus": settings.gpus}
+              "cpus": settings.cpus, "memory": settings.memory, "gpus": settings.gpus}
     return render("condor_config.in", values) + "".join(
         render(name, values) for name, wanted in FRAGMENTS if wanted(settings))
 

@@ -18,6 +18,7 @@ VARIABLES: dict[str, str] = {
     "CONDOR_POOL_PORT": "collector port on 127.0.0.1 (default 9618)",
     "CONDOR_POOL_GPUS": "simulated GPUs (default 1; 0 for none)",
     "CONDOR_POOL_CPUS": "CPUs of the partitionable slot (default: all)",
+    "CONDOR_POOL_MEMORY": "MiB of memory the partitionable slot offers (default: all physical)",
     "CONDOR_POOL_USER": "pool account when run as root (default htcondor)",
     "CONDOR_POOL_CAPS": "1 (default): give the pool ambient DAC-override caps when run as root",
     "CONDOR_POOL_KEEP_STATE": "1: keep queue/logs across start (default: fresh)",
@@ -37,6 +38,7 @@ class Settings:
     port: int
     gpus: int
     cpus: int  # 0: let the startd count them
+    memory: int  # MiB; 0: let the startd measure it
     caps: bool
     user: str
     is_root: bool
@@ -75,6 +77,7 @@ class Settings:
             port=port,
             gpus=integer("CONDOR_POOL_GPUS", 1),
             cpus=integer("CONDOR_POOL_CPUS", 0),
+            memory=integer("CONDOR_POOL_MEMORY", 0),
             caps=integer("CONDOR_POOL_CAPS", 1) != 0,
             user=pool_user if is_root else pwd.getpwuid(os.geteuid()).pw_name,
             is_root=is_root,

@@ -14,6 +14,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Small and offline: bundled data, no progress bar, CSV logs only; used by every test that trains.
 FAST = ("data.source=bundled", "trainer.enable_progress_bar=false", "logger=csv")
+# Short real training on the bundled sample with the default loggers (TensorBoard on): the report's sweeps.
+QUICK = (
+    "data.source=bundled",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=20",
+    "trainer.enable_progress_bar=false",
+)
 
 
 def app_env(**extra: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _app_helpers import FAST
+from _app_helpers import FAST, QUICK, only_sweep_dir
 from _app_helpers import app_env as app_env_for
 from _app_helpers import run_app as run_app_in
 from hydra import compose, initialize_config_dir
@@ -21,6 +21,26 @@ from mnist_app.config import config_dir
 def fast() -> list[str]:
     """:data:`_app_helpers.FAST`, the overrides of every test that trains."""
     return list(FAST)
+
+
+@pytest.fixture(scope="session")
+def pool_optuna_sweep(condor_pool, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep folder of one Optuna search on the pool (``hparams_search=optuna``, 3 trials at once on
+    ``launcher=htcondor_cpu``), run once for the tests that only read it: mark them
+    ``@pytest.mark.shares("pool_optuna_sweep")`` so that parallel runs keep them on one worker."""
+    cwd = tmp_path_factory.mktemp("pool_optuna_sweep")
+    proc = run_app_in(
+        cwd,
+        "-m",
+        "hparams_search=optuna",
+        "launcher=htcondor_cpu",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=3",
+        *QUICK,
+        env=app_env_for(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return only_sweep_dir(cwd)
 
 
 @pytest.fixture

@@ -89,20 +89,10 @@ def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):
     assert "\n" not in str(ret._return_value).split("\n[remote traceback")[0]
 
 
-def test_optuna_sweeper_gets_real_values_from_the_pool(tmp_path):
-    proc = _run(
-        tmp_path,
-        "-m",
-        "launcher=htcondor_cpu",
-        "hydra/sweeper=optuna",
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.direction=maximize",
-        "model.lr=interval(0.3,1.0)",
-        *FAST,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = only_sweep_dir(tmp_path)
-    accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 1)]
+@pytest.mark.shares("pool_optuna_sweep")
+def test_optuna_sweeper_gets_real_values_from_the_pool(pool_optuna_sweep):
+    # The search tests/test_report.py reads too (tests/conftest.py): maximize val/acc over 3 trials at once.
+    sweep = pool_optuna_sweep
+    accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["val/acc"] for n in (0, 1, 2)]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(accs))

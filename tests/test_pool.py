@@ -301,24 +301,11 @@ def test_help_lists_commands(tmp_path):
 
 
 # ---------------------------------------------------------------- a second, throw-away pool
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def second_pool(tmp_path, private_pool_env):
-    """Environment for scripts/condor-pool on a private folder and port, reusing the session pool's binaries.
-
-    The session pool's bin/sbin on PATH make `install` take its "HTCondor on PATH" branch (no download).
-    """
-    env = {**private_pool_env(free_port()), "CONDOR_POOL_START_TIMEOUT": "20"}
-    pool_dir = tmp_path / "pool2"
-    out = run_script("install", pool_dir=pool_dir, **env)
-    assert out.returncode == 0, out.stderr
-    yield pool_dir, env
-    run_script("stop", pool_dir=pool_dir, **env)
+def second_pool(private_pool):
+    """(folder, environment) for scripts/condor-pool on the root conftest's private pool (the session pool's
+    binaries, a port of this xdist worker's own)."""
+    return private_pool.dir, {**private_pool.env, "CONDOR_POOL_START_TIMEOUT": "20"}
 
 
 def _marked_processes(master_pid: int) -> list[int]:
@@ -420,19 +407,20 @@ def render(s: Settings) -> str:
 
 
 def test_condor_config_template_fills_every_placeholder():
-    text = render(settings(CONDOR_POOL_PORT="9711", CONDOR_POOL_CPUS="2", CONDOR_POOL_GPUS="3"))
+    text = render(settings(CONDOR_POOL_PORT="9711", CONDOR_POOL_CPUS="2", CONDOR_POOL_MEMORY="3000",
+                           CONDOR_POOL_GPUS="3"))
     assert "@" not in text.replace("slot1@", "")  # no placeholder left behind
     for line in ("RELEASE_DIR = /r/usr", "LIBEXEC = /r/usr/libexec/condor", "ETC = /srv/pool/etc",
-                 "COLLECTOR_HOST = 127.0.0.1:9711", "CONDOR_IDS = 101.102", "NUM_CPUS = 2",
+                 "COLLECTOR_HOST = 127.0.0.1:9711", "CONDOR_IDS = 101.102", "NUM_CPUS = 2", "MEMORY = 3000",
                  "GPU_DISCOVERY_EXTRA = -by-index -simulate:2,3",
                  "LOCAL_CONFIG_DIR = $(ETC)/config.d"):  # HTCondor's own $(MACRO)s stay verbatim
         assert f"\n{line}\n" in text
-    assert text.index("NUM_CPUS") < text.index("GPU_DISCOVERY_EXTRA")  # fragments in FRAGMENTS order
+    assert text.index("NUM_CPUS") < text.index("\nMEMORY") < text.index("GPU_DISCOVERY")  # FRAGMENTS order
 
 
 def test_optional_fragments_follow_their_settings():
     text = render(settings(CONDOR_POOL_GPUS="0"))
-    assert "GPU" not in text and "NUM_CPUS" not in text
+    assert "GPU" not in text and "NUM_CPUS" not in text and "\nMEMORY" not in text
     assert text.endswith("use FEATURE: PartitionableSlot\n")
     assert config.mapfile(settings()) == "FS root htcondor\nFS /^(.*)$/ \\1\n"
 

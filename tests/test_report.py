@@ -16,18 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
-from _app_helpers import app_env, only_sweep_dir, run_app
+from _app_helpers import QUICK, app_env, only_sweep_dir, run_app
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
 
-# Short real training on the bundled MNIST sample; TensorBoard stays on (the HParams test reads it).
-QUICK = [
-    "data.source=bundled",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=20",
-    "trainer.enable_progress_bar=false",
-]
 # summary.csv column -> metrics.json key
 METRIC_COLUMNS = {
     "val_acc": "val/acc",
@@ -495,18 +488,9 @@ def test_pool_sweep_on_a_full_disk_names_it_in_the_error_column(tmp_path, tmpfs)
 
 @pytest.mark.condor
 @pytest.mark.slow
-def test_optuna_search_on_the_pool_marks_the_best_trial(tmp_path):
-    proc = run_app(
-        tmp_path,
-        "-m",
-        "hparams_search=optuna",
-        "launcher=htcondor_cpu",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.n_jobs=3",
-        *QUICK,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep_dir = only_sweep_dir(tmp_path)
+@pytest.mark.shares("pool_optuna_sweep")
+def test_optuna_search_on_the_pool_marks_the_best_trial(pool_optuna_sweep, tmp_path):
+    sweep_dir = pool_optuna_sweep
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     sweep = load_sweep(sweep_dir)
     assert sweep.metric == "val/acc" and sweep.maximize and len(sweep.jobs) == 3

@@ -20,10 +20,7 @@ import pytest
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-POOL = REPO / "scripts" / "condor-pool"
 CLI = Path(sys.executable).parent / "hydra-htcondor"
-PORT = 9771  # this test's pool alone: its startd is killed
 LEASE_S = 60  # job_lease_minutes=1
 SLEEP_S = 30  # each job's run: long enough to be killed while running, short enough to finish soon after
 
@@ -42,12 +39,6 @@ def main(cfg):
 if __name__ == "__main__":
     main()
 """
-
-
-def _pool(pool_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **env, "CONDOR_POOL_DIR": str(pool_dir)}
-    full.pop("CONDOR_CONFIG", None)
-    return subprocess.run([str(POOL), *args], env=full, capture_output=True, text=True, timeout=300)
 
 
 def _children() -> dict[int, list[int]]:
@@ -117,14 +108,12 @@ def _event_times(log_file: Path) -> dict[tuple[int, str], list[float]]:
     return times
 
 
-def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(tmp_path, private_pool_env):
-    env = private_pool_env(PORT)
-    pool_dir = tmp_path / "pool"
-    for step in ("install", "start"):
-        done = _pool(pool_dir, env, step)
-        assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
+def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(tmp_path, private_pool):
+    done = private_pool.run("start")
+    assert done.returncode == 0, f"private pool start: {done.stderr[-2000:]}"
+    pool_dir = private_pool.dir
     try:
-        config = json.loads(_pool(pool_dir, env, "env", "--json").stdout)["CONDOR_CONFIG"]
+        config = str(private_pool.config())
         (tmp_path / "app.py").write_text(APP)
         sweep = tmp_path / "sweep"
         cmd = [
@@ -236,4 +225,4 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
             f"kill -> sweep returned: {finished - killed:.1f} s (job run {SLEEP_S} s)"
         )
     finally:
-        _pool(pool_dir, env, "stop")
+        private_pool.run("stop")

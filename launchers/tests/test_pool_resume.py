@@ -246,67 +246,44 @@ def test_basic_sweeper_batches_resume_and_detach_one_batch_per_run(tmp_path):
     assert _procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
 
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _private_port(offset: int) -> str:
-    """A pool of one test alone (restarted, stopped): the session pool's port + 50 + offset (9761 + offset
-    without CONDOR_POOL_PORT), so that sessions with their own pools never share one."""
-    base = int(os.environ["CONDOR_POOL_PORT"]) + 50 if os.environ.get("CONDOR_POOL_PORT") else 9761
-    return str(base + offset)
-
-
-def _private_pool(pool_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CONDOR_POOL_DIR": str(pool_dir), "CONDOR_POOL_PORT": _private_port(offset)}
-    env.pop("CONDOR_CONFIG", None)
-    return subprocess.run(
-        [str(REPO / "scripts" / "condor-pool"), *args], env=env, capture_output=True, text=True, timeout=900
+def test_jobs_lost_by_a_pool_restarted_with_an_empty_queue_fail_within_a_minute(tmp_path, private_pool):
+    # A pool of this test alone (the root conftest's private_pool): it is restarted with an empty queue.
+    done = private_pool.run("start")
+    assert done.returncode == 0, f"private pool start: {done.stderr[-2000:]}"
+    env = {**os.environ, "CONDOR_CONFIG": str(private_pool.config())}
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "+x=1,2", "+sleep=600", "hydra.launcher.status_interval=5"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-
-
-def test_jobs_lost_by_a_pool_restarted_with_an_empty_queue_fail_within_a_minute(tmp_path):
-    pool_dir = tmp_path / "pool"
-    for step in ("install", "start"):
-        done = _private_pool(pool_dir, step)
-        assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
     try:
-        config = json.loads(_private_pool(pool_dir, "env", "--json").stdout)["CONDOR_CONFIG"]
-        env = {**os.environ, "CONDOR_CONFIG": config}
-        proc = subprocess.Popen(
-            _cmd(tmp_path, "+x=1,2", "+sleep=600", "hydra.launcher.status_interval=5"),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            path = tmp_path / "sweep" / ".htcondor" / "manifest.json"
-            while time.monotonic() < deadline:
-                if path.exists() and all(
-                    j.get("state") == "running" for j in _manifest(tmp_path)["jobs"].values()
-                ):
-                    break
-                time.sleep(0.5)
-            else:
-                pytest.fail("the jobs never ran on the private pool")
-            for step in ("stop", "start"):  # a fresh start: empty queue, empty history
-                done = _private_pool(pool_dir, step)
-                assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
-            restarted = time.monotonic()
-            out, _ = proc.communicate(timeout=120)
-            took = time.monotonic() - restarted
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == 1, out[-3000:]
-        assert "HTCondor no longer knows this job" in out, out[-3000:]
-        assert took < 60, took  # within a minute, not the 24-hour deadline
-        assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"removed"}
+        deadline = time.monotonic() + 120
+        path = tmp_path / "sweep" / ".htcondor" / "manifest.json"
+        while time.monotonic() < deadline:
+            if path.exists() and all(
+                j.get("state") == "running" for j in _manifest(tmp_path)["jobs"].values()
+            ):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the jobs never ran on the private pool")
+        for step in ("stop", "start"):  # a fresh start: empty queue, empty history
+            done = private_pool.run(step)
+            assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
+        restarted = time.monotonic()
+        out, _ = proc.communicate(timeout=120)
+        took = time.monotonic() - restarted
     finally:
-        _private_pool(pool_dir, "stop")
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out[-3000:]
+    assert "HTCondor no longer knows this job" in out, out[-3000:]
+    assert took < 60, took  # within a minute, not the 24-hour deadline
+    assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"removed"}
 
 
 OPTUNA_APP = """
@@ -428,7 +405,13 @@ def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path):
         proc.communicate(timeout=30)
     assert all((htdir / f"{n}.result.pkl").exists() for n in (0, 1))
     sweep_id = _manifest(tmp_path)["sweep_id"]
-    time.sleep(3)  # let the jobs leave the queue (a finished job is no longer re-attached to)
+    # Await the jobs leaving the queue (a finished job is no longer re-attached to).
+    import htcondor2
+
+    deadline = time.monotonic() + 60
+    while htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}"', projection=["ProcId"]):
+        assert time.monotonic() < deadline, "the finished jobs were still queued after 60 s"
+        time.sleep(0.2)
     rerun = _run(_cmd(tmp_path, *args), tmp_path)
     out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out[-3000:]
@@ -533,13 +516,14 @@ def _schedd_pid(pool_dir: Path) -> int:
     raise AssertionError(f"no condor_schedd under the master {master}")
 
 
-def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits_nothing(tmp_path):
-    pool_dir = tmp_path / "pool"
-    for step in ("install", "start"):
-        done = _private_pool(pool_dir, step, offset=1)
-        assert done.returncode == 0, f"private pool {step}: {done.stderr[-2000:]}"
+def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits_nothing(
+    tmp_path, private_pool
+):
+    done = private_pool.run("start")
+    assert done.returncode == 0, f"private pool start: {done.stderr[-2000:]}"
+    collector = f"127.0.0.1:{private_pool.port}"
+    config = str(private_pool.config())
     try:
-        config = json.loads(_private_pool(pool_dir, "env", "--json", offset=1).stdout)["CONDOR_CONFIG"]
         env = {**os.environ, "CONDOR_CONFIG": config}
         args = ("+x=1,2", "+sleep=600", "hydra.launcher.detach=true")
         detached = subprocess.run(
@@ -547,7 +531,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         )
         assert detached.returncode == 0, detached.stderr[-3000:]
         sweep_id = _manifest(tmp_path)["sweep_id"]
-        schedd = _schedd_pid(pool_dir)
+        schedd = _schedd_pid(private_pool.dir)
         os.kill(schedd, signal.SIGSTOP)
         try:
             tic = time.monotonic()
@@ -564,7 +548,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         assert "3 tries in" in err[0] and "nothing was submitted" in err[0] and "condor_q" in err[0]
         # 3 tries of HTCondor's 20 s timeout and 1 + 2 s between them: bounded, not a hang.
         assert took < 150, took
-        assert _procs_per_job(sweep_id, collector=f"127.0.0.1:{_private_port(1)}") == {0: 1, 1: 1}
+        assert _procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
         # Answering again, the same command re-attaches: the stopped run left nothing to undo.
         resumed = subprocess.run(
             _cmd(tmp_path, *args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
@@ -572,7 +556,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         out = resumed.stdout + resumed.stderr
         assert resumed.returncode == 0, out[-3000:]
         assert "resuming sweep: 0 reused, 2 re-attached, 0 resubmitted" in out, out[-3000:]
-        assert _procs_per_job(sweep_id, collector=f"127.0.0.1:{_private_port(1)}") == {0: 1, 1: 1}
+        assert _procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
 
         # A damaged manifest of jobs still queued: repair finds them in the queue, status follows them.
         (tmp_path / "sweep" / ".htcondor" / "manifest.json").write_text("garbage")
@@ -589,7 +573,6 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
     finally:
         subprocess.run([str(CLI), "rm", str(tmp_path / "sweep")], env={**os.environ, "CONDOR_CONFIG": config},
                        capture_output=True, timeout=120)
-        _private_pool(pool_dir, "stop", offset=1)
 
 
 def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_path):
