@@ -231,6 +231,21 @@ def test_a_schema_the_worker_cannot_import_fails_in_one_line_naming_it(app: Path
     assert "install 'rated_schema' where the jobs run" in message and "transfer_input_files" in message
 
 
+def test_a_config_store_node_no_job_reads_needs_no_class_on_the_worker(
+    app: Path, tmp_path: Path, monkeypatch
+):
+    # A process registers configs it never composes (an imported library's, another app's schema): their
+    # classes missing on the worker must not fail the jobs; only a node a job reads needs its class.
+    _write(tmp_path / "libonly" / "lib_schema.py", "from dataclasses import dataclass\n\n\n"
+           "@dataclass\nclass LibThing:\n    size: int = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "libonly"))  # the submit side alone has it
+    from lib_schema import LibThing  # type: ignore[import-not-found]
+
+    ConfigStore.instance().store(group="lib", name="thing", node=LibThing)
+    expected, composed, _ = _compose_both_ways(app, JOBS, schema_on_worker=True)
+    assert composed == expected
+
+
 def _kit_of(app: Path) -> _sources.Kit:
     """The kit of a sweep of the app, as the launcher builds it."""
     sweep_dir = app / "app" / "multirun"

@@ -16,8 +16,10 @@ batch and the workers compose, in parallel, in every mode:
   records of that (``hydra.runtime.config_sources``, ``hydra.searchpath``, ``hydra.overrides.hydra``) is
   then named back as on the submit side;
 - Hydra's Singleton state travels whole (the resolvers one by one: functions pickled by value load only
-  under the same Python version), so every config composes with its own types and Enum checks; a class
-  the worker cannot import fails the job with one line naming it and the fix. The sweeper's nodes
+  under the same Python version, and each ConfigStore node on its own), so every config composes with its
+  own types and Enum checks; a class the worker cannot import fails a job whose composition reads its node
+  with one line naming it and the fix (a node no job reads, e.g. one an imported library registered, costs
+  nothing). The sweeper's nodes
   (``hydra/sweeper/...``) travel as plain configs: the worker never runs the sweeper, and a sweeper plugin
   missing from a worker image must not fail the jobs;
 - what composition reads from the process (working directory, ``hydra.job.env_copy`` variables) is the
@@ -51,7 +53,7 @@ from typing import Any
 
 import cloudpickle
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra.core.config_store import ConfigStore
+from hydra.core.config_store import ConfigNode, ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -259,6 +261,26 @@ def _plain(tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _PackedNode:
+    """A ConfigStore node, its config pickled apart: the worker unpickles each node on its own, so that a
+    class it lacks fails only the jobs whose composition reads that node (a process registers configs it
+    never composes: imported libraries, other apps' schemas)."""
+
+    name: str
+    group: str | None
+    package: str | None
+    provider: str | None
+    node: bytes
+
+
+def _packed(tree: dict[str, Any]) -> dict[str, Any]:
+    def pack(node: ConfigNode) -> _PackedNode:
+        return _PackedNode(node.name, node.group, node.package, node.provider, cloudpickle.dumps(node.node))
+
+    return {key: _packed(value) if isinstance(value, dict) else pack(value) for key, value in tree.items()}
+
+
 def _state(same_env: bool) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
     """Hydra's Singleton instances for the worker; apart from them `_SAME_ENV_ONLY`'s (`same_env` only)
     and the resolvers. The sweeper's ConfigStore nodes travel plain (see the module docstring)."""
@@ -267,9 +289,12 @@ def _state(same_env: bool) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]
     extras = {cls: obj for cls, obj in state["instances"].items() if cls in _SAME_ENV_ONLY}
     store = instances.get(ConfigStore)
     sweepers = store.repo.get("hydra", {}).get("sweeper") if store is not None else None
-    if store is not None and sweepers:
+    if store is not None:
         shipped = copy.copy(store)  # not ConfigStore(): the Singleton would return the live instance
-        shipped.repo = {**store.repo, "hydra": {**store.repo["hydra"], "sweeper": _plain(sweepers)}}
+        repo = store.repo
+        if sweepers:
+            repo = {**repo, "hydra": {**repo["hydra"], "sweeper": _plain(sweepers)}}
+        shipped.repo = _packed(repo)
         instances[ConfigStore] = shipped
     resolvers = [(name, cloudpickle.dumps(fn)) for name, fn in state["omegaconf_resolvers"].items()]
     return cloudpickle.dumps(instances), cloudpickle.dumps(extras) if same_env else None, resolvers
@@ -358,10 +383,47 @@ class _NamingUnpickler(pickle.Unpickler):
             ) from None
 
 
+class _UnloadableNode(ConfigNode):
+    """A ConfigStore node whose class this worker cannot import: reading its config (composition does, for
+    the nodes a job uses) raises the MissingClassError."""
+
+    def __init__(self, packed: _PackedNode, error: MissingClassError) -> None:
+        self.name, self.group, self.package, self.provider = (
+            packed.name, packed.group, packed.package, packed.provider
+        )
+        self.error = error
+
+    @property
+    def node(self) -> Any:
+        raise self.error
+
+    @node.setter
+    def node(self, value: Any) -> None:  # ConfigStore.load assigns a copy of what it just read
+        raise self.error
+
+
+def _unpacked(tree: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out[key] = _unpacked(value)
+            continue
+        try:
+            node = _NamingUnpickler(io.BytesIO(value.node)).load()
+        except MissingClassError as exc:
+            out[key] = _UnloadableNode(value, exc)
+        else:
+            out[key] = ConfigNode(value.name, node, value.group, value.package, value.provider)
+    return out
+
+
 def restore(kit: Kit) -> None:
     """Hydra's Singleton state as on the submit side. Raises MissingClassError (one line) for a class of
     that state this worker cannot import."""
     instances = _NamingUnpickler(io.BytesIO(kit.state)).load()
+    store = instances.get(ConfigStore)
+    if store is not None:
+        store.repo = _unpacked(store.repo)
     if kit.extras is not None:
         try:
             instances.update(cloudpickle.loads(kit.extras))
