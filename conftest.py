@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from proctools import pids
+
 REPO = Path(__file__).resolve().parent
 POOL_SCRIPT = REPO / "scripts" / "condor-pool"
 # The test pool's partitionable slot when the session starts it (CONDOR_POOL_CPUS/CONDOR_POOL_MEMORY
@@ -270,6 +272,12 @@ class PrivatePool:
     def config(self) -> Path:
         """Its CONDOR_CONFIG (exists once installed)."""
         return Path(json.loads(self.run("env", "--json").stdout)["CONDOR_CONFIG"])
+
+    def daemon(self, name: str) -> int | None:
+        """The pid of its running daemon `name` (e.g. condor_schedd, a child of its master), or None."""
+        master = json.loads((self.dir / "run" / "master.json").read_text())["pid"]
+        found = pids.children(master, name)
+        return found[0] if found else None
 
 
 def private_pool_port() -> int:

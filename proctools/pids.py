@@ -63,6 +63,20 @@ def read(pid: int, name: str) -> bytes:
         return b""
 
 
+def children(pid: int, name: str | None = None) -> list[int]:
+    """pid's child processes now; with `name`, those whose command name (/proc/PID/comm) is that."""
+    kids = [p for p in all_pids() if parent(p) == pid]
+    return kids if name is None else [p for p in kids if read(p, "comm").decode().strip() == name]
+
+
+def subtree(pid: int) -> list[int]:
+    """pid and every process below it now, parents before their children."""
+    out = [pid]
+    for kid in children(pid):
+        out += subtree(kid)
+    return out
+
+
 def snapshot(pids: Iterable[int]) -> Procs:
     """Of `pids`, those running now (zombies excluded), with their start times."""
     found: Procs = {}

@@ -187,3 +187,21 @@ def test_tools_run_without_the_shims_pythonpath_entry(monkeypatch):
     show = [sys.executable, "-c", "import os; print(os.environ.get('PYTHONPATH'))"]
     assert commands.run(show).stdout == "/y\n"
     assert commands.run(show, env={"PYTHONPATH": repo}).stdout == f"{repo}\n"  # an explicit env is kept
+
+
+def test_children_by_name_and_the_subtree_below_a_process(children):
+    tree = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, "
+                             f"'-c', {SLEEPER!r}, 'default'])"], stdout=subprocess.PIPE, text=True)
+    below: list[int] = []
+    try:
+        assert tree.stdout is not None and tree.stdout.readline() == "ready\n"  # the grandchild's
+        bystander = children()
+        below = pids.children(tree.pid)
+        assert len(below) == 1 and pids.children(os.getpid(), "no-such-program") == []
+        comm = pids.read(below[0], "comm").decode().strip()
+        assert pids.children(tree.pid, comm) == below
+        assert pids.subtree(tree.pid) == [tree.pid, below[0]]
+        assert bystander.pid in pids.children(os.getpid()) and bystander.pid not in pids.subtree(tree.pid)
+    finally:
+        pids.send(pids.snapshot([tree.pid, *below]), signal.SIGKILL)
+        tree.wait(timeout=10)

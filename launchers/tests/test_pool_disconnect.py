@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from proctools import pids
+
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
 CLI = Path(sys.executable).parent / "hydra-htcondor"
@@ -39,43 +41,6 @@ def main(cfg):
 if __name__ == "__main__":
     main()
 """
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the command may hold spaces and parentheses
-            kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def _named(pids: list[int], name: str) -> list[int]:
-    found = []
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
-                found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
-def _tree(root: int, kids: dict[int, list[int]]) -> list[int]:
-    out = [root]
-    for kid in kids.get(root, []):
-        out += _tree(kid, kids)
-    return out
-
-
-def _startd(pool_dir: Path) -> int | None:
-    master = json.loads((pool_dir / "run" / "master.json").read_text())["pid"]
-    found = _named(_children().get(master, []), "condor_startd")
-    return found[0] if found else None
 
 
 def _manifest_jobs(sweep: Path) -> dict[str, dict]:
@@ -111,7 +76,6 @@ def _event_times(log_file: Path) -> dict[tuple[int, str], list[float]]:
 def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(tmp_path, private_pool):
     done = private_pool.run("start")
     assert done.returncode == 0, f"private pool start: {done.stderr[-2000:]}"
-    pool_dir = private_pool.dir
     try:
         config = str(private_pool.config())
         (tmp_path / "app.py").write_text(APP)
@@ -144,12 +108,11 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
                 out,
             )
             # The machine dies: its startd, its starters and the jobs under them, all at once.
-            startd = _startd(pool_dir)
+            startd = private_pool.daemon("condor_startd")
             assert startd is not None, "no condor_startd under the private pool's master"
-            kids = _children()
-            starters = _named(kids.get(startd, []), "condor_starter")
+            starters = pids.children(startd, "condor_starter")
             assert len(starters) == 2, f"expected a starter per job, found {starters}"
-            victims = _tree(startd, kids)
+            victims = pids.subtree(startd)
             killed = time.time()
             for pid in victims:
                 try:
@@ -208,7 +171,7 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
         assert {job["state"] for job in final.values()} == {"done"}
         assert all(job["starts"] == 2 and job["reconnect_failures"] == 1 for job in final.values()), final
         # The master brought a new startd up by itself (the requeued jobs ran on it).
-        assert _startd(pool_dir) not in (None, startd)
+        assert private_pool.daemon("condor_startd") not in (None, startd)
 
         log_file = Path(next(iter(final.values()))["log"])
         times = _event_times(log_file)

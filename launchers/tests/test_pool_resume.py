@@ -502,20 +502,6 @@ def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed
         _run([str(CLI), "rm", str(sweep)], tmp_path)
 
 
-def _schedd_pid(pool_dir: Path) -> int:
-    """The private pool's condor_schedd: the master's child of that name."""
-    master = json.loads((pool_dir / "run" / "master.json").read_text())["pid"]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if comm == "condor_schedd" and int(rest[1]) == master:
-            return int(stat.parent.name)
-    raise AssertionError(f"no condor_schedd under the master {master}")
-
-
 def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits_nothing(
     tmp_path, private_pool
 ):
@@ -531,7 +517,8 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         )
         assert detached.returncode == 0, detached.stderr[-3000:]
         sweep_id = _manifest(tmp_path)["sweep_id"]
-        schedd = _schedd_pid(private_pool.dir)
+        schedd = private_pool.daemon("condor_schedd")
+        assert schedd is not None, "no condor_schedd under the private pool's master"
         os.kill(schedd, signal.SIGSTOP)
         try:
             tic = time.monotonic()
