@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 
 from condor_pool.errors import PoolError
 from condor_pool.pool import DEFAULT_DOCKER, Pool
 from condor_pool.settings import PROG, VARIABLES
+from proctools.cli import log_lines
 
 COMMANDS = """\
   install   download/relocate HTCondor into the pool folder (or use one on PATH); idempotent
@@ -53,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd in ("help", "-h", "--help"):
         print(help_text(), end="")
         return 0
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    package_log = logging.getLogger("condor_pool")
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
-    package_log.propagate = False
+    stop_logging = log_lines("condor_pool", PROG, sys.stderr)
     try:
         pool = Pool()
         if cmd == "install":
@@ -94,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        package_log.removeHandler(handler)
+        stop_logging()

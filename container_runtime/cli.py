@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 import container_runtime
@@ -11,6 +10,7 @@ from container_runtime import engine
 from container_runtime.common import PROG, REPO, RuntimeFailure
 from container_runtime.hoststate import host_state
 from container_runtime.image import image
+from proctools.cli import log_lines
 
 COMMANDS = ("install", "start", "stop", "status", "image", "host-state", "help", "-h", "--help")
 
@@ -58,18 +58,13 @@ def main(argv: list[str] | None = None) -> int:
               "help", file=sys.stderr)
         return 2
     # Progress lines (how long debootstrap took) go where the results go, in order.
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    package_log = logging.getLogger("container_runtime")
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
-    package_log.propagate = False
+    stop_logging = log_lines("container_runtime", PROG, sys.stdout)
     try:
         code, text = _run(cmd, args[1:])
     except RuntimeFailure as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        package_log.removeHandler(handler)
+        stop_logging()
     print(text)
     return code
