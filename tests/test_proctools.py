@@ -151,22 +151,27 @@ def test_stop_asks_again_before_sigkill(children):
 # --- condor_pool.procs on top of them ------------------------------------------------------------------
 
 
-def test_descendants_by_parent_and_by_ancestry_marker(children):
-    tree = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, "
-                             f"'-c', {SLEEPER!r}, 'default'])"], stdout=subprocess.PIPE, text=True)
-    below: list[int] = []
+@pytest.fixture
+def tree():
+    """A child with a sleeping grandchild (ready when this yields); both killed after the test."""
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {SLEEPER!r}, 'default'])"
+    child = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
     try:
-        assert tree.stdout is not None and tree.stdout.readline() == "ready\n"  # the grandchild's
-        marker = f"_CONDOR_ANCESTOR_{tree.pid}=".encode()
-        adopted = children(env={**os.environ, marker.decode().rstrip("="): "1"})  # not below it
-        bystander = children()
-        found = descendants(tree.pid, marker, None)
-        below += [p for p in found if pids.parent(p) == tree.pid]  # the grandchild
-        assert len(below) == 1 and adopted.pid in found and bystander.pid not in found
-        assert tree.pid not in found and os.getpid() not in found
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"  # the grandchild's
+        yield child
     finally:
-        pids.send(pids.snapshot([tree.pid, *below]), signal.SIGKILL)
-        tree.wait(timeout=10)
+        pids.send(pids.snapshot(pids.subtree(child.pid)), signal.SIGKILL)
+        child.wait(timeout=10)
+
+
+def test_descendants_by_parent_and_by_ancestry_marker(children, tree):
+    marker = f"_CONDOR_ANCESTOR_{tree.pid}=".encode()
+    adopted = children(env={**os.environ, marker.decode().rstrip("="): "1"})  # not below it
+    bystander = children()
+    found = descendants(tree.pid, marker, None)
+    below = [p for p in found if pids.parent(p) == tree.pid]  # the grandchild
+    assert len(below) == 1 and adopted.pid in found and bystander.pid not in found
+    assert tree.pid not in found and os.getpid() not in found
 
 
 def test_undecodable_output_does_not_fail_the_command():
@@ -189,19 +194,11 @@ def test_tools_run_without_the_shims_pythonpath_entry(monkeypatch):
     assert commands.run(show, env={"PYTHONPATH": repo}).stdout == f"{repo}\n"  # an explicit env is kept
 
 
-def test_children_by_name_and_the_subtree_below_a_process(children):
-    tree = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, "
-                             f"'-c', {SLEEPER!r}, 'default'])"], stdout=subprocess.PIPE, text=True)
-    below: list[int] = []
-    try:
-        assert tree.stdout is not None and tree.stdout.readline() == "ready\n"  # the grandchild's
-        bystander = children()
-        below = pids.children(tree.pid)
-        assert len(below) == 1 and pids.children(os.getpid(), "no-such-program") == []
-        comm = pids.read(below[0], "comm").decode().strip()
-        assert pids.children(tree.pid, comm) == below
-        assert pids.subtree(tree.pid) == [tree.pid, below[0]]
-        assert bystander.pid in pids.children(os.getpid()) and bystander.pid not in pids.subtree(tree.pid)
-    finally:
-        pids.send(pids.snapshot([tree.pid, *below]), signal.SIGKILL)
-        tree.wait(timeout=10)
+def test_children_by_name_and_the_subtree_below_a_process(children, tree):
+    bystander = children()
+    below = pids.children(tree.pid)
+    assert len(below) == 1 and pids.children(os.getpid(), "no-such-program") == []
+    comm = pids.read(below[0], "comm").decode().strip()
+    assert pids.children(tree.pid, comm) == below
+    assert pids.subtree(tree.pid) == [tree.pid, below[0]]
+    assert bystander.pid in pids.children(os.getpid()) and bystander.pid not in pids.subtree(tree.pid)
