@@ -68,7 +68,11 @@ def _py310_venv(missing) -> Path:
         if pip.returncode != 0:
             missing(f"cannot install the launcher into a Python 3.10 venv: {pip.stderr.strip()[-500:]}")
         # The venv's own paths (bin/python's pyvenv.cfg, the editable .pth) do not name its folder.
-        tmp.rename(venv)
+        try:
+            tmp.rename(venv)
+        except OSError:  # another xdist worker built the same venv meanwhile: use that one
+            if not (venv / "bin" / "python").exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return venv
