@@ -8,12 +8,17 @@ POOL := scripts/condor-pool
 TYPED := mnist_app launchers/hydra_plugins condor_pool container_runtime pack_env proctools
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
+# The second environment: Hydra's Optuna sweeper (optuna<3) with the launcher, declared in
+# envs/optuna2/requirements.txt (why there: that file's header); its test runs it through a subprocess.
+OPTUNA2_PYTHON ?= python3.11
+OPTUNA2_VENV ?= .venv-optuna2
 
-.PHONY: help venv browser train sweep test test-quick lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
+.PHONY: help venv venv-optuna2 browser train sweep test test-quick lint bench bench-launcher pool-install pool-start pool-stop pool-status clean
 
 help:
 	@echo "make train   - set up .venv and train the CNN for 4 epochs (bundled MNIST when offline)"
 	@echo "make test    - set up .venv and the local HTCondor pool, run ruff and the whole test suite"
+	@echo "make venv-optuna2 - the second environment: Hydra's Optuna sweeper (optuna<3) with the launcher"
 	@echo "make test-quick - the tests that need neither the pool nor containers, in parallel (inner loop)"
 	@echo "make sweep   - a two-job local sweep (model.lr=0.5,1.0)"
 	@echo "make bench   - Lightning vs plain PyTorch training benchmark (benchmarks/README.md)"
@@ -27,6 +32,15 @@ $(VENV)/.installed: pyproject.toml launchers/pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(OPTUNA2_VENV)/.installed: envs/optuna2/requirements.txt launchers/pyproject.toml
+	test -x $(OPTUNA2_VENV)/bin/python || $(OPTUNA2_PYTHON) -m venv $(OPTUNA2_VENV)
+	$(OPTUNA2_VENV)/bin/python -m pip install --progress-bar off -r envs/optuna2/requirements.txt 2>&1 \
+		| grep -v '^WARNING: Location' || true
+	$(OPTUNA2_VENV)/bin/python -c "import hydra_plugins.hydra_optuna_sweeper, optuna, htcondor2" # fail here
+	touch $@
+
+venv-optuna2: $(OPTUNA2_VENV)/.installed
 
 train: venv
 	$(BIN)/python -m mnist_app trainer.max_epochs=4
@@ -61,7 +75,7 @@ browser:
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
-test: venv pool-install browser
+test: venv venv-optuna2 pool-install browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
@@ -76,4 +90,4 @@ bench-launcher: venv pool-start
 	eval "$$($(POOL) env)" && $(BIN)/python benchmarks/bench_launcher.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OPTUNA2_VENV) outputs .pytest_cache .ruff_cache

@@ -77,14 +77,19 @@ TRIVIAL_APP = (
 
 
 def run_script_app(
-    folder: Path, source: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+    folder: Path,
+    source: str,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    python: str | Path = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
-    """Write ``source`` to ``folder/app.py`` and run ``python app.py -m hydra/launcher=htcondor ARGS`` there,
-    as a user of any Hydra app would."""
+    """Write ``source`` to ``folder/app.py`` and run ``python app.py -m hydra/launcher=htcondor ARGS`` there
+    (with this interpreter, or another environment's ``python``), as a user of any Hydra app would."""
     app = folder / "app.py"
     app.write_text(source)
     return subprocess.run(
-        [sys.executable, str(app), "-m", "hydra/launcher=htcondor", *args],
+        [str(python), str(app), "-m", "hydra/launcher=htcondor", *args],
         cwd=folder,
         capture_output=True,
         text=True,

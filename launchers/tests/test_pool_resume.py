@@ -286,57 +286,7 @@ def test_jobs_lost_by_a_pool_restarted_with_an_empty_queue_fail_within_a_minute(
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"removed"}
 
 
-OPTUNA_APP = """
-import hydra
-
-
-@hydra.main(version_base=None, config_path=None)
-def main(cfg):
-    return float(cfg.x) ** 2
-
-
-if __name__ == "__main__":
-    main()
-"""
-
-
-def test_optuna_refuses_resume_and_detach_in_one_line(tmp_path):
-    # Optuna's persistent storage (hydra.sweeper.storage) is how an Optuna study resumes; it is not exercised
-    # here: this environment's optuna 2.10 cannot create an RDB storage with SQLAlchemy 2.x.
-    app = tmp_path / "optuna_app.py"
-    app.write_text(OPTUNA_APP)
-
-    def cmd(*extra):
-        return [
-            sys.executable,
-            str(app),
-            "-m",
-            "hydra/launcher=htcondor",
-            "hydra/sweeper=optuna",
-            "hydra.launcher.request_memory=256MB",
-            "hydra.launcher.poll_interval=0.2",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.n_jobs=2",
-            "+x=interval(-1,1)",
-            *extra,
-        ]
-
-    first = _run(cmd(), tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    # Re-running in the same folder is refused in one line: a sampler's job #0 is another trial each run.
-    again = _run(cmd(), tmp_path)
-    assert again.returncode == 1
-    noise = ("HYDRA_FULL_ERROR", "A new study created")  # Hydra's hint, Optuna's own log line
-    lines = [line for line in again.stderr.splitlines() if line.strip() and not any(n in line for n in noise)]
-    assert len(lines) == 1 and "not supported with the Optuna sweeper" in lines[0], again.stderr
-    assert "hydra.sweeper.storage" in lines[0]
-    detached = _run(cmd("hydra.launcher.detach=true", f"hydra.sweep.dir={tmp_path / 'other'}"), tmp_path)
-    assert detached.returncode == 1 and "hydra.launcher.detach=true is not supported" in detached.stderr
-    assert not (tmp_path / "other" / ".htcondor" / "manifest.json").exists()
-    # resume=false starts afresh in the folder.
-    afresh = _run(cmd("hydra.launcher.resume=false"), tmp_path)
-    assert afresh.returncode == 0, afresh.stderr[-3000:]
+# Hydra's Optuna sweeper refusing resume and detach: test_optuna2_env.py (its own environment).
 
 
 def _wait_running(tmp_path: Path, n: int) -> None:
