@@ -207,8 +207,9 @@ def test_other_override_errors_keep_hydras_report(run_app, tmp_path, args, hydra
     [
         ["-m", "model.lr=0.1,1.0"],
         ["-m", "model=cnn,mlp", "model.lr=choice(0.1,0.2)", "seed=range(0,20)", "data.source=full,bundled"],
-        ["-m", "hydra/sweeper=optuna", "model.lr=interval(0.1,1.0)", "hydra.sweeper.n_trials=3"],
-        ["-m", "hydra/sweeper=optuna", "model.lr=tag(log,interval(0.001,1))", "model=mlp,lenet5"],
+        # The app's sampling sweeper, as conf/hparams_search/optuna.yaml names it (issue 22: optuna_stream).
+        ["-m", "hparams_search=optuna", "model.lr=interval(0.1,1.0)", "hydra.sweeper.n_trials=3"],
+        ["-m", "hparams_search=optuna", "model.lr=tag(log,interval(0.001,1))", "model=mlp,lenet5"],
         ["-m", "launcher=htcondor", "model.lr=0.5,1.0"],
         ["-m", "model=glob(*)"],
         ["-m", "+extra=1,2", "++model.lr=0.2,0.3", "~optimized_metric"],
@@ -224,8 +225,6 @@ def test_other_override_errors_keep_hydras_report(run_app, tmp_path, args, hydra
 )
 def test_valid_or_unclassified_command_lines_pass_the_override_check(monkeypatch, argv):
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)  # it turns the check off
-    if any("optuna" in arg for arg in argv):
-        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     if any("htcondor" in arg for arg in argv):
         pytest.importorskip("hydra_plugins.hydra_htcondor_launcher")
     assert override_error(argv) is None

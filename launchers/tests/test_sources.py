@@ -22,6 +22,7 @@ import pytest
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from hydra_plugins.hydra_htcondor_launcher import _sources
 from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
@@ -122,8 +123,25 @@ class Rated:
 """
 
 
-# The sweeper plugin, absent from the worker: its ConfigStore nodes (hydra/sweeper/...) must not be needed.
-SWEEPER_MODULES = ["hydra_plugins.hydra_optuna_sweeper", "optuna"]
+# A sweeper plugin of this environment, absent from the worker: its ConfigStore nodes (hydra/sweeper/...) must
+# not be needed. ISSUE 22: when the main environment moves to Optuna >= 4.9 and drops hydra-optuna-sweeper,
+# this line becomes "optuna_stream" (Hydra's Optuna sweeper is then tested in .venv-optuna2:
+# test_optuna2_env.py). The plugin's package and optuna are kept from the worker.
+SWEEPER = "optuna"
+
+
+@pytest.fixture
+def sweeper(missing: Any) -> str:
+    """SWEEPER, installed in this environment (else skipped, or failed under CI)."""
+    Plugins.instance()  # discovers the installed plugins, which register their configs
+    if f"{SWEEPER}.yaml" not in ConfigStore.instance().list("hydra/sweeper"):
+        missing(f"hydra/sweeper={SWEEPER} is not installed in this environment")
+    return SWEEPER
+
+
+def _sweeper_modules(sweeper_target: str) -> list[str]:
+    """The modules a worker without the sweeper plugin lacks: the plugin's package (hydra_plugins.<name>)."""
+    return [".".join(sweeper_target.split(".")[:2]), "optuna"]
 
 
 def _compose_both_ways(
@@ -143,13 +161,14 @@ def _compose_both_ways(
             [
                 f"hydra.sweep.dir={sweep_dir}",
                 "hydra.sweep.subdir=job_${hydra.job.num}",  # resolvable only in a job's config
-                "hydra/sweeper=optuna",
+                f"hydra/sweeper={SWEEPER}",
                 *master_overrides,
             ],
             RunMode.MULTIRUN,
         )
         assert master.stamp  # resolved (and cached) on the submit side, as the sweep dir's ${now:} is
         expected = [OmegaConf.to_yaml(loader.load_sweep_config(master, job)) for job in jobs]
+        blocked = _sweeper_modules(master.hydra.sweeper._target_)
         kit = _sources.build_kit(
             master,
             loader,
@@ -176,7 +195,7 @@ def _compose_both_ways(
             str(kit_file),
             str(scratch / kit.snapshot_name),
             json.dumps(jobs),
-            *SWEEPER_MODULES,
+            *blocked,
         ],
         cwd=scratch,
         env=env,
@@ -188,6 +207,7 @@ def _compose_both_ways(
     return expected, json.loads(proc.stdout), proc.stderr
 
 
+@pytest.mark.usefixtures("sweeper")
 @pytest.mark.parametrize("searchpath_from", ["primary config", "command line"])
 def test_workers_compose_exactly_what_the_submit_side_would(app: Path, searchpath_from: str) -> None:
     master_overrides: tuple[str, ...] = ()
@@ -218,11 +238,14 @@ def test_workers_compose_exactly_what_the_submit_side_would(app: Path, searchpat
         f"hydra.searchpath in {'main' if searchpath_from == 'primary config' else 'command-line'}"
         in providers
     )
-    assert "OptunaSweeper" in first.hydra.sweeper._target_  # composed without the plugin
-    assert first.hydra.sweeper.sampler.seed is None and "TPESampler" in first.hydra.sweeper.sampler._target_
+    # The sweeper's node, composed without its plugin: its class and its sampler's, as the plugin declares.
+    target = first.hydra.sweeper._target_
+    assert target.startswith("hydra_plugins.") and "Sweeper" in target, target
+    assert first.hydra.sweeper.sampler._target_.startswith("optuna.samplers.")
     assert not stderr
 
 
+@pytest.mark.usefixtures("sweeper")
 def test_a_schema_the_worker_cannot_import_fails_in_one_line_naming_it(app: Path) -> None:
     _, composed, _ = _compose_both_ways(app, JOBS[2:], schema_on_worker=False)
     assert composed["error"] == "MissingClassError", composed
@@ -231,6 +254,7 @@ def test_a_schema_the_worker_cannot_import_fails_in_one_line_naming_it(app: Path
     assert "install 'rated_schema' where the jobs run" in message and "transfer_input_files" in message
 
 
+@pytest.mark.usefixtures("sweeper")
 def test_a_config_store_node_no_job_reads_needs_no_class_on_the_worker(
     app: Path, tmp_path: Path, monkeypatch
 ):
