@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from _app_helpers import QUICK, app_env, only_sweep_dir, run_app
+from _browser import headless
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
@@ -31,10 +31,6 @@ METRIC_COLUMNS = {
     "wall_time_s": "wall_time_s",
     "train_images_per_sec": "train_images_per_sec",
 }
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
@@ -99,30 +95,9 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    message = (
-        "no chromium on PATH (the test set-up installs Debian's `chromium`: apt-get install -y chromium)"
-    )
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def open_in_browser(report: Path, out_dir: Path) -> dict[str, Any]:
     """Load the report in headless Chromium: a screenshot into out_dir, and what the loaded page holds."""
-    browser = chromium()
-    base = [
-        browser,
-        "--headless",
-        "--no-sandbox",  # root in containers and CI
-        "--disable-gpu",
-        "--hide-scrollbars",
-        f"--user-data-dir={out_dir / 'chromium-profile'}",
-    ]
+    base = headless(out_dir)
     shot = out_dir / "report.png"
     subprocess.run(
         [*base, "--window-size=1400,2400", f"--screenshot={shot}", report.as_uri()],
@@ -430,7 +405,6 @@ def test_pool_sweep_with_a_failing_job(tmp_path):
 # Any Hydra app with the report's callback: its task fills its job folder's filesystem, then fails as torch's
 # checkpoint writer does, with an error that does not say the disk is full.
 FILLING_APP = """
-import os
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
