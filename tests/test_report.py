@@ -20,6 +20,8 @@ from _browser import headless
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
+from mnist_app.report.collect import DONE, Job, Sweep
+from mnist_app.report.render import render_html, table_text
 
 # summary.csv column -> metrics.json key
 METRIC_COLUMNS = {
@@ -224,6 +226,28 @@ def test_report_cli_bad_input_is_one_line(tmp_path, make):
     assert len(lines) == 1 and str(target) in lines[0] and "error" in lines[0], proc.stderr
     with pytest.raises(NotASweepError):
         load_sweep(target)
+
+
+def test_the_optuna_line_reads_one_objective_and_a_pareto_front(tmp_path):
+    # optimization_results.yaml as hydra-optuna-sweeper and optuna_stream write it (trial number: job number).
+    jobs = [
+        Job(0, {"model.lr": 0.5}, DONE, None, {"val/acc": 0.8}),
+        Job(1, {"model.lr": 1.0}, DONE, None, {"val/acc": 0.9}),
+    ]
+    best = {"name": "optuna", "best_params": {"model.lr": 1.0}, "best_value": 0.9}
+    single = Sweep(tmp_path, ["model.lr"], "val/acc", True, jobs, False, best)
+    assert table_text(single).splitlines()[-1] == (
+        "Optuna: best trial 1 (job 1); optimization_results.yaml: best_value 0.9000, "
+        "best_params {'model.lr': 1.0}"
+    )
+    front = [{"params": {"model.lr": lr}, "values": [acc, 1 / lr]} for lr, acc in ((0.5, 0.8), (1.0, 0.9))]
+    pareto = {"name": "optuna", "solutions": front}
+    multi = Sweep(tmp_path, ["model.lr"], "val/acc", True, jobs, False, pareto)
+    assert table_text(multi).splitlines()[-1] == (
+        "Optuna: Pareto front of 2 trial(s) in optimization_results.yaml: "
+        "values [0.8000, 2.0000] at {'model.lr': 0.5}; values [0.9000, 1.0000] at {'model.lr': 1.0}"
+    )
+    assert "Pareto front of 2 trial(s)" in render_html(multi)
 
 
 # --- HTCondor event logs (a hand-written log in HTCondor's own format: evictions and holds on demand) ---

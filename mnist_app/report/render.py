@@ -61,7 +61,8 @@ def row(sweep: Sweep, job: Job) -> dict[str, Any]:
         out["evictions"] = cj.evictions if cj else None
         out["queue_wait_s"] = cj.queue_wait_s if cj else None
     if sweep.optuna is not None:
-        # The Optuna sweeper asks its trials in job order: trial number == job number.
+        # Both Optuna sweepers (hydra-optuna-sweeper in batches, optuna_stream as slots free up) run trial N
+        # as job N.
         out["optuna_trial"] = job.num
     out["error"] = job.error
     out["job_dir"] = os.path.relpath(job.job_dir, sweep.sweep_dir) if job.job_dir else None
@@ -149,8 +150,27 @@ def table_text(sweep: Sweep, max_rows: int = MAX_LOG_ROWS) -> str:
     return "\n".join(lines)
 
 
+# Pareto solutions shown in the Optuna line; the rest are counted (all are in optimization_results.yaml).
+MAX_SOLUTIONS = 5
+
+
 def _optuna_line(sweep: Sweep) -> str:
+    """What optimization_results.yaml says (hydra-optuna-sweeper and optuna_stream write the same): the best
+    trial of a single-objective study, or the Pareto front (``solutions``) of a multi-objective one."""
     assert sweep.optuna is not None
+    solutions = sweep.optuna.get("solutions")
+    if isinstance(solutions, list):
+        shown = [
+            f"values [{', '.join(_fmt(v) for v in s.get('values') or [])}] at {s.get('params')}"
+            for s in solutions[:MAX_SOLUTIONS]
+            if isinstance(s, dict)
+        ]
+        more = f"; ... {len(solutions) - MAX_SOLUTIONS} more" if len(solutions) > MAX_SOLUTIONS else ""
+        return (
+            f"Optuna: Pareto front of {len(solutions)} trial(s) in optimization_results.yaml: "
+            + "; ".join(shown)
+            + more
+        )
     best = sweep.best()
     trial = f"trial {best.num} (job {best.num})" if best else "no finished trial"
     return (
