@@ -71,6 +71,16 @@ def _policy_and_rest(kw):
     return policy, {k: v for k, v in opts.items() if k not in _POLICY}
 
 
+def _wait_for(watcher, on_change=None):
+    """A Follower of this one cluster (its clocks), waited on until every job ended; the records."""
+    follower = _wait.Follower(
+        watcher.policy, clock=watcher.clock, wall_clock=watcher.wall_clock, on_change=on_change
+    )
+    follower.add(watcher)
+    follower.wait(until=lambda: watcher.done)
+    return watcher.records
+
+
 def _watch(bindings, procs, overrides=None, **kw):
     policy, rest = _policy_and_rest(kw)
     overrides = overrides or {}
@@ -93,7 +103,7 @@ def test_terminations_exit_codes_and_signals():
             ],
         ]
     )
-    states = _watch(b, {0: 10, 1: 11, 2: 12}).wait()
+    states = _wait_for(_watch(b, {0: 10, 1: 11, 2: 12}))
     assert (states[0].state, states[0].exit_code) == (JobState.DONE, 0)
     assert (states[1].state, states[1].signal) == (JobState.FAILED, 9)
     assert (states[2].state, states[2].exit_code, states[2].num) == (JobState.FAILED, 3, 12)
@@ -109,7 +119,7 @@ def test_held_job_released_up_to_max_releases_then_removed():
             [Event(EventType.JOB_ABORTED, 7, 0, Reason="removed by launcher")],
         ]
     )
-    st = _watch(b, {0: 0}, max_releases=1).wait()[0]
+    st = _wait_for(_watch(b, {0: 0}, max_releases=1))[0]
     assert b.actions == [("release", "7.0"), ("remove", "7.0")]
     assert (st.state, st.holds, st.releases, st.hold_reason) == (JobState.REMOVED, 2, 1, "disk still full")
 
@@ -122,7 +132,7 @@ def test_deadline_removes_only_unfinished_jobs():
         return now[0]
 
     b = FakeBindings([[Event(EventType.JOB_TERMINATED, 7, 0, TerminatedNormally=True, ReturnValue=0)]])
-    states = _watch(b, {0: 0, 1: 1}, timeout_s=5.0, clock=clock).wait()
+    states = _wait_for(_watch(b, {0: 0, 1: 1}, timeout_s=5.0, clock=clock))
     assert states[0].state == JobState.DONE and not states[0].timed_out
     assert states[1].state == JobState.REMOVED and states[1].timed_out
     assert b.actions == [("remove", ["7.1"])]
@@ -152,7 +162,7 @@ def test_watcher_logs_tables_on_change_at_most_each_second_and_every_interval(ca
     )
     w.wall_clock = lambda: 200.0
     with caplog.at_level(logging.INFO, logger=_wait.__name__):
-        w.wait()
+        _wait_for(w)
     tables = [r.getMessage() for r in caplog.records if r.name == _wait.__name__]
     # 0 s: the first poll (both idle); 1 s: the change at 0.5 s, held back to change_gap_s after the last
     # table; 6 s: interval; 7 s: the change at 6.5 s, held back likewise; 10 s: the final table.
@@ -204,8 +214,7 @@ def test_on_change_is_throttled_to_save_gap_and_flushed_at_the_end():
     b = FakeBindings(batches)
     saves = []
     w = _watch(b, {0: 0, 1: 1}, save_gap_s=2.0, clock=clock)
-    w.on_change = lambda: saves.append((ticks[0], [rec.state for rec in w.records.values()]))
-    w.wait()
+    _wait_for(w, on_change=lambda: saves.append((ticks[0], [rec.state for rec in w.records.values()])))
     times = [t for t, _ in saves]
     assert all(later - earlier >= 2.0 for earlier, later in itertools.pairwise(times[:-1])), times
     assert 5 <= len(saves) <= 7, times  # not the 21 changes
