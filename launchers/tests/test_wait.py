@@ -288,3 +288,39 @@ def test_an_event_log_replaced_or_failing_to_parse_counts_as_unreadable(tmp_path
     now[0] = 10.0
     w.poll()
     assert all(rec.state is JobState.REMOVED for rec in w.records.values())
+
+
+def test_two_clusters_are_polled_together_in_one_table_each_with_its_own_deadline(caplog):
+    """A follower reads both clusters at every poll (not one after the other), shows their jobs in one table,
+    and counts each cluster's deadline from when it was added."""
+    now = [0.0]
+    b7 = FakeBindings([[Event(EventType.EXECUTE, 7, 0)], [], [], [], [], []])
+    end = Event(EventType.JOB_TERMINATED, 8, 0, ReturnValue=0)
+    b8 = FakeBindings([[Event(EventType.EXECUTE, 8, 0)], [end]])
+    policy, _ = _policy_and_rest({"timeout_s": 10.0, "status_interval": 1.0, "change_gap_s": 0.0})
+    first = _wait.ClusterWatcher(
+        b7, b7.schedd(), 7, __file__, {0: JobRecord(proc=0, num=0, cluster=7)}, policy, clock=lambda: now[0]
+    )
+    second = _wait.ClusterWatcher(
+        b8, b8.schedd(), 8, __file__, {0: JobRecord(proc=0, num=1, cluster=8)}, policy, clock=lambda: now[0]
+    )
+    follower = _wait.Follower(policy, clock=lambda: now[0], wall_clock=lambda: 100.0)
+    follower.add(first)
+    now[0] = 5.0
+    follower.add(second)  # its deadline: 15 s
+    follower.poll()
+    assert first.records[0].state is JobState.RUNNING and second.records[0].state is JobState.RUNNING
+    follower.poll()
+    assert second.records[0].state is JobState.DONE and not first.done  # each ends on its own
+    with caplog.at_level(logging.INFO, logger=_wait.__name__):
+        follower.show()
+    table = caplog.records[-1].getMessage()
+    assert table.startswith("HTCondor clusters 7, 8: 0 idle, 1 running, 0 held, 1 done, 0 failed of 2 jobs")
+    assert {row["id"] for row in columns(table).values()} == {"7.0", "8.0"}
+    now[0] = 10.0
+    follower.poll()
+    assert b7.actions == [("remove", "ClusterId == 7")] and first.records[0].timed_out
+    assert not second.records[0].timed_out
+    now[0] = 10.0 + _wait.DRAIN_S  # no abort event came: given up
+    follower.poll()
+    assert first.records[0].state is JobState.REMOVED and not follower.in_flight
