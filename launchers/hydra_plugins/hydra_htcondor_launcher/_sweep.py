@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import _core, _results, _resume, _sources
 from ._batch import Batch, HTCondorJobReturn, Job
+from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState, SweepEvent
 from ._manifest import Manifest
 from ._wait import ClusterWatcher, Follower, WatchPolicy
@@ -55,9 +56,8 @@ class SweepEngine:
     def __init__(self, base: Batch, htcondor: Any, schedd: Any, manifest: Manifest) -> None:
         self.base = base  # the sweep's context and settings, no jobs
         self.settings = base.settings
-        self.htcondor = htcondor
-        self.schedd = schedd
-        self.manifest = manifest
+        # The folder's manifest and schedd: what `hydra-htcondor rm|logs` open from the folder alone.
+        self.folder = SweepFolder(manifest, htcondor, schedd)
         self.policy = WatchPolicy.of(self.settings, max_releases=self.settings.max_releases)
         self.follower = Follower(self.policy, on_change=self._save_records)
         self.hint = _core.follow_hint(base.sweep_dir)
@@ -74,6 +74,18 @@ class SweepEngine:
         self._watcher: dict[int, ClusterWatcher] = {}
         self._sources: _sources.Sources | None = None
         self._inputs: dict[str, str] | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.folder.manifest
+
+    @property
+    def htcondor(self) -> Any:
+        return self.folder.bindings()
+
+    @property
+    def schedd(self) -> Any:
+        return self.folder.schedd()
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
