@@ -388,6 +388,8 @@ class Follower:
     def show(self, final: bool = False) -> None:
         """Log the table when due: on a change at most every change_gap_s (a wave of starts or ends makes one
         table, and a long sweep's log stays readable), else every status_interval; always when `final`."""
+        if not self.watchers:  # every job's result was known without following it
+            return
         seen = self._snapshot()
         since = self.now - self._last_log
         gap = min(self.policy.change_gap_s, self.policy.status_interval)
