@@ -197,6 +197,8 @@ class SweepEngine:
             # Once: the cross-check retries at its next turn anyway, and must not stall the loop.
             reconnect=functools.partial(_core.connect, self.htcondor, self.settings, tries=1),
             sweep_id=self.manifest.sweep_id,
+            # A re-attached group holds the cluster's jobs this sweep asked for, maybe not all of them.
+            whole_cluster=sub.event_log is None,
         )
         self.follower.add(watcher)
         for rec in sub.records.values():

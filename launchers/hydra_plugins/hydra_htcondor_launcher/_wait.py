@@ -76,6 +76,7 @@ class ClusterWatcher:
         wall_clock: Callable[[], float] = time.time,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
+        whole_cluster: bool = True,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -87,6 +88,9 @@ class ClusterWatcher:
         self.wall_clock = wall_clock
         self.reconnect = reconnect
         self.sweep_id = sweep_id
+        # The records are every job of the cluster (a submitted batch), not some of them (jobs re-attached
+        # one by one): only then may a removal of all of them name the cluster.
+        self.whole_cluster = whole_cluster
         self._events: Any = None
         self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
         self._unreadable_since: float | None = None
@@ -106,7 +110,7 @@ class ClusterWatcher:
         """Remove these jobs of the cluster (their abort events end them, REMOVED with `reason`); returns
         their job numbers."""
         if recs:
-            if len(recs) == len(self.records):
+            if self.whole_cluster and len(recs) == len(self.records):
                 self._act("Remove", f"ClusterId == {self.cluster}")
             else:
                 self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in recs])
