@@ -98,8 +98,8 @@ class SweepEngine:
         base = _core.new_batch(launcher.conf, launcher.config, launcher.hydra_context, launcher.task_function)
         htcondor = _core.import_htcondor()
         schedd = _core.connect(htcondor, base.settings)
-        ours = launcher.manifest if isinstance(launcher.manifest, Manifest) else None
-        manifest = _resume.open_manifest(base, ours, sampling_ok=sampling_ok)
+        # open_manifest takes it only if it is this sweep folder's.
+        manifest = _resume.open_manifest(base, launcher.manifest, sampling_ok=sampling_ok)
         launcher.manifest = manifest
         return cls(base, htcondor, schedd, manifest)
 

@@ -114,8 +114,8 @@ class Sweep:
         """Poll until these jobs (None: every job of the Sweep) ended and return their results, as launch()
         does: the live job-status table (one for the sweep's jobs, across clusters), the deadline, and Ctrl-C
         by on_interrupt (remove the unfinished jobs, or keep them running and say how to re-attach; the
-        KeyboardInterrupt propagates). Events polled meanwhile are consumed, except by a later poll() call:
-        the results are here."""
+        KeyboardInterrupt propagates). The events it polls are not returned by a later poll(): its caller
+        has the results instead."""
         return self._engine.wait(nums)
 
     def close(self) -> None:
