@@ -37,13 +37,13 @@ EVENT_LOG_GRACE_S = 180.0
 
 @dataclass(frozen=True)
 class WatchPolicy:
-    """How a watcher follows its cluster: what the batch's settings say (``of``), and the pacing a test
-    may shorten."""
+    """How the clusters of a sweep are followed (their watchers and the Follower): what the settings say
+    (``of``), and the pacing a test may shorten."""
 
     max_releases: int  # releases of a held job before it is removed
     poll_interval: float  # seconds between reads of the event log
     status_interval: float  # seconds between live tables
-    timeout_s: float  # the batch's deadline
+    timeout_s: float  # each cluster's deadline, from when it is followed
     max_rows: int | None = MAX_ROWS  # of the live table
     change_gap_s: float = 5.0  # a table on a change at most this often
     save_gap_s: float = SAVE_GAP_S  # on_change at most this often
