@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from _launch_helpers import configured_launchers, launch
+from _launch_helpers import configured_launchers, launch, status_tables  # noqa: F401 (a fixture)
 from hydra.core.utils import JobStatus
 from hydra_plugins.hydra_htcondor_launcher.sweep import JobState, Sweep, SweepEvent
 
@@ -123,3 +123,20 @@ def test_a_second_sweep_reattaches_running_finished_and_lost_jobs(tmp_path):
         second.close()
     assert second.active() == []
     assert [e.state for e in events if e.num in (0, 3) and e.kind == "ended"] == [JobState.REMOVED] * 2
+
+
+def test_launch_follows_a_reattached_and_a_new_cluster_in_one_table(tmp_path, status_tables):  # noqa: F811
+    """A job another driver submitted is re-attached, the other submitted anew: one table shows both clusters,
+    and launch() returns both results."""
+    with configured_launchers(tmp_path / "sweep", _task) as new_launcher:
+        first = Sweep.from_launcher(new_launcher())
+        first.submit([["+x=1", "+sleep=15"]], first_num=0)
+        _poll_until(first, _running(0))
+        first.close()
+        results = new_launcher().launch([["+x=1", "+sleep=15"], ["+x=2"]], initial_job_idx=0)
+    assert [r.return_value for r in results] == ["ok:1", "ok:2"]
+    clusters = sorted({int(r.htcondor_id.split(".")[0]) for r in results})
+    assert len(clusters) == 2, clusters
+    title = f"HTCondor clusters {clusters[0]}, {clusters[1]}: "
+    assert any(t.startswith(title) for t in status_tables), status_tables[-3:]
+    assert status_tables[-1].startswith(title + "0 idle, 0 running, 0 held, 2 done, 0 failed of 2 jobs")
