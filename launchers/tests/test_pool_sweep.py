@@ -1,6 +1,7 @@
 """The launcher's non-blocking interface (``sweep.Sweep``) on the real pool: jobs submitted, polled, removed
 with a reason, submitted while others run, re-attached by a second Sweep of the same folder."""
 
+import json
 import time
 from collections.abc import Callable
 
@@ -10,6 +11,17 @@ from hydra.core.utils import JobStatus
 from hydra_plugins.hydra_htcondor_launcher.sweep import JobState, Sweep, SweepEvent
 
 pytestmark = pytest.mark.condor
+
+
+@pytest.fixture(autouse=True)
+def _remove_left_jobs(tmp_path):
+    """A failed test's long jobs must not hold the pool's slots for the tests after it."""
+    yield
+    import htcondor2
+
+    for manifest in tmp_path.glob("*/.htcondor/manifest.json"):
+        sweep_id = json.loads(manifest.read_text())["sweep_id"]
+        htcondor2.Schedd().act(htcondor2.JobAction.Remove, f'HydraSweepId == "{sweep_id}"')
 
 
 def _task(cfg):
