@@ -154,6 +154,9 @@ def main() -> None:
     parser.add_argument("--label-a", default="", help="A's name in the table (default: its commit)")
     parser.add_argument("--label-b", default="", help="B's name in the table (default: its commit)")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs: A, B, A, B, ...")
+    parser.add_argument(
+        "--b-first", action="store_true", help="B, A, B, A, ... (a second invocation balances the order)"
+    )
     parser.add_argument("--log-dir", help="each run's output (default: a new folder under /var/tmp)")
     parser.add_argument("--out", help="also write the summary (markdown) to this file")
     parser.add_argument("--no-notes", action="store_true", help="no notes column")
@@ -174,7 +177,8 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     cmd = [args.script, *args.args]
     began = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    runs = [run_once(side, f"{side.key}{i + 1}", cmd, log_dir) for i in range(args.rounds) for side in (a, b)]
+    pair = (b, a) if args.b_first else (a, b)
+    runs = [run_once(side, f"{side.key}{i + 1}", cmd, log_dir) for i in range(args.rounds) for side in pair]
 
     summary = [
         f"`{shlex.join(sys.argv)}`, {began}-{time.strftime('%H:%M', time.gmtime())} UTC, "
