@@ -12,12 +12,15 @@
    reported.
 
     eval "$(scripts/condor-pool env)"; python benchmarks/bench_launcher.py
+    python benchmarks/bench_ab.py --a OLD/.venv/bin/python --b NEW/.venv/bin/python -- \
+        benchmarks/bench_launcher.py --repeats 3     # two launchers, alternating (--json FILE: the rows)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -155,6 +158,11 @@ def condor_submit_sweep(tmp: Path, n: int, tag: str) -> float:
     return time.perf_counter() - t0
 
 
+def write_json(path: str | None, rows: list[tuple[str, float, str]]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,6 +171,7 @@ def main() -> None:
     parser.add_argument("--trivial", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--submit-only", action="store_true", help="only the submit-side table")
+    parser.add_argument("--json", help="also write the rows to this file: [[what, value, notes], ...]")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-launcher-") as tmpname:
@@ -191,7 +200,12 @@ def main() -> None:
             print(f"{step:<34}" + "".join(f"{1000 * table[m][step] / args.jobs:>11.2f}" for m in modes))
         totals = {m: sum(v for k, v in table[m].items() if not k.startswith("(")) for m in modes}
         print(f"{'launcher total':<34}" + "".join(f"{1000 * totals[m] / args.jobs:>11.2f}" for m in modes))
+        rows: list[tuple[str, float, str]] = []  # (what, value, notes), for --json
+        for mode in modes:
+            per_step = {**table[mode], "launcher total": totals[mode]}
+            rows += [(f"submit, {mode}: {k}", 1000 * v / args.jobs, "ms/job") for k, v in per_step.items()]
         if args.submit_only:
+            write_json(args.json, rows)
             return
 
         # condor_submit (run as root) cannot use a folder only root may enter; the pool user must read it.
@@ -223,6 +237,20 @@ def main() -> None:
             f"runs: bare {[round(x, 2) for x in bare]}, condor_submit {[round(x, 2) for x in by_cli]}, "
             f"launcher {[round(x, 2) for x in launched]}"
         )
+        rows += [
+            (f"sweep of {args.trivial}: bare htcondor2", b, f"s, runs {[round(x, 2) for x in bare]}"),
+            (f"sweep of {args.trivial}: launcher", lt, f"s, runs {[round(x, 2) for x in launched]}"),
+            (f"sweep of {args.trivial}: launcher minus bare", lt - b, "s"),
+        ]
+        if cli:
+            rows.append(
+                (
+                    f"sweep of {args.trivial}: condor_submit + condor_wait",
+                    c,
+                    f"s, runs {[round(x, 2) for x in by_cli]}",
+                )
+            )
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

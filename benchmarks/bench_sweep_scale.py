@@ -21,9 +21,14 @@ d. re-attaching to a running one (its jobs sleep --running-sleep s): the submitt
 e. ``hydra-htcondor status`` of the --jobs sweep folder (finished), pool running, then with the pool
    stopped (the pool is stopped at the end unless --keep-pool).
 
+--transfer-files runs every launcher sweep (a, c, d) with ``hydra.launcher.transfer_files=true`` (HTCondor's
+file transfer instead of the shared filesystem); --json FILE also writes the rows as JSON (for bench_ab.py).
+
     python benchmarks/bench_sweep_scale.py   # ~13 min on the 2-core VM
     python benchmarks/bench_sweep_scale.py --jobs 200 --reattach-jobs 50 --repeats 1 --running-sleep 5 \
         --skip-bare                          # a short run (~2 min)
+    python benchmarks/bench_ab.py --a OLD/.venv/bin/python --b NEW/.venv/bin/python -- \
+        benchmarks/bench_sweep_scale.py --skip-bare --transfer-files   # two launchers, alternating
 """
 
 from __future__ import annotations
@@ -200,6 +205,7 @@ class Pool:
 
 
 def launcher_cmd(app: Path, sweep: Path, n: int, *extra: str) -> list[str]:
+    """The user's command line (MODE: the environment mode's overrides, set by main)."""
     return [
         sys.executable,
         str(app),
@@ -209,8 +215,12 @@ def launcher_cmd(app: Path, sweep: Path, n: int, *extra: str) -> list[str]:
         "hydra.verbose=hydra._internal.core_plugins.basic_sweeper",  # "Validated configs of N jobs in X s"
         f"hydra.sweep.dir={sweep}",
         f"+x=range(0,{n})",
+        *MODE,
         *extra,
     ]
+
+
+MODE: list[str] = []  # --transfer-files: ["hydra.launcher.transfer_files=true"]
 
 
 MARKERS = {
@@ -273,8 +283,8 @@ def submit_s(run: Run) -> float:
     return number(r" in ([\d.]+)s;", run.lines["submitted"])
 
 
-def fmt(x: float) -> str:
-    return f"{x:.2f}"
+def fmt(x: float | str) -> str:
+    return x if isinstance(x, str) else f"{x:.2f}"
 
 
 def main() -> None:
@@ -297,32 +307,39 @@ def main() -> None:
     parser.add_argument("--keep-pool", action="store_true", help="leave the pool running (no stopped row)")
     parser.add_argument("--keep-work", action="store_true", help="keep the sweeps and logs (/var/tmp)")
     parser.add_argument("--copy-sweep", help="copy the big sweep's folder here (cp -a) when it has finished")
+    parser.add_argument(
+        "--transfer-files",
+        action="store_true",
+        help="the launcher sweeps with hydra.launcher.transfer_files=true (HTCondor file transfer)",
+    )
+    parser.add_argument("--json", help="also write the rows to this file: [[what, value, notes], ...]")
     parser.add_argument("--bare-child", nargs=2, metavar=("N", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_child:
         bare_child(int(args.bare_child[0]), Path(args.bare_child[1]))
         return
+    if args.transfer_files:
+        MODE.append("hydra.launcher.transfer_files=true")
 
     pool = Pool(args.pool_dir, args.port, args.cpus)
     print(f"starting the pool in {args.pool_dir} ({args.cpus} CPUs, port {args.port})", flush=True)
     pool.start()
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    diff = subprocess.run(
-        ["git", "-C", str(REPO), "diff", "--shortstat", "HEAD", "--", "launchers"],
-        capture_output=True,
-        text=True,
-    )
+    # The commit of the launcher under test: its checkout may not be this script's (bench_ab.py).
     spec = importlib.util.find_spec("hydra_plugins.hydra_htcondor_launcher")
     plugin = (spec.submodule_search_locations or ["?"])[0] if spec else "?"
+    tree = str(Path(plugin).parents[1]) if spec else str(REPO)
+    head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    diff = subprocess.run(
+        ["git", "-C", tree, "diff", "--shortstat", "HEAD", "--", "."], capture_output=True, text=True
+    )
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-        f"commit {head.stdout.strip()}, launchers/ vs HEAD: {diff.stdout.strip() or 'no changes'}; "
-        f"launcher imported from {plugin}",
+        f"launcher's commit {head.stdout.strip()}, "
+        f"its tree vs HEAD: {diff.stdout.strip() or 'no changes'}; "
+        f"launcher imported from {plugin}; mode: {shlex.join(MODE) or 'shared filesystem'}",
         flush=True,
     )
-    rows: list[tuple[str, str, str]] = []  # (row, measured, notes)
+    rows: list[tuple[str, float | str, str]] = []  # (row, measured s or a word, notes)
     work = Path(tempfile.mkdtemp(prefix="bench-sweep-scale-", dir="/var/tmp"))
     os.chmod(work, 0o755)  # the pool user runs the jobs and writes into the sweep folders
     app = work / "app.py"
@@ -344,29 +361,29 @@ def main() -> None:
             rows += [
                 (
                     f"a. {n}-job sweep through the launcher: wall, command start to exit",
-                    fmt(run.wall),
+                    run.wall,
                     f"load {load0:.1f} at start",
                 ),
                 (
                     "... Hydra's basic sweeper validates the batch (composes each job's config)",
-                    fmt(validate),
+                    validate,
                     "`Validated configs of N jobs in X seconds`",
                 ),
                 (
                     "... until all jobs are submitted (log time of the submission line)",
-                    fmt(run.logged["submitted"]),
+                    run.logged["submitted"],
                     f"the launcher's own part: {submit_s(run):.2f} s",
                 ),
-                ("... waiting: submission line to exit", fmt(wait_wall), f"{n / wait_wall:.1f} jobs/s"),
-                ("... launcher process CPU (user+sys), all", fmt(run.cpu), ""),
+                ("... waiting: submission line to exit", wait_wall, f"{n / wait_wall:.1f} jobs/s"),
+                ("... launcher process CPU (user+sys), all", run.cpu, ""),
                 (
                     "... launcher process CPU while waiting (after the submission line)",
-                    fmt(waiting),
+                    waiting,
                     f"{100 * waiting / wait_wall:.1f}% of one core",
                 ),
                 (
                     "... the pool's CPU: daemons, shadows, starters and the jobs (workers)",
-                    fmt(pool_cpu),
+                    pool_cpu,
                     f"{1000 * pool_cpu / n:.0f} ms/job; {pool_cpu / run.wall:.2f} cores busy on average",
                 ),
             ]
@@ -390,24 +407,24 @@ def main() -> None:
                 rows += [
                     (
                         f"b. {n} bare jobs (`python -c pass`, htcondor2, event log): wall",
-                        fmt(bare.wall),
+                        bare.wall,
                         f"launcher / bare: {run.wall / bare.wall:.2f}x",
                     ),
                     (
                         "... until submitted",
-                        fmt(bare.seen["submitted"]),
+                        bare.seen["submitted"],
                         "interpreter + htcondor2 import + submit",
                     ),
-                    ("... waiting", fmt(bare_wait_wall), f"{n / bare_wait_wall:.1f} jobs/s"),
-                    ("... process CPU, all", fmt(bare.cpu), f"launcher / bare: {run.cpu / bare.cpu:.1f}x"),
+                    ("... waiting", bare_wait_wall, f"{n / bare_wait_wall:.1f} jobs/s"),
+                    ("... process CPU, all", bare.cpu, f"launcher / bare: {run.cpu / bare.cpu:.1f}x"),
                     (
                         "... process CPU while waiting",
-                        fmt(bare_wait),
+                        bare_wait,
                         f"launcher / bare: {waiting / max(bare_wait, 0.01):.1f}x",
                     ),
                     (
                         "... the pool's CPU (daemons, shadows, starters, jobs)",
-                        fmt(bare_pool),
+                        bare_pool,
                         f"{1000 * bare_pool / n:.0f} ms/job; launcher minus bare "
                         f"{1000 * (pool_cpu - bare_pool) / n:.0f} ms/job (the worker's own work)",
                     ),
@@ -421,7 +438,7 @@ def main() -> None:
         rows.append(
             (
                 f"c0. {m}-job sweep, first run (for reference): wall",
-                fmt(first.wall),
+                first.wall,
                 f"submitted after {first.logged['submitted']:.2f} s",
             )
         )
@@ -435,17 +452,17 @@ def main() -> None:
         rows += [
             (
                 f"c. re-attach to a finished {m}-job sweep (same command): wall",
-                fmt(statistics.median(r.wall for r in again)),
+                statistics.median(r.wall for r in again),
                 f"runs {[round(r.wall, 2) for r in again]}; {m} reused, nothing submitted",
             ),
             (
                 "... start to Hydra's validation line (interpreter, imports, compose, validate)",
-                fmt(statistics.median(r.logged["validated"] for r in again)),
+                statistics.median(r.logged["validated"] for r in again),
                 f"of which validation {statistics.median(validation_s(r) for r in again):.2f} s",
             ),
             (
                 "... the launcher's own part (validation line to last log line)",
-                fmt(statistics.median(r.last_log - r.logged["validated"] for r in again)),
+                statistics.median(r.last_log - r.logged["validated"] for r in again),
                 "",
             ),
         ]
@@ -478,22 +495,22 @@ def main() -> None:
             (
                 f"d. re-attach to a running {m}-job sweep (jobs sleep {args.running_sleep:g} s): "
                 "start to the `re-attached` line",
-                fmt(statistics.median(to_line)),
+                statistics.median(to_line),
                 f"SIGKILL {args.kill_after:g} s after the submission line; {'; '.join(kinds)}",
             ),
             (
                 "... start to Hydra's validation line",
-                fmt(statistics.median(v for v, _, _ in own)),
+                statistics.median(v for v, _, _ in own),
                 f"of which validation {statistics.median(x for _, x, _ in own):.2f} s",
             ),
             (
                 "... the launcher's own part (validation line to the `re-attached` line)",
-                fmt(statistics.median(x for _, _, x in own)),
+                statistics.median(x for _, _, x in own),
                 "manifest, schedd query, plan",
             ),
             (
                 "... start to exit (all jobs collected)",
-                fmt(statistics.median(to_end)),
+                statistics.median(to_end),
                 f"runs {[round(x, 2) for x in to_end]}",
             ),
             (
@@ -519,7 +536,7 @@ def main() -> None:
                 rows.append(
                     (
                         f"e. `hydra-htcondor status` of the {args.jobs}-job folder, pool {state}",
-                        fmt(statistics.median(walls)),
+                        statistics.median(walls),
                         f"runs {[round(x, 2) for x in walls]}, exit {sorted(codes)}",
                     )
                 )
@@ -534,7 +551,9 @@ def main() -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     print("\n| what | s | notes |\n|---|---:|---|")
     for what, value, notes in rows:
-        print(f"| {what} | {value} | {notes} |")
+        print(f"| {what} | {fmt(value)} | {notes} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":
