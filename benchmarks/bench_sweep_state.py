@@ -4,20 +4,20 @@ No pool runs the jobs: each sweep folder is built with the launcher's own classe
 leaves. Its event log is HTCondor's text format (submit, execute, image-size, held, terminated events, as the
 local pool writes them), read back with ``htcondor2.JobEventLog`` and fed to the JobRecords with
 ``_jobstate.apply`` (what the waiting loop does); the manifest is written with ``Manifest.planned``,
-``Manifest.record`` and ``Manifest.save`` (what ``_core.launch`` does); every finished job has a result file
-pickled like the worker's (``cloudpickle`` of a ``JobReturn`` carrying the app's composed config and Hydra
-config, ~34 KB). Three folders per size: a *finished* sweep (all done, 1% failed) whose results the launcher
-collected (``Manifest.returned``, as ``_core.launch`` does), the same sweep *detached* (finished, nobody
+``Manifest.record`` and ``Manifest.save`` (what the sweep engine, ``_sweep``, does); every finished job has
+a result file pickled like the worker's (``cloudpickle`` of a ``JobReturn`` carrying the app's composed config
+and Hydra config, ~34 KB). Three folders per size: a *finished* sweep (all done, 1% failed) whose results the
+launcher collected (``Manifest.returned``, as ``_sweep`` does), the same sweep *detached* (finished, nobody
 collected it: ``status`` reads every result file), and a *running* one (5% done, 1% failed, 10% running,
 0.5% held, the rest idle).
 
 Per size it measures, in a fresh interpreter per variant, median of ``--repeats``:
 
-- ``save``: one ``_core._save_batch`` of the whole sweep (``Manifest.record`` of every job, then
-  ``Manifest.save``: JSON, temp file, fsync, rename), and the manifest's size;
+- ``save``: one save of the whole sweep's records (``SweepEngine._save_records``: ``Manifest.record`` of
+  every job, then ``Manifest.save``: JSON, temp file, fsync, rename), and the manifest's size;
 - ``saves/min``: how many of those the waiting loop makes in a minute when a job changes state at every poll
-  (a 1,000-job sweep in full swing), with ``ClusterWatcher``'s own throttle, on a scripted clock;
-- ``table``: the live table of the running sweep (``ClusterWatcher.table``), render time and lines printed;
+  (a 1,000-job sweep in full swing), with the ``Follower``'s own throttle, on a scripted clock;
+- ``table``: the live table of the running sweep (``Follower.table``), render time and lines printed;
 - ``status``: ``hydra-htcondor status SWEEP_DIR`` as a subprocess (interpreter start included), wall time and
   lines printed, for the three folders. The running folder's jobs are unknown to any schedd
   (none ran), so ``status`` also asks the pool in the environment which of them it knows (queue and history):
@@ -209,7 +209,7 @@ def build_sweep(folder: str, n: int, kind: str, collected: bool = False) -> None
     for rec in records.values():
         m.record(rec, CLUSTER, log_file)
     m.save()
-    if collected:  # _core.launch, once the results are back
+    if collected:  # the sweep engine's close(), once the results are back
         rets = {state: cloudpickle.loads(data) for state, data in results.items()}
         m.returned({num: rets[state] for num, state in enumerate(states)})
 
@@ -237,7 +237,7 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
     m = Manifest.load(running)
     recs = {rec.proc: rec for rec in _cli.records(m).values()}
 
-    def save_batch() -> None:  # _core._save_batch
+    def save_batch() -> None:  # _sweep.SweepEngine._save_records
         for rec in recs.values():
             m.record(rec, CLUSTER, str(m.jobs["0"]["log"]))
         m.save()
@@ -247,21 +247,52 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
     # The launcher's defaults (poll 0.5 s, status every 15 s), no pool: records and the clocks only.
     pacing: dict[str, Any] = dict(max_releases=0, poll_interval=0.5, status_interval=15.0, timeout_s=1e9)
 
-    def watcher_of(crosscheck_every: int | None = None, **kw: Any) -> Any:
-        more = {} if crosscheck_every is None else {"crosscheck_every": crosscheck_every}
-        if hasattr(_wait, "WatchPolicy"):  # else a --baseline from before the watcher took one policy
-            policy = _wait.WatchPolicy(**pacing, **more)
-            return _wait.ClusterWatcher(None, None, CLUSTER, "/nonexistent.log", recs, policy, **kw)
-        return _wait.ClusterWatcher(None, None, CLUSTER, "/nonexistent.log", recs, **pacing, **more, **kw)
+    class Following:
+        """The waiting loop of one cluster: a Follower of one ClusterWatcher, or (a --baseline from before
+        the Follower) the ClusterWatcher's own loop."""
 
-    watcher = watcher_of(wall_clock=lambda: T0 + 600)
-    table = watcher.table(600.0)
-    table_ms = _median_ms(lambda: watcher.table(600.0), repeats)
+        def __init__(self, crosscheck_every: int | None = None, on_change: Any = None, **clocks: Any) -> None:
+            more = {} if crosscheck_every is None else {"crosscheck_every": crosscheck_every}
+            if not hasattr(_wait, "WatchPolicy"):  # before the watcher took one policy
+                self.watcher = _wait.ClusterWatcher(
+                    None, None, CLUSTER, "/nonexistent.log", recs, **pacing, **more, **clocks,
+                    on_change=on_change,
+                )
+                self.follower = None
+                return
+            policy = _wait.WatchPolicy(**pacing, **more)
+            if not hasattr(_wait, "Follower"):  # before the clusters were followed together
+                self.watcher = _wait.ClusterWatcher(
+                    None, None, CLUSTER, "/nonexistent.log", recs, policy, **clocks, on_change=on_change
+                )
+                self.follower = None
+                return
+            self.watcher = _wait.ClusterWatcher(
+                None, None, CLUSTER, "/nonexistent.log", recs, policy, **clocks
+            )
+            self.follower = _wait.Follower(policy, on_change=on_change, **clocks)
+            self.follower.add(self.watcher)
+
+        def table(self) -> str:
+            if self.follower is None:
+                return str(self.watcher.table(600.0))
+            self.follower.now = self.follower.start + 600.0
+            return self.follower.table()
+
+        def wait(self) -> None:
+            if self.follower is None:
+                self.watcher.wait()
+            else:
+                self.follower.wait(until=lambda: self.watcher.done)
+
+    following = Following(clock=lambda: 0.0, wall_clock=lambda: T0 + 600)
+    table = following.table()
+    table_ms = _median_ms(following.table, repeats)
 
     # The waiting loop on a scripted clock: one job changes state at every poll, for a minute.
     clock = [0.0]
     saves = [0]
-    watcher = watcher_of(
+    following = Following(
         crosscheck_every=10**9,
         clock=lambda: clock[0],
         wall_clock=lambda: T0 + 600 + clock[0],
@@ -278,12 +309,12 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
             for r in pending:
                 r.state = JobState.DONE
 
-    watcher.poll = poll  # type: ignore[method-assign]
+    following.watcher.poll = poll  # type: ignore[method-assign]
     real_sleep = _wait.time.sleep
     _wait.time.sleep = lambda s: clock.__setitem__(0, clock[0] + s)  # type: ignore[assignment]
     logging.getLogger(_wait.__name__).setLevel(logging.WARNING)
     try:
-        watcher.wait()
+        following.wait()
     finally:
         _wait.time.sleep = real_sleep  # type: ignore[assignment]
     return {

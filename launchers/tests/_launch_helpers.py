@@ -1,6 +1,7 @@
 """Build a configured HTCondorLauncher the way Hydra does, so tests can inspect every JobReturn of a batch
 (Hydra's sweeper would stop at the first failed one)."""
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -20,12 +21,12 @@ from hydra.types import HydraContext, RunMode
 from hydra_plugins.hydra_htcondor_launcher import _wait
 
 
-def launch(
-    sweep_dir: Path,
-    task: Callable[[Any], Any],
-    jobs: Sequence[Sequence[str]],
-    launcher_overrides: Sequence[str] = (),
-) -> list[JobReturn]:
+@contextlib.contextmanager
+def configured_launchers(
+    sweep_dir: Path, task: Callable[[Any], Any], launcher_overrides: Sequence[str] = ()
+) -> Iterator[Callable[[], Any]]:
+    """Within: make HTCondorLaunchers set up as Hydra sets one up for a multirun (each call a new one, as a
+    new process would have)."""
     search_path = create_config_search_path(None)
     hydra = Hydra.create_main_hydra2(task_name="pool_test", config_search_path=search_path)
     try:
@@ -43,12 +44,21 @@ def launch(
         )
         HydraConfig.instance().set_config(cfg)
         context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
-        launcher = Plugins.instance().instantiate_launcher(
+        yield lambda: Plugins.instance().instantiate_launcher(
             hydra_context=context, task_function=task, config=cfg
         )
-        return list(launcher.launch([list(j) for j in jobs], initial_job_idx=0))
     finally:
         GlobalHydra.instance().clear()
+
+
+def launch(
+    sweep_dir: Path,
+    task: Callable[[Any], Any],
+    jobs: Sequence[Sequence[str]],
+    launcher_overrides: Sequence[str] = (),
+) -> list[JobReturn]:
+    with configured_launchers(sweep_dir, task, launcher_overrides) as new_launcher:
+        return list(new_launcher().launch([list(j) for j in jobs], initial_job_idx=0))
 
 
 @pytest.fixture

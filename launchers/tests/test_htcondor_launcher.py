@@ -25,7 +25,7 @@ def test_plugin_import_is_light() -> None:
     # Hydra imports every plugin module at start-up; the bindings and cloudpickle must wait for launch().
     code = (
         "import sys, hydra_plugins.hydra_htcondor_launcher.htcondor_launcher, "
-        "hydra_plugins.hydra_htcondor_launcher.config\n"
+        "hydra_plugins.hydra_htcondor_launcher.config, hydra_plugins.hydra_htcondor_launcher.sweep\n"
         "heavy = [m for m in ('htcondor2', 'classad2', 'cloudpickle') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )

@@ -331,8 +331,10 @@ def test_a_deleted_event_log_fails_and_removes_its_batch_after_the_grace(tmp_pat
             time.sleep(0.1)
         log_file.unlink()
         tic = time.monotonic()
+        follower = _wait.Follower(watcher.policy)
+        follower.add(watcher)
         with caplog.at_level(logging.WARNING, logger=_wait.__name__):
-            watcher.wait()
+            follower.wait(until=lambda: watcher.done)
         took = time.monotonic() - tic
         assert 3.0 <= took < 30, took
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

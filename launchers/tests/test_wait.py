@@ -71,6 +71,16 @@ def _policy_and_rest(kw):
     return policy, {k: v for k, v in opts.items() if k not in _POLICY}
 
 
+def _wait_for(watcher, on_change=None):
+    """A Follower of this one cluster (its clocks), waited on until every job ended; the records."""
+    follower = _wait.Follower(
+        watcher.policy, clock=watcher.clock, wall_clock=watcher.wall_clock, on_change=on_change
+    )
+    follower.add(watcher)
+    follower.wait(until=lambda: watcher.done)
+    return watcher.records
+
+
 def _watch(bindings, procs, overrides=None, **kw):
     policy, rest = _policy_and_rest(kw)
     overrides = overrides or {}
@@ -93,7 +103,7 @@ def test_terminations_exit_codes_and_signals():
             ],
         ]
     )
-    states = _watch(b, {0: 10, 1: 11, 2: 12}).wait()
+    states = _wait_for(_watch(b, {0: 10, 1: 11, 2: 12}))
     assert (states[0].state, states[0].exit_code) == (JobState.DONE, 0)
     assert (states[1].state, states[1].signal) == (JobState.FAILED, 9)
     assert (states[2].state, states[2].exit_code, states[2].num) == (JobState.FAILED, 3, 12)
@@ -109,7 +119,7 @@ def test_held_job_released_up_to_max_releases_then_removed():
             [Event(EventType.JOB_ABORTED, 7, 0, Reason="removed by launcher")],
         ]
     )
-    st = _watch(b, {0: 0}, max_releases=1).wait()[0]
+    st = _wait_for(_watch(b, {0: 0}, max_releases=1))[0]
     assert b.actions == [("release", "7.0"), ("remove", "7.0")]
     assert (st.state, st.holds, st.releases, st.hold_reason) == (JobState.REMOVED, 2, 1, "disk still full")
 
@@ -122,7 +132,7 @@ def test_deadline_removes_only_unfinished_jobs():
         return now[0]
 
     b = FakeBindings([[Event(EventType.JOB_TERMINATED, 7, 0, TerminatedNormally=True, ReturnValue=0)]])
-    states = _watch(b, {0: 0, 1: 1}, timeout_s=5.0, clock=clock).wait()
+    states = _wait_for(_watch(b, {0: 0, 1: 1}, timeout_s=5.0, clock=clock))
     assert states[0].state == JobState.DONE and not states[0].timed_out
     assert states[1].state == JobState.REMOVED and states[1].timed_out
     assert b.actions == [("remove", ["7.1"])]
@@ -152,7 +162,7 @@ def test_watcher_logs_tables_on_change_at_most_each_second_and_every_interval(ca
     )
     w.wall_clock = lambda: 200.0
     with caplog.at_level(logging.INFO, logger=_wait.__name__):
-        w.wait()
+        _wait_for(w)
     tables = [r.getMessage() for r in caplog.records if r.name == _wait.__name__]
     # 0 s: the first poll (both idle); 1 s: the change at 0.5 s, held back to change_gap_s after the last
     # table; 6 s: interval; 7 s: the change at 6.5 s, held back likewise; 10 s: the final table.
@@ -204,8 +214,7 @@ def test_on_change_is_throttled_to_save_gap_and_flushed_at_the_end():
     b = FakeBindings(batches)
     saves = []
     w = _watch(b, {0: 0, 1: 1}, save_gap_s=2.0, clock=clock)
-    w.on_change = lambda: saves.append((ticks[0], [rec.state for rec in w.records.values()]))
-    w.wait()
+    _wait_for(w, on_change=lambda: saves.append((ticks[0], [rec.state for rec in w.records.values()])))
     times = [t for t, _ in saves]
     assert all(later - earlier >= 2.0 for earlier, later in itertools.pairwise(times[:-1])), times
     assert 5 <= len(saves) <= 7, times  # not the 21 changes
@@ -279,3 +288,39 @@ def test_an_event_log_replaced_or_failing_to_parse_counts_as_unreadable(tmp_path
     now[0] = 10.0
     w.poll()
     assert all(rec.state is JobState.REMOVED for rec in w.records.values())
+
+
+def test_two_clusters_are_polled_together_in_one_table_each_with_its_own_deadline(caplog):
+    """A follower reads both clusters at every poll (not one after the other), shows their jobs in one table,
+    and counts each cluster's deadline from when it was added."""
+    now = [0.0]
+    b7 = FakeBindings([[Event(EventType.EXECUTE, 7, 0)], [], [], [], [], []])
+    end = Event(EventType.JOB_TERMINATED, 8, 0, ReturnValue=0)
+    b8 = FakeBindings([[Event(EventType.EXECUTE, 8, 0)], [end]])
+    policy, _ = _policy_and_rest({"timeout_s": 10.0, "status_interval": 1.0, "change_gap_s": 0.0})
+    first = _wait.ClusterWatcher(
+        b7, b7.schedd(), 7, __file__, {0: JobRecord(proc=0, num=0, cluster=7)}, policy, clock=lambda: now[0]
+    )
+    second = _wait.ClusterWatcher(
+        b8, b8.schedd(), 8, __file__, {0: JobRecord(proc=0, num=1, cluster=8)}, policy, clock=lambda: now[0]
+    )
+    follower = _wait.Follower(policy, clock=lambda: now[0], wall_clock=lambda: 100.0)
+    follower.add(first)
+    now[0] = 5.0
+    follower.add(second)  # its deadline: 15 s
+    follower.poll()
+    assert first.records[0].state is JobState.RUNNING and second.records[0].state is JobState.RUNNING
+    follower.poll()
+    assert second.records[0].state is JobState.DONE and not first.done  # each ends on its own
+    with caplog.at_level(logging.INFO, logger=_wait.__name__):
+        follower.show()
+    table = caplog.records[-1].getMessage()
+    assert table.startswith("HTCondor clusters 7, 8: 0 idle, 1 running, 0 held, 1 done, 0 failed of 2 jobs")
+    assert {row["id"] for row in columns(table).values()} == {"7.0", "8.0"}
+    now[0] = 10.0
+    follower.poll()
+    assert b7.actions == [("remove", "ClusterId == 7")] and first.records[0].timed_out
+    assert not second.records[0].timed_out
+    now[0] = 10.0 + _wait.DRAIN_S  # no abort event came: given up
+    follower.poll()
+    assert first.records[0].state is JobState.REMOVED and not follower.in_flight

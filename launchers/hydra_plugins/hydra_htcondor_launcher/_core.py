@@ -1,44 +1,38 @@
-"""Launching a batch: validate, check the pool, write job specs, submit one cluster, wait, collect results.
+"""Submitting a batch: validate, check the pool, write job specs, submit one cluster.
 
 The Batch flows through: new_batch (validated settings) -> connect -> add_jobs -> prepare (files on disk)
--> submit (cluster, records) -> _wait.watch (records final) -> collect (one JobReturn per job). What a
-re-run does with each job is ``_resume``'s; the results and the texts of failures are ``_results``'.
+-> submit (cluster, records). The sweep engine (``_sweep``) calls these, then follows the clusters and
+collects the results; what a re-run does with each job is ``_resume``'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import logging
 import os
 import pickle
 import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import cloudpickle
-from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import _results, _resume, _schedd, _sources, _submit, _wait
+from . import _schedd, _sources, _submit
 from ._batch import Batch, Job
 from ._contract import write_atomic
 from ._disk import full_disk
 from ._errors import PoolUnreachableError, SubmitError
-from ._jobstate import JobState
-from ._layout import manifest_path
 from ._manifest import Manifest
 from ._settings import Settings, validate
-from .config import HTCondorLauncherConf, OnInterrupt
+from .config import HTCondorLauncherConf
 
 log = logging.getLogger(__name__)
 
 
-def _import_htcondor() -> Any:
+def import_htcondor() -> Any:
     # The bindings read CONDOR_CONFIG at import; importing late lets tests and users set it first.
     import htcondor2
 
@@ -228,18 +222,11 @@ def submit(batch: Batch, htcondor: Any, schedd: Any, plan: _submit.SubmitPlan) -
     batch.submitted(result.cluster(), result.first_proc(), lease_s=_schedd.job_lease_s(result.clusterad()))
 
 
-def _save_batch(manifest: Manifest, sub: Batch) -> None:
-    assert sub.cluster is not None
-    for rec in sub.records.values():
-        manifest.record(rec, sub.cluster, sub.log_file)
-    _save_queued(manifest, manifest.save)
-
-
 # Manifests this process could not write (warned about once each).
 _unsaved: set[str] = set()
 
 
-def _save_queued(manifest: Manifest, save: Callable[[], None]) -> None:
+def save_queued(manifest: Manifest, save: Callable[[], None]) -> None:
     """Save the manifest of a sweep whose jobs are queued: one that cannot be written (a full sweep folder)
     costs a later resume its record, never this run its results."""
     try:
@@ -251,137 +238,11 @@ def _save_queued(manifest: Manifest, save: Callable[[], None]) -> None:
             log.warning("could not write the sweep manifest %s (%s); the jobs go on", manifest.path, why)
 
 
-def _follow_hint(batch: Batch) -> str:
+def follow_hint(sweep_dir: str) -> str:
     """The commands that follow and collect a sweep: the same command line with its hydra.sweep.dir."""
     args = [a for a in sys.argv[1:] if not a.startswith(("hydra.sweep.dir=", "hydra.launcher.detach="))]
-    cmd = shlex.join([sys.executable, sys.argv[0], *args, f"hydra.sweep.dir={batch.sweep_dir}"])
+    cmd = shlex.join([sys.executable, sys.argv[0], *args, f"hydra.sweep.dir={sweep_dir}"])
     return (
-        f"follow it with: hydra-htcondor status {shlex.quote(batch.sweep_dir)} --watch; "
+        f"follow it with: hydra-htcondor status {shlex.quote(sweep_dir)} --watch; "
         f"collect it (re-attaches, submits nothing twice) with: {cmd}"
     )
-
-
-def launch(
-    conf: HTCondorLauncherConf,
-    config: DictConfig,
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    job_overrides: Sequence[Sequence[str]],
-    initial_job_idx: int,
-    opened: Manifest | None,
-    keep: Callable[[Manifest], None],
-) -> Sequence[JobReturn]:
-    """Launch one batch of a sweep and return its results. `opened` is the sweep's manifest an earlier
-    batch of this run opened (None at the first); `keep` is given the manifest this batch opens, for the
-    next batch (resume=false starts afresh once, not at every batch)."""
-    setup_globals()
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-
-    batch = new_batch(conf, config, hydra_context, task_function)
-    htcondor = _import_htcondor()
-    schedd = connect(htcondor, batch.settings)  # before any folder is created
-    add_jobs(batch, job_overrides, initial_job_idx)
-    ours = opened if opened is not None and opened.sweep_dir == batch.sweep_dir else None
-    fresh = ours is None and not (batch.settings.resume and os.path.exists(manifest_path(batch.sweep_dir)))
-    if batch.settings.detach:
-        _resume.refuse_sampling_sweeper(batch, "hydra.launcher.detach=true")
-    manifest = _resume.open_manifest(batch, ours)
-    keep(manifest)
-    sources = _sources.gather(
-        batch.config,
-        batch.hydra_context.config_loader,
-        cwd=batch.cwd,
-        htcondor_dir=batch.htcondor_dir,
-        sweep_dir=batch.sweep_dir,
-    )
-    inputs = {"task": _resume.task_digest(batch.task_function), "configs": sources.digest}
-    if fresh:
-        rplan = _resume.ResumePlan(to_submit=list(batch.jobs))
-    else:
-        rplan = _resume.plan_resume(batch, manifest, schedd, inputs)
-    if rplan.resuming:
-        log.info("%s", rplan.summary())
-    for num in rplan.reused:  # it may have finished while nobody followed it
-        entry = manifest.job(num)
-        if entry is not None:
-            entry["state"] = JobState.DONE.value
-
-    watched: list[Batch] = list(rplan.reattached)
-    if rplan.to_submit:
-        new = dataclasses.replace(batch, jobs=rplan.to_submit, cluster=None, records={})
-        tic = time.perf_counter()
-        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id, sources=sources)
-        for job in new.jobs:
-            manifest.planned(
-                job.num,
-                job.overrides,
-                new.result_path(job),
-                new.layout.stdout(job.num),
-                new.layout.stderr(job.num),
-                inputs,
-            )
-        manifest.save()  # the sweep id is on disk before any job carries it
-        submit(new, htcondor, schedd, plan)
-        _save_batch(manifest, new)
-        log.info(
-            "HTCondor launcher: %d job(s) submitted as cluster %d in %.2fs; sweep dir %s, job logs in %s",
-            len(new.jobs),
-            new.cluster,
-            time.perf_counter() - tic,
-            new.sweep_dir,
-            new.htcondor_dir,
-        )
-        for job in new.jobs:
-            log.info("\t#%d : %s", job.num, job.shown_overrides)
-        watched.append(new)
-    for sub in rplan.reattached:
-        log.info(
-            "HTCondor launcher: re-attached to cluster %d (jobs %s), following %s",
-            sub.cluster,
-            sub.nums,
-            sub.log_file,
-        )
-        _save_batch(manifest, sub)
-    _save_queued(manifest, manifest.save)
-
-    hint = _follow_hint(batch)
-    if batch.settings.detach and watched:
-        log.info(
-            "detached: %d job(s) in HTCondor, none waited for; %s",
-            sum(len(sub.jobs) for sub in watched),
-            hint,
-        )
-        logging.shutdown()
-        raise SystemExit(0)
-
-    by_num: dict[int, JobReturn] = dict(rplan.reused)
-    # Each cluster is followed in turn (its jobs run meanwhile all the same).
-    for i, sub in enumerate(watched):
-        try:
-            save = functools.partial(_save_batch, manifest, sub)
-            _wait.watch(
-                sub,
-                htcondor,
-                schedd,
-                on_change=save,
-                resume_hint=hint,
-                # Once: the cross-check retries at its next turn anyway, and must not stall the loop.
-                reconnect=functools.partial(connect, htcondor, batch.settings, tries=1),
-                sweep_id=manifest.sweep_id,
-            )
-        except KeyboardInterrupt:
-            if batch.settings.on_interrupt == OnInterrupt.remove:  # also the clusters not followed yet
-                for rest in watched[i + 1 :]:
-                    _wait.remove_batch(rest, htcondor, schedd, "interrupted (Ctrl-C)")
-            raise
-        finally:
-            _save_batch(manifest, sub)
-        for job, ret in zip(sub.jobs, _results.collect(sub), strict=True):
-            by_num[job.num] = ret
-    results = [by_num[job.num] for job in batch.jobs]
-    # `hydra-htcondor status` shows them without unpickling every result
-    _save_queued(manifest, functools.partial(manifest.returned, by_num))
-    _results.log_summary(batch, results)
-    return results
-
-

@@ -10,9 +10,9 @@ every ``htcondor2.JobEventType``, so a new HTCondor event type is a decision, no
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class JobState(Enum):
@@ -87,6 +87,9 @@ class JobRecord:
     shadow_exceptions: int = 0
     disconnects: int = 0
     reconnect_failures: int = 0
+    # Intermediate values the job reported, (step, value), in the order they were read; appended only by
+    # reported().
+    reports: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def final(self) -> bool:
@@ -100,6 +103,24 @@ class JobRecord:
     def attempts(self) -> int:
         """Runs that ended with an exit code or a signal: the retries and the last one."""
         return self.retries + 1
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    """What happened to one job of a followed sweep (``sweep.Sweep.poll``), in the order it happened.
+
+    ``kind``: "state", the job moved to another state that is not final (queued, running, held,
+    disconnected); "report", the job reported an intermediate value (``step``, ``value``); "ended", the job
+    reached a final state (done, failed, removed): exactly once per job, and nothing about it after.
+    ``reason``: why, where HTCondor or the launcher said so (a hold reason, a removal's reason).
+    """
+
+    num: int  # hydra.job.num
+    kind: Literal["state", "report", "ended"]
+    state: JobState  # the job's state after the event
+    step: int | None = None  # kind == "report": the step the job reported at
+    value: float | None = None  # kind == "report": the value it reported
+    reason: str | None = None
 
 
 def short_host(slot_name: str | None, execute_host: str | None) -> str | None:
@@ -367,3 +388,8 @@ def given_up(rec: JobRecord) -> None:
     """The launcher stopped waiting for the abort event of a job it removed."""
     if not rec.final:
         rec.state = JobState.REMOVED
+
+
+def reported(rec: JobRecord, step: int, value: float) -> None:
+    """The job reported an intermediate value (step, value) while it ran."""
+    rec.reports.append((step, value))

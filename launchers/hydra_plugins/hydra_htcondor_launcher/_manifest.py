@@ -73,6 +73,9 @@ class Manifest:
     # Keyed by Hydra's job number as a string (JSON keys): overrides, cluster, proc, log, result, state...
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     updated: float = 0.0
+    # Not saved: this process started the manifest afresh (a new sweep id), so no job of an earlier run
+    # belongs to it and a job it has no entry for is simply submitted.
+    fresh: bool = False
 
     @classmethod
     def new(cls, sweep_dir: str, htcondor_dir: str, **kwargs: Any) -> Manifest:
@@ -81,6 +84,7 @@ class Manifest:
             sweep_id=str(uuid.uuid4()),
             sweep_dir=sweep_dir,
             htcondor_dir=htcondor_dir,
+            fresh=True,
             **kwargs,
         )
 

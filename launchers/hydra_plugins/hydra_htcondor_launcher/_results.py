@@ -153,30 +153,28 @@ def with_record(ret: JobReturn, batch: Batch, rec: JobRecord) -> HTCondorJobRetu
     )
 
 
+def collect_one(batch: Batch, job: Job, rec: JobRecord) -> HTCondorJobReturn:
+    """The real JobReturn of one job of a batch whose record is final: the worker's result, or FAILED with
+    why there is none (logged). Never raises: a job whose result cannot be made still gets a FAILED one."""
+    try:
+        got = read_result(batch, job, rec)
+    except Exception as exc:  # a bug here must not cost the other jobs their results
+        log.exception("job #%d: could not collect its result", job.num)
+        got = JobFailedError(f"job #{job.num}: the launcher could not collect its result: {exc!r}")
+    if isinstance(got, BaseException):
+        log.error("%s", got)
+        got = failed(batch, job, got)
+    elif sys.version_info < (3, 11) and got.status == JobStatus.FAILED:
+        # Python 3.10 prints no exception notes: the worker's traceback would never reach the console.
+        for note in getattr(got._return_value, "__notes__", ()):
+            log.error("job #%d: %s", job.num, note)
+    return with_record(got, batch, rec)
+
+
 def collect(batch: Batch) -> list[JobReturn]:
-    """One real JobReturn per job of a batch whose records are final: the worker's result, or FAILED with
-    why there is none. Never raises: a job whose result cannot be made still gets a FAILED one, and the
-    other jobs keep theirs."""
+    """One real JobReturn per job of a batch whose records are final (collect_one)."""
     by_num = {rec.num: rec for rec in batch.records.values()}
-    results: list[JobReturn] = []
-    for job in batch.jobs:
-        rec = by_num[job.num]
-        try:
-            got = read_result(batch, job, rec)
-        except Exception as exc:  # a bug here must not cost the other jobs their results
-            log.exception("job #%d: could not collect its result", job.num)
-            got = JobFailedError(f"job #{job.num}: the launcher could not collect its result: {exc!r}")
-        if isinstance(got, BaseException):
-            log.error("%s", got)
-            got = failed(batch, job, got)
-        elif sys.version_info < (3, 11) and got.status == JobStatus.FAILED:
-            # Python 3.10 prints no exception notes: the worker's traceback would never reach the console.
-            for note in getattr(got._return_value, "__notes__", ()):
-                log.error("job #%d: %s", job.num, note)
-        results.append(with_record(got, batch, rec))
-    return results
-
-
+    return [collect_one(batch, job, by_num[job.num]) for job in batch.jobs]
 
 
 def log_summary(batch: Batch, results: Sequence[JobReturn]) -> None:

@@ -95,27 +95,32 @@ class ResumePlan:
         )
 
 
-def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
+def open_manifest(batch: Batch, current: Manifest | None = None, *, sampling_ok: bool = False) -> Manifest:
     """The sweep's manifest: `current` (an earlier batch of this process opened it), the one on disk
-    (resume=true), else a new one with a new sweep id. A job whose overrides differ from the manifest's
-    stops the run with one line."""
+    (resume=true; refused to a sampling sweeper unless `sampling_ok`: a driver of its own that names its
+    trials by job number), else a new one with a new sweep id."""
     settings = batch.settings
     path = manifest_path(batch.sweep_dir)
     if current is not None and current.sweep_dir == batch.sweep_dir:
-        manifest = current
-    elif settings.resume and os.path.exists(path):
-        refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
-        manifest = Manifest.load(batch.sweep_dir)
-    else:
-        if settings.resume:
-            _refuse_lost_manifest(batch)
-        return Manifest.new(
-            batch.sweep_dir,
-            batch.htcondor_dir,
-            command=list(sys.argv),
-            schedd=settings.schedd,
-            collector=settings.collector,
-        )
+        return current
+    if settings.resume and os.path.exists(path):
+        if not sampling_ok:
+            refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
+        return Manifest.load(batch.sweep_dir)
+    if settings.resume:
+        _refuse_lost_manifest(batch)
+    return Manifest.new(
+        batch.sweep_dir,
+        batch.htcondor_dir,
+        command=list(sys.argv),
+        schedd=settings.schedd,
+        collector=settings.collector,
+    )
+
+
+def check_overrides(batch: Batch, manifest: Manifest) -> None:
+    """A job whose overrides differ from the manifest's stops the run with one line."""
+    path = manifest.path
     for job in batch.jobs:
         entry = manifest.job(job.num)
         if entry is not None and list(entry.get("overrides", [])) != list(job.overrides):
@@ -129,7 +134,6 @@ def open_manifest(batch: Batch, current: Manifest | None = None) -> Manifest:
                 "holds the earlier sweep; use another hydra.sweep.dir, or hydra.launcher.resume=false to "
                 "start afresh in this one)"
             )
-    return manifest
 
 
 def _refuse_lost_manifest(batch: Batch) -> None:
@@ -187,13 +191,8 @@ def _sweep_jobs(
 
 
 def _completed_result(path: str) -> JobReturn | None:
-    try:
-        with open(path, "rb") as f:
-            ret = cloudpickle.load(f)
-    except Exception:
-        return None
-    ok = isinstance(ret, JobReturn) and ret.status == JobStatus.COMPLETED
-    return ret if ok else None
+    ret = stored_result(path)
+    return ret if ret is not None and ret.status == JobStatus.COMPLETED else None
 
 
 def _changed(entry: dict[str, Any], inputs: dict[str, str]) -> list[str]:
@@ -223,6 +222,41 @@ def _say_changed(batch: Batch, task: TaskFunction, changes: dict[int, list[str]]
     )
 
 
+def live_ads(schedd: Any, sweep_id: str, settings: Settings) -> dict[int, list[Any]]:
+    """The sweep's jobs still in the schedd's queue and not on their way out, by Hydra job number."""
+    queued = _sweep_jobs(schedd, sweep_id, history=False, settings=settings)
+    live = {
+        num: [ad for ad in ads if int(ad.get("JobStatus", 0)) in _LIVE_STATUS] for num, ads in queued.items()
+    }
+    return {num: ads for num, ads in live.items() if ads}
+
+
+def newest(ads: list[Any]) -> Any:
+    """Of a job's ads, the latest submission's."""
+    return max(ads, key=lambda a: (int(a["ClusterId"]), int(a["ProcId"])))
+
+
+def attach(
+    groups: dict[tuple[int, str], Batch], batch: Batch, job: Job, ad: Any, entry: dict[str, Any]
+) -> None:
+    """Add the job that `ad` (the schedd's) describes to the re-attached batch of its cluster and event log in
+    `groups`, with a fresh record: its event log is read from the start."""
+    cluster, proc = int(ad["ClusterId"]), int(ad["ProcId"])
+    log_file = str(ad.get("UserLog") or entry.get("log") or batch.log_file)
+    sub = groups.get((cluster, log_file))
+    if sub is None:
+        sub = dataclasses.replace(batch, jobs=[], cluster=cluster, records={}, event_log=log_file)
+        groups[(cluster, log_file)] = sub
+    sub.jobs.append(job)
+    sub.records[proc] = JobRecord(
+        proc=proc,
+        num=job.num,
+        overrides=job.shown_overrides,
+        cluster=cluster,
+        lease_s=_schedd.job_lease_s(ad),
+    )
+
+
 def plan_resume(
     batch: Batch, manifest: Manifest, schedd: Any, inputs: dict[str, str] | None = None
 ) -> ResumePlan:
@@ -231,7 +265,7 @@ def plan_resume(
     task or configs changed (`inputs`, see INPUTS) runs again; one still queued with the old ones stops the
     run (ManifestError): removing it would throw away work the user may still want."""
     plan = ResumePlan()
-    queued = _sweep_jobs(schedd, manifest.sweep_id, history=False, settings=batch.settings)
+    queued = live_ads(schedd, manifest.sweep_id, batch.settings)
     groups: dict[tuple[int, str], Batch] = {}
     changes: dict[int, list[str]] = {}
     stale_live: list[str] = []
@@ -243,30 +277,17 @@ def plan_resume(
             changes[job.num] = changed
             if "configs" in changed:
                 old_configs.add(str(entry["configs"]))
-        live = [ad for ad in queued.get(job.num, []) if int(ad.get("JobStatus", 0)) in _LIVE_STATUS]
+        live = queued.get(job.num, [])
         if live:
-            ad = max(live, key=lambda a: (int(a["ClusterId"]), int(a["ProcId"])))
-            cluster, proc = int(ad["ClusterId"]), int(ad["ProcId"])
+            ad = newest(live)
             if changed:
-                stale_live.append(f"#{job.num} ({cluster}.{proc})")
+                stale_live.append(f"#{job.num} ({ad['ClusterId']}.{ad['ProcId']})")
                 continue
-            log_file = str(ad.get("UserLog") or entry.get("log") or batch.log_file)
-            sub = groups.get((cluster, log_file))
-            if sub is None:
-                sub = dataclasses.replace(batch, jobs=[], cluster=cluster, records={}, event_log=log_file)
-                groups[(cluster, log_file)] = sub
-            sub.jobs.append(job)
-            sub.records[proc] = JobRecord(
-                proc=proc,
-                num=job.num,
-                overrides=job.shown_overrides,
-                cluster=cluster,
-                lease_s=_schedd.job_lease_s(ad),
-            )
+            attach(groups, batch, job, ad, entry)
             continue
         result = None if changed else _completed_result(batch.result_path(job))
         if result is not None:
-            plan.reused[job.num] = _reused(batch, job, entry, result)
+            plan.reused[job.num] = reused(batch, job, entry, result)
             continue
         plan.to_submit.append(job)
         plan.resubmitted += bool(entry)
@@ -285,8 +306,18 @@ def plan_resume(
     return plan
 
 
-def _reused(batch: Batch, job: Job, entry: dict[str, Any], ret: JobReturn) -> HTCondorJobReturn:
-    """A stored COMPLETED result, as the launcher returns results (paths fixed for transferred jobs)."""
+def stored_result(path: str) -> JobReturn | None:
+    """A job's result file as the worker wrote it (COMPLETED or FAILED); None if there is none to read."""
+    try:
+        with open(path, "rb") as f:
+            ret = cloudpickle.load(f)
+    except Exception:
+        return None
+    return ret if isinstance(ret, JobReturn) else None
+
+
+def reused(batch: Batch, job: Job, entry: dict[str, Any], ret: JobReturn) -> HTCondorJobReturn:
+    """A stored result, as the launcher returns results (paths fixed for transferred jobs)."""
     cluster, proc = entry.get("cluster"), entry.get("proc")
     rec = JobRecord(
         proc=int(proc) if proc is not None else -1,

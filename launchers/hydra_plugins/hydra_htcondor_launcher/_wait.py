@@ -1,5 +1,7 @@
-"""Waiting for one cluster: read its job event log (not the schedd) until every job has ended, release or
-remove held jobs, remove what is left at the deadline or on Ctrl-C, log the job-status table."""
+"""Following a sweep's clusters together: each one's job event log (not the schedd) is read by its
+``ClusterWatcher``, which releases or removes held jobs; the ``Follower`` polls them all at once, cross-checks
+lost jobs, removes what is left of a cluster at its deadline or on Ctrl-C, paces the manifest's saves and logs
+one live job-status table for them all (``_sweep.SweepEngine`` drives it)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from ._status import MAX_ROWS, clock_time, status_table
 from .config import OnInterrupt
 
 if TYPE_CHECKING:
-    from ._batch import Batch
     from ._settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ class ClusterWatcher:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        on_change: Callable[[], None] | None = None,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
     ) -> None:
@@ -85,7 +85,6 @@ class ClusterWatcher:
         self.policy = policy
         self.clock = clock
         self.wall_clock = wall_clock
-        self.on_change = on_change
         self.reconnect = reconnect
         self.sweep_id = sweep_id
         self._events: Any = None
@@ -101,15 +100,23 @@ class ClusterWatcher:
 
     def remove_unfinished(self, reason: str) -> list[int]:
         """Remove every job that has not ended; returns their job numbers."""
-        pending = [rec for rec in self.records.values() if not rec.final]
-        if pending:
-            if len(pending) == len(self.records):
+        return self.remove([rec for rec in self.records.values() if not rec.final], reason)
+
+    def remove(self, recs: list[JobRecord], reason: str) -> list[int]:
+        """Remove these jobs of the cluster (their abort events end them, REMOVED with `reason`); returns
+        their job numbers."""
+        if recs:
+            if len(recs) == len(self.records):
                 self._act("Remove", f"ClusterId == {self.cluster}")
             else:
-                self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in pending])
-            for rec in pending:
+                self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in recs])
+            for rec in recs:
                 _jobstate.remove_requested(rec, reason)
-        return [rec.num for rec in pending]
+        return [rec.num for rec in recs]
+
+    @property
+    def done(self) -> bool:
+        return all(rec.final for rec in self.records.values())
 
     def _on_hold(self, rec: JobRecord) -> None:
         """Release a held job up to max_releases times, then remove it."""
@@ -253,125 +260,169 @@ class ClusterWatcher:
             _jobstate.given_up(rec)  # no abort event can be read from that log
         log.error("HTCondor cluster %d: %s; removed jobs %s", self.cluster, reason, nums)
 
-    # -- waiting -------------------------------------------------------------------------------
-    def table(self, elapsed: float) -> str:
-        rows = self.policy.max_rows
-        return status_table(self.cluster, self.records, elapsed, self.wall_clock(), max_rows=rows)
+    def close(self) -> None:
+        """Let go of the event log (a sweep of many clusters would otherwise keep one file open each)."""
+        self._events = None
+
+
+# After removing a cluster's jobs at its deadline, their abort events are awaited this long.
+DRAIN_S = 10.0
+
+
+class Follower:
+    """Follows the clusters of one sweep together: one poll reads every event log in flight, one table shows
+    every job. A cluster's deadline (policy.timeout_s) counts from when it was added."""
+
+    def __init__(
+        self,
+        policy: WatchPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.on_change = on_change
+        self.watchers: list[ClusterWatcher] = []
+        self._in_flight: list[ClusterWatcher] = []
+        self._deadline: dict[int, float] = {}  # by id(watcher)
+        self._draining: dict[int, float] = {}  # by id(watcher): when to stop awaiting the abort events
+        self.start: float | None = None
+        self.now = 0.0
+        self._last_check = 0.0
+        self._last_saved: tuple[tuple[JobState, int], ...] | None = None
+        self._last_save = -math.inf
+        self._save_gap = policy.save_gap_s
+        self._last_seen: tuple[tuple[JobState, int], ...] | None = None
+        self._last_log = -math.inf  # the first table is logged at once: the user sees the jobs
+
+    def add(self, watcher: ClusterWatcher) -> None:
+        now = self.clock()
+        if self.start is None:
+            self.start = self._last_check = now
+        self.watchers.append(watcher)
+        self._in_flight.append(watcher)
+        self._deadline[id(watcher)] = now + self.policy.timeout_s
+
+    def records(self) -> list[JobRecord]:
+        return [rec for w in self.watchers for rec in w.records.values()]
 
     def _snapshot(self) -> tuple[tuple[JobState, int], ...]:
         # A hold that was released between two polls changes no state, but still deserves a table.
-        return tuple((rec.state, rec.holds) for rec in self.records.values())
+        return tuple((rec.state, rec.holds) for rec in self.records())
 
-    def wait(self) -> Mapping[int, JobRecord]:
-        """Block until every job ended or the deadline passed (then the rest is removed)."""
-        start = self.clock()
-        deadline = start + self.policy.timeout_s
-        last_seen: tuple[tuple[JobState, int], ...] | None = None
-        last_log = -math.inf  # the first poll logs the table: the user sees the jobs at once
-        last_check = start
-        last_saved: tuple[tuple[JobState, int], ...] | None = None
-        last_save = -math.inf
-        save_gap = self.policy.save_gap_s
-        while True:
-            self.poll()
-            now = self.clock()
-            if now - last_check >= self.policy.crosscheck_every * self.policy.status_interval:
-                self.crosscheck()
-                last_check = now
-            seen = self._snapshot()
-            done = all(rec.final for rec in self.records.values())
-            due = done or now - last_save >= save_gap
-            if seen != last_saved and self.on_change is not None and due:
-                tic = time.perf_counter()
-                self.on_change()
-                # A big sweep's manifest costs more to rewrite: space the saves so that they take at most
-                # 1/SAVE_SHARE of the waiting time.
-                save_gap = max(self.policy.save_gap_s, SAVE_SHARE * (time.perf_counter() - tic))
-                last_saved, last_save = seen, now
-            if done:
-                log.info("%s", self.table(now - start))
-                return self.records
-            # On a change at most every change_gap_s (a wave of starts or ends makes one table, and a long
-            # sweep's log stays readable), else every status_interval.
-            gap = min(self.policy.change_gap_s, self.policy.status_interval)
-            if (seen != last_seen and now - last_log >= gap) or now - last_log >= self.policy.status_interval:
-                log.info("%s", self.table(now - start))
-                last_seen, last_log = seen, now
-            if now >= deadline:
-                nums = self.remove_unfinished(f"deadline of {self.policy.timeout_s / 60:g} min passed")
-                for rec in self.records.values():
-                    if rec.num in nums:
-                        _jobstate.timed_out(rec)
-                log.error(
-                    "HTCondor cluster %d: deadline (timeout_min=%g) passed, removed jobs %s",
-                    self.cluster,
-                    self.policy.timeout_s / 60,
-                    nums,
-                )
-                self._drain(grace_s=10.0)
-                for rec in self.records.values():
+    def poll(self) -> None:
+        """Read every cluster in flight once (never blocks), then act: cross-check, deadlines, save."""
+        for watcher in self._in_flight:
+            watcher.poll()
+        now = self.now = self.clock()
+        if now - self._last_check >= self.policy.crosscheck_every * self.policy.status_interval:
+            for watcher in self._in_flight:
+                watcher.crosscheck()
+            self._last_check = now
+        for watcher in self._in_flight:
+            self._enforce_deadline(watcher, now)
+        for watcher in [w for w in self._in_flight if w.done]:
+            self._in_flight.remove(watcher)
+            watcher.close()
+        self._save(now)
+
+    def _enforce_deadline(self, watcher: ClusterWatcher, now: float) -> None:
+        key = id(watcher)
+        if key in self._draining:
+            if now >= self._draining[key]:  # the abort events did not all come: stop waiting for them
+                for rec in watcher.records.values():
                     _jobstate.given_up(rec)
-                return self.records
-            time.sleep(self.policy.poll_interval)
-
-    def _drain(self, grace_s: float) -> None:
-        """After removing jobs, read their abort events for a short while so the log is complete."""
-        end = self.clock() + grace_s
-        while self.clock() < end and not all(rec.final for rec in self.records.values()):
-            self.poll()
-            time.sleep(self.policy.poll_interval)
-
-
-def _watcher_of(
-    batch: Batch, htcondor: Any, schedd: Any, *, max_releases: int, **extra: Any
-) -> ClusterWatcher:
-    """The watcher of a submitted batch, with the batch's own polling, table and deadline settings."""
-    assert batch.cluster is not None
-    policy = WatchPolicy.of(batch.settings, max_releases=max_releases)
-    return ClusterWatcher(htcondor, schedd, batch.cluster, batch.log_file, batch.records, policy, **extra)
-
-
-def remove_batch(batch: Batch, htcondor: Any, schedd: Any, reason: str) -> None:
-    """Remove a batch's unfinished jobs without following it (Ctrl-C before its turn came)."""
-    watcher = _watcher_of(batch, htcondor, schedd, max_releases=0)
-    removed = watcher.remove_unfinished(reason)
-    log.error("Interrupted: removed HTCondor cluster %d (jobs %s)", batch.cluster, removed)
-
-
-def watch(
-    batch: Batch,
-    htcondor: Any,
-    schedd: Any,
-    on_change: Callable[[], None] | None = None,
-    resume_hint: str = "",
-    reconnect: Callable[[], Any] | None = None,
-    sweep_id: str | None = None,
-) -> None:
-    """Wait for the submitted batch; its records end final. On Ctrl-C the unfinished jobs are removed from
-    the pool (on_interrupt=remove) or left running (keep: `resume_hint` says how to re-attach), the user is
-    told, and the interrupt propagates. `on_change` is called when a job's state changed, at most every
-    SAVE_GAP_S seconds and once at the end (the manifest); `reconnect` locates the schedd again for the
-    lost-job cross-check (a restarted one moved)."""
-    watcher = _watcher_of(
-        batch, htcondor, schedd, max_releases=batch.settings.max_releases, on_change=on_change,
-        reconnect=reconnect, sweep_id=sweep_id,
-    )
-    try:
-        watcher.wait()
-    except KeyboardInterrupt:
-        if batch.settings.on_interrupt == OnInterrupt.keep:
-            log.warning(
-                "Interrupted: HTCondor cluster %d keeps running (on_interrupt=keep); %s",
-                batch.cluster,
-                resume_hint or f"re-run the same command with hydra.sweep.dir={batch.sweep_dir} to re-attach",
-            )
-            raise
-        removed = watcher.remove_unfinished("interrupted (Ctrl-C)")
+            return
+        if now < self._deadline[key] or watcher.done:
+            return
+        nums = watcher.remove_unfinished(f"deadline of {self.policy.timeout_s / 60:g} min passed")
+        for rec in watcher.records.values():
+            if rec.num in nums:
+                _jobstate.timed_out(rec)
         log.error(
-            "Interrupted: removed HTCondor cluster %d (jobs %s still queued or running); finished jobs' "
-            "results and logs stay in %s",
-            batch.cluster,
-            removed,
-            batch.sweep_dir,
+            "HTCondor cluster %d: deadline (timeout_min=%g) passed, removed jobs %s",
+            watcher.cluster,
+            self.policy.timeout_s / 60,
+            nums,
         )
-        raise
+        # Their abort events follow: read for a short while so that the log is complete.
+        self._draining[key] = now + DRAIN_S
+
+    def flush(self) -> None:
+        """on_change now if a job's state changed since the last one."""
+        self._save(self.now, force=True)
+
+    def _save(self, now: float, force: bool = False) -> None:
+        """on_change when a job's state changed: at most every save_gap (a big sweep changes at nearly every
+        poll), and at once when nothing is left in flight."""
+        if self.on_change is None:
+            return
+        seen = self._snapshot()
+        due = force or not self._in_flight or now - self._last_save >= self._save_gap
+        if seen != self._last_saved and due:
+            tic = time.perf_counter()
+            self.on_change()
+            # A big sweep's manifest costs more to rewrite: space the saves so that they take at most
+            # 1/SAVE_SHARE of the waiting time.
+            self._save_gap = max(self.policy.save_gap_s, SAVE_SHARE * (time.perf_counter() - tic))
+            self._last_saved, self._last_save = seen, now
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self._in_flight)
+
+    # -- the live table ------------------------------------------------------------------------
+    def table(self) -> str:
+        """One table of every job followed; the counts line names the cluster, or the clusters."""
+        clusters = sorted({w.cluster for w in self.watchers})
+        title: int | str = clusters[0] if len(clusters) == 1 else (
+            f"HTCondor clusters {', '.join(str(c) for c in clusters)}"
+        )
+        records = {i: rec for i, rec in enumerate(self.records())}
+        elapsed = self.now - (self.start if self.start is not None else self.now)
+        return status_table(title, records, elapsed, self.wall_clock(), max_rows=self.policy.max_rows)
+
+    def show(self, final: bool = False) -> None:
+        """Log the table when due: on a change at most every change_gap_s (a wave of starts or ends makes one
+        table, and a long sweep's log stays readable), else every status_interval; always when `final`."""
+        seen = self._snapshot()
+        since = self.now - self._last_log
+        gap = min(self.policy.change_gap_s, self.policy.status_interval)
+        if final or (seen != self._last_seen and since >= gap) or since >= self.policy.status_interval:
+            log.info("%s", self.table())
+            self._last_seen, self._last_log = seen, self.now
+
+    def wait(self, until: Callable[[], bool], poll: Callable[[], object] | None = None) -> None:
+        """Poll (`poll`, by default this follower's own) and log tables until until() is true."""
+        while True:
+            (poll or self.poll)()
+            if until():
+                self.show(final=True)
+                return
+            self.show()
+            time.sleep(self.policy.poll_interval)
+
+    def interrupted(self, on_interrupt: OnInterrupt, resume_hint: str, sweep_dir: str) -> None:
+        """Ctrl-C while waiting: remove the unfinished jobs (on_interrupt=remove), or leave them running and
+        say how to re-attach (keep)."""
+        in_flight = [w for w in self.watchers if not w.done]
+        if on_interrupt == OnInterrupt.keep:
+            clusters = ", ".join(str(w.cluster) for w in in_flight)
+            log.warning(
+                "Interrupted: HTCondor cluster %s keeps running (on_interrupt=keep); %s",
+                clusters,
+                resume_hint or f"re-run the same command with hydra.sweep.dir={sweep_dir} to re-attach",
+            )
+            return
+        for watcher in in_flight:
+            removed = watcher.remove_unfinished("interrupted (Ctrl-C)")
+            log.error(
+                "Interrupted: removed HTCondor cluster %d (jobs %s still queued or running); finished jobs' "
+                "results and logs stay in %s",
+                watcher.cluster,
+                removed,
+                sweep_dir,
+            )

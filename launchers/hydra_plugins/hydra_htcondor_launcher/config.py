@@ -146,7 +146,8 @@ class HTCondorLauncherConf:
     # Seconds between live job-status tables (one is also logged after submission and, at most every 5 s,
     # when a job's state changes).
     status_interval: float = bounded(15.0, 0, "a number", strict=True)
-    # Deadline per batch in minutes: then the cluster is removed and every unfinished job fails.
+    # Deadline per batch in minutes, counted for each cluster from its submission (or re-attachment): then its
+    # unfinished jobs are removed and fail.
     timeout_min: float = bounded(1440.0, 0, "a number", strict=True)
     # A held job is released up to this many times before it is removed and failed with its hold reason;
     # 0 removes it at the first hold.

@@ -31,8 +31,8 @@ class HTCondorLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
-        # The sweep's manifest (_manifest.Manifest) once the first batch opened it: later batches of the
-        # same sweep add to it (resume=false starts afresh once, not at every batch).
+        # The sweep's manifest (_manifest.Manifest) once the first batch (or Sweep) opened it: later ones of
+        # the same sweep add to it (resume=false starts afresh once per process, not at every batch).
         self.manifest: Any = None
 
     def setup(
@@ -47,20 +47,8 @@ class HTCondorLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from . import _core
+        """The batch submitted, waited for and returned: the sweep interface (``sweep.Sweep``) driven to
+        completion."""
+        from . import _sweep
 
-        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
-
-        def keep(manifest: Any) -> None:
-            self.manifest = manifest
-
-        return _core.launch(
-            self.conf,
-            self.config,
-            self.hydra_context,
-            self.task_function,
-            job_overrides=job_overrides,
-            initial_job_idx=initial_job_idx,
-            opened=self.manifest,
-            keep=keep,
-        )
+        return _sweep.launch(self, job_overrides, initial_job_idx)
