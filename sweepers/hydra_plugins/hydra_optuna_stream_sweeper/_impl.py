@@ -378,6 +378,13 @@ class StreamSweeperImpl:
                     self._stop(runner)
             if done_before >= self.s.n_trials:
                 log.info("the study already has n_trials=%d trials: nothing to run", self.s.n_trials)
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted: trial(s) %s stay RUNNING in the study%s; the same command continues it",
+                sorted(self.in_flight),
+                " (their jobs keep running in HTCondor)" if runner.streaming else "",
+            )
+            raise
         finally:
             runner.close()
         self._save_best()

@@ -194,7 +194,9 @@ def make_runner(launcher: Launcher, decide: Decide) -> Runner:
     if type(launcher).__module__.startswith("hydra_plugins.hydra_htcondor_launcher."):
         if importlib.util.find_spec(STREAMING_MODULE) is not None:
             sweep_cls = importlib.import_module(STREAMING_MODULE).Sweep
-            return HTCondorRunner(sweep_cls.from_launcher(launcher), decide)
+            # Poll as often as the launcher's own wait does (hydra.launcher.poll_interval).
+            poll_s = float(getattr(getattr(launcher, "conf", None), "poll_interval", 0.5))
+            return HTCondorRunner(sweep_cls.from_launcher(launcher), decide, poll_s=poll_s)
     log.info(
         "%s has no streaming interface: trials run in batches of n_jobs, each batch waits for its slowest "
         "trial (launcher=htcondor streams)",

@@ -1,0 +1,121 @@
+"""The streaming sweeper with the HTCondor launcher on the real pool: a new trial's job is submitted the
+moment one ends (measured from the job event logs), and a sweeper killed with SIGKILL continues its study
+with the jobs still in HTCondor (one job per trial, exactly n_trials)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _helpers import command, run, study
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
+from optuna.trial import TrialState
+
+pytestmark = [pytest.mark.condor, pytest.mark.slow]
+
+POOL = ("hydra/launcher=htcondor", "hydra.launcher.request_memory=256MB", "hydra.launcher.poll_interval=0.2")
+# The longest a free slot may wait for its next job (the event logs count whole seconds).
+REFILL_S = 3
+
+
+def _job_times(sweep_dir: Path) -> dict[int, dict[str, int]]:
+    """Per job number: when HTCondor saw it submitted, executing and terminated (the event logs' whole
+    seconds). Each cluster is one batch log batch-A-B.log, proc p being job A + p."""
+    import htcondor2
+
+    kinds = {
+        htcondor2.JobEventType.SUBMIT: "submit",
+        htcondor2.JobEventType.EXECUTE: "execute",
+        htcondor2.JobEventType.JOB_TERMINATED: "end",
+        htcondor2.JobEventType.JOB_ABORTED: "end",
+    }
+    times: dict[int, dict[str, int]] = {}
+    for first, _last, path in SweepLayout(str(sweep_dir)).batch_logs():
+        for event in htcondor2.JobEventLog(path).events(stop_after=0):
+            if event.type in kinds:
+                times.setdefault(first + event.proc, {}).setdefault(kinds[event.type], event.timestamp)
+    return times
+
+
+def _procs_per_job(sweep_dir: Path) -> dict[int, int]:
+    """How many HTCondor jobs the schedd ever had per Hydra job number of the sweep (queue and history)."""
+    import htcondor2
+
+    sweep_id = json.loads(Path(SweepLayout(str(sweep_dir)).manifest).read_text())["sweep_id"]
+    schedd = htcondor2.Schedd()
+    constraint = f'HydraSweepId == "{sweep_id}"'
+    proj = ["ClusterId", "ProcId", "HydraJobNum"]
+    ids = {
+        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
+        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
+    }
+    counts: dict[int, int] = {}
+    for num in ids.values():
+        counts[num] = counts.get(num, 0) + 1
+    return counts
+
+
+def test_streams_a_new_job_the_moment_a_trial_ends(tmp_path):
+    # Run times 1-10 s (sleep 1 + 3x), two slots: a batch would keep a slot idle while its slower job runs.
+    sweep = tmp_path / "sweep"
+    done = run(tmp_path, sweep, *POOL, "x=interval(0, 3)", "sleep_s=1", "sleep_per_x=3",
+               "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3",
+               "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "no streaming interface" not in done.stdout
+    trials = study(sweep).get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    times = _job_times(sweep)
+    assert sorted(times) == list(range(6)) and all(len(t) == 3 for t in times.values()), times
+    ends = sorted(t["end"] for t in times.values())
+    later = sorted(times[n]["submit"] for n in range(2, 6))  # after the first n_jobs, in submit order
+    gaps = [submit - end for submit, end in zip(later, ends, strict=False)]
+    print(f"seconds from a trial's end to the next job's submission (event logs): {gaps}")
+    assert all(0 <= gap <= REFILL_S for gap in gaps), (gaps, times)
+    # Never a batch: some job was submitted while another one was still running.
+    assert any(
+        other["execute"] < times[n]["submit"] < other["end"]
+        for n in range(2, 6)
+        for m, other in times.items()
+        if m != n
+    ), times
+
+
+def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
+    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    manifest = Path(SweepLayout(str(sweep)).manifest)
+    try:
+        # Killed while two trials' jobs run in HTCondor, after the first finished.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if manifest.exists() and (sweep / "optuna_journal.log").exists():
+                jobs = json.loads(manifest.read_text())["jobs"]
+                states = [t.state for t in study(sweep).get_trials()]
+                running = [n for n, j in jobs.items() if j.get("cluster") and j.get("state") == "running"]
+                if states.count(TrialState.COMPLETE) >= 1 and len(running) == 2:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the sweep did not reach two running jobs after a finished one")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    at_kill = [t.number for t in study(sweep).get_trials() if t.state == TrialState.RUNNING]
+    assert len(at_kill) == 2
+
+    again = run(tmp_path, sweep, *args, timeout=300)
+    assert again.returncode == 0, again.stdout
+    assert "2 trial(s) of an earlier run still running, 0 of them lost" in again.stdout
+    trials = study(sweep).get_trials()
+    assert [t.number for t in trials] == list(range(5))  # exactly n_trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # the re-attached ones told from their jobs
+    assert _procs_per_job(sweep) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
