@@ -86,25 +86,28 @@ def test_streams_a_new_job_the_moment_a_trial_ends(tmp_path):
     ), times
 
 
+def _two_running_after_one_finished(sweep: Path) -> None:
+    """Wait until the study has a finished trial and two trials' jobs run in HTCondor (the manifest says)."""
+    manifest = Path(SweepLayout(str(sweep)).manifest)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if manifest.exists() and (sweep / "optuna_journal.log").exists():
+            jobs = json.loads(manifest.read_text())["jobs"]
+            states = [t.state for t in study(sweep).get_trials()]
+            running = [n for n, j in jobs.items() if j.get("cluster") and j.get("state") == "running"]
+            if states.count(TrialState.COMPLETE) >= 1 and len(running) == 2:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the sweep did not reach two running jobs after a finished one")
+
+
 def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path):
     sweep = tmp_path / "sweep"
     args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
     proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
-    manifest = Path(SweepLayout(str(sweep)).manifest)
     try:
-        # Killed while two trials' jobs run in HTCondor, after the first finished.
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if manifest.exists() and (sweep / "optuna_journal.log").exists():
-                jobs = json.loads(manifest.read_text())["jobs"]
-                states = [t.state for t in study(sweep).get_trials()]
-                running = [n for n, j in jobs.items() if j.get("cluster") and j.get("state") == "running"]
-                if states.count(TrialState.COMPLETE) >= 1 and len(running) == 2:
-                    break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the sweep did not reach two running jobs after a finished one")
+        _two_running_after_one_finished(sweep)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
@@ -119,3 +122,30 @@ def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp
     assert [t.number for t in trials] == list(range(5))  # exactly n_trials
     assert all(t.state == TrialState.COMPLETE for t in trials)  # the re-attached ones told from their jobs
     assert _procs_per_job(sweep) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
+
+
+def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
+    # hydra.launcher.on_interrupt=remove (the launcher's default): as the launcher's own Ctrl-C does.
+    sweep = tmp_path / "sweep"
+    args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
+    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _two_running_after_one_finished(sweep)
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    trials = study(sweep).get_trials()
+    removed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(removed) == 2 and not [t for t in trials if t.state == TrialState.RUNNING], out
+    for t in removed:
+        assert t.user_attrs["failure"] == "removed: the sweeper was interrupted (Ctrl-C)"
+        assert t.user_attrs["lost"] is True
+    import htcondor2
+
+    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
+    # Nothing of the sweep is left in the queue but removed jobs on their way out (JobStatus 3).
+    left = htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}" && JobStatus != 3', projection=["ProcId"])
+    assert left == []

@@ -379,6 +379,8 @@ class StreamSweeperImpl:
             if done_before >= self.s.n_trials:
                 log.info("the study already has n_trials=%d trials: nothing to run", self.s.n_trials)
         except KeyboardInterrupt:
+            for num in runner.interrupted():
+                self._tell(Ended(num, lost="removed: the sweeper was interrupted (Ctrl-C)"))
             log.warning(
                 "interrupted: trial(s) %s stay RUNNING in the study%s; the same command continues it",
                 sorted(self.in_flight),

@@ -66,6 +66,10 @@ class Runner(ABC):
         """Remove the jobs still running (the search stops); returns their numbers."""
         return []
 
+    def interrupted(self) -> list[int]:
+        """Ctrl-C: the jobs removed as the launcher's settings ask (the others keep running)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 (most runners keep nothing)
         """Done: save what the runner keeps."""
 
@@ -138,9 +142,12 @@ class HTCondorRunner(Runner):
 
     streaming = True
 
-    def __init__(self, sweep: Any, decide: Decide, poll_s: float = 0.5) -> None:
+    def __init__(
+        self, sweep: Any, decide: Decide, poll_s: float = 0.5, keep_on_interrupt: bool = False
+    ) -> None:
         self.sweep = sweep
         self.decide = decide
+        self.keep_on_interrupt = keep_on_interrupt  # hydra.launcher.on_interrupt=keep
         self.poll_s = poll_s  # between two polls that found nothing (event logs on a local disk: cheap)
         self.pruned: dict[int, str] = {}  # removed by the sweeper; their "ended" event is not news
 
@@ -185,6 +192,11 @@ class HTCondorRunner(Runner):
             self.pruned[num] = reason
         return removed
 
+    def interrupted(self) -> list[int]:
+        if self.keep_on_interrupt:
+            return []
+        return self.stop("interrupted (Ctrl-C)")
+
     def close(self) -> None:
         self.sweep.close()
 
@@ -194,9 +206,11 @@ def make_runner(launcher: Launcher, decide: Decide) -> Runner:
     if type(launcher).__module__.startswith("hydra_plugins.hydra_htcondor_launcher."):
         if importlib.util.find_spec(STREAMING_MODULE) is not None:
             sweep_cls = importlib.import_module(STREAMING_MODULE).Sweep
-            # Poll as often as the launcher's own wait does (hydra.launcher.poll_interval).
-            poll_s = float(getattr(getattr(launcher, "conf", None), "poll_interval", 0.5))
-            return HTCondorRunner(sweep_cls.from_launcher(launcher), decide, poll_s=poll_s)
+            # Poll as often as the launcher's own wait does, and Ctrl-C as it does (its settings).
+            conf = getattr(launcher, "conf", None)
+            poll_s = float(getattr(conf, "poll_interval", 0.5))
+            keep = str(getattr(getattr(conf, "on_interrupt", None), "value", "remove")) == "keep"
+            return HTCondorRunner(sweep_cls.from_launcher(launcher), decide, poll_s, keep_on_interrupt=keep)
     log.info(
         "%s has no streaming interface: trials run in batches of n_jobs, each batch waits for its slowest "
         "trial (launcher=htcondor streams)",
