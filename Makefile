@@ -23,6 +23,9 @@ help:
 $(VENV)/.installed: pyproject.toml launchers/pyproject.toml sweepers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -e ./launchers -e ./sweepers -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	# hydra-optuna-sweeper needs optuna<3 (its own environment, .venv-optuna2); left over from an older
+	# .venv it would also register hydra/sweeper/sampler configs over optuna_stream's.
+	$(BIN)/python -m pip uninstall -y -q hydra-optuna-sweeper 2>&1 | grep -v '^WARNING' || true
 	$(BIN)/python -c "import mnist_app, torch, lightning, hydra, htcondor2, optuna" # fail here, not later
 	touch $@
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import optuna
 import pytest
 import yaml
-from _helpers import JOURNAL, command, error_line, run, study
+from _helpers import APP, JOURNAL, command, error_line, run, study
 from hydra_plugins.hydra_optuna_stream_sweeper import _impl
 from optuna.trial import TrialState
 
@@ -39,6 +40,20 @@ def test_batches_with_the_basic_launcher_and_records_each_trial(tmp_path):
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results == {"name": "optuna", "best_params": s.best_params, "best_value": s.best_value}
     assert s.best_value == min(t.value for t in trials)
+
+
+def test_async_defaults_tpe_multivariate_constant_liar_no_pruner(tmp_path):
+    shown = subprocess.run(
+        [sys.executable, str(APP), "hydra/sweeper=optuna_stream", "--cfg=hydra", "--package=hydra.sweeper"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+    )
+    sweeper = yaml.safe_load(shown.stdout)
+    assert sweeper["sampler"] == {
+        "_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10, "n_ei_candidates": 24,
+        "multivariate": True, "constant_liar": True,
+    }
+    assert sweeper["pruner"] == {"_target_": "optuna.pruners.NopPruner"}
+    assert (sweeper["n_trials"], sweeper["n_jobs"], sweeper["max_failure_rate"]) == (20, 2, 0.0)
 
 
 def test_the_same_command_continues_the_study_to_n_trials(tmp_path):

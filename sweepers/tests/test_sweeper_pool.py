@@ -149,3 +149,43 @@ def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
     # Nothing of the sweep is left in the queue but removed jobs on their way out (JobStatus 3).
     left = htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}" && JobStatus != 3', projection=["ProcId"])
     assert left == []
+
+
+@pytest.mark.parametrize("transfer", [False, True], ids=["shared", "transfer_files"])
+def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled(tmp_path, transfer):
+    # The pool's report channel (a report file on a shared filesystem, chirp into the event log with file
+    # transfer) is h-chirp's _reports; until it is merged the launcher's records get no reports.
+    pytest.importorskip("hydra_plugins.hydra_htcondor_launcher._reports", reason="h-chirp's report channel")
+    import htcondor2
+
+    sweep = tmp_path / "sweep"
+    # ThresholdPruner: x=9 reports 50 + 6 at step 0, above 20: pruned there; x=2 runs its 6 steps (6 s).
+    done = run(tmp_path, sweep, *POOL, f"hydra.launcher.transfer_files={str(transfer).lower()}",
+               "x=choice(2, 9)", "steps=6", "step_s=1", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2",
+               "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+               "+hydra.sweeper.pruner.upper=20", timeout=300)
+    assert done.returncode == 0, done.stdout
+    trials = study(sweep).get_trials()
+    assert len(trials) == 5 and {t.params["x"] for t in trials} == {2, 9}, "the test needs both values"
+    times = _job_times(sweep)
+    manifest = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())
+    status = {
+        int(ad["HydraJobNum"]): int(ad["JobStatus"])
+        for ad in htcondor2.Schedd().history(
+            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus"], match=-1
+        )
+    }
+    for t in trials:
+        if t.params["x"] == 9:
+            assert t.state == TrialState.PRUNED and t.intermediate_values == {0: 56.0}
+            # Removed from HTCondor with the reason, long before its 6 steps were over.
+            assert status[t.number] == 3  # REMOVED
+            assert manifest["jobs"][str(t.number)]["abort_reason"] == "pruned at step 0"
+            assert times[t.number]["end"] - times[t.number]["execute"] < 6
+            # Its slot refilled: while trials were left to ask, a new job was submitted right after it ended.
+            end = times[t.number]["end"]
+            before = max(n for n in times if times[n]["submit"] < end)
+            if before < len(trials) - 1:
+                assert any(0 <= times[n]["submit"] - end <= REFILL_S for n in times if n > before), times
+        else:
+            assert t.state == TrialState.COMPLETE and len(t.intermediate_values) == 6
