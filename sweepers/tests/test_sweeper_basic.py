@@ -135,6 +135,7 @@ def test_prunes_in_process_through_the_reporting_handler(tmp_path):
         "x=choice(2, 9)",
         "steps=4",
         "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.sampler.seed=1",
         "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
         "+hydra.sweeper.pruner.upper=20",
     )
@@ -165,15 +166,16 @@ def test_pruner_presets(tmp_path, group, pruner):
 
 def test_a_failing_trial_is_fail_with_its_cause_and_max_failure_rate_stops_the_search(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ("x=choice(1, 5)", "fail_above=3", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1")
+    # Every trial fails (x > fail_above).
+    args = ("x=interval(4, 5)", "fail_above=3", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=1")
     stopped = run(tmp_path, sweep, *args, "hydra.sweeper.max_failure_rate=0.25")
     assert stopped.returncode == 1
     trials = study(sweep).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
     # 0.25 of 8 trials may fail: the third failure stops the search.
-    assert len(failed) == 3 and all(t.params["x"] == 5 for t in failed)
-    cause = "ValueError: x=5.0 is above fail_above=3"
+    assert len(trials) == len(failed) == 3
     for t in failed:
+        cause = f"ValueError: x={t.params['x']} is above fail_above=3"
         assert t.user_attrs["failure"] == cause
         assert f"trial {t.number} (job #{t.number}) FAIL: {cause}" in stopped.stdout
     assert error_line(stopped.stdout) == (
@@ -186,11 +188,11 @@ def test_a_failing_trial_is_fail_with_its_cause_and_max_failure_rate_stops_the_s
 def test_failures_within_max_failure_rate_do_not_stop_the_search(tmp_path):
     sweep = tmp_path / "sweep"
     done = run(tmp_path, sweep, "x=choice(1, 5)", "fail_above=3", "hydra.sweeper.n_trials=5",
-               "hydra.sweeper.max_failure_rate=1.0")
+               "hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.sampler.seed=1")
     assert done.returncode == 0, done.stdout
     trials = study(sweep).get_trials()
-    assert len(trials) == 5
-    assert {t.state for t in trials if t.params["x"] == 5} <= {TrialState.FAIL}
+    assert len(trials) == 5 and {t.params["x"] for t in trials} == {1, 5}, "the test needs both values"
+    assert {t.state for t in trials if t.params["x"] == 5} == {TrialState.FAIL}
     assert {t.state for t in trials if t.params["x"] == 1} == {TrialState.COMPLETE}
 
 

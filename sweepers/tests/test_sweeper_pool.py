@@ -162,7 +162,7 @@ def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled
     # ThresholdPruner: x=9 reports 50 + 6 at step 0, above 20: pruned there; x=2 runs its 6 steps (6 s).
     done = run(tmp_path, sweep, *POOL, f"hydra.launcher.transfer_files={str(transfer).lower()}",
                "x=choice(2, 9)", "steps=6", "step_s=1", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2",
-               "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+               "hydra.sweeper.sampler.seed=1", "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
                "+hydra.sweeper.pruner.upper=20", timeout=300)
     assert done.returncode == 0, done.stdout
     trials = study(sweep).get_trials()

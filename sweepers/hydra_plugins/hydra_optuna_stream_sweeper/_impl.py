@@ -361,11 +361,14 @@ class StreamSweeperImpl:
         runner = make_runner(self.launcher, self.decide)
         try:
             self._resume(runner)
-            asked = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
-            asked -= len(self.in_flight)
-            done_before = asked
+            # Trials of the study that ended (any state); WAITING ones (enqueued) are asked like new ones.
+            finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                    TrialState.FAIL)))
+            if finished >= self.s.n_trials:
+                log.info("the study already has n_trials=%d trials: nothing to run", self.s.n_trials)
             while True:
-                free = min(self.s.n_jobs - len(self.in_flight), self.s.n_trials - asked - len(self.in_flight))
+                in_flight = len(self.in_flight)
+                free = min(self.s.n_jobs - in_flight, self.s.n_trials - finished - in_flight)
                 if free > 0:
                     runner.submit([self._ask(space) for _ in range(free)])
                 if not self.in_flight:
@@ -373,11 +376,9 @@ class StreamSweeperImpl:
                 for ended in runner.wait():
                     if ended.num in self.in_flight:
                         self._tell(ended)
-                        asked += 1
+                        finished += 1
                 if len(self.failures) > self._allowed_failures():
                     self._stop(runner)
-            if done_before >= self.s.n_trials:
-                log.info("the study already has n_trials=%d trials: nothing to run", self.s.n_trials)
         except KeyboardInterrupt:
             for num in runner.interrupted():
                 self._tell(Ended(num, lost="removed: the sweeper was interrupted (Ctrl-C)"))
