@@ -101,7 +101,8 @@ def _two_running_after_one_finished(sweep: Path) -> None:
     raise AssertionError("the sweep did not reach two running jobs after a finished one")
 
 
-def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path):
+@pytest.mark.parametrize("jobs_end_meanwhile", [False, True], ids=["still-running", "ended-while-down"])
+def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path, jobs_end_meanwhile):
     sweep = tmp_path / "sweep"
     args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
     proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -114,6 +115,12 @@ def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp
         proc.communicate(timeout=30)
     at_kill = [t.number for t in study(sweep).get_trials() if t.state == TrialState.RUNNING]
     assert len(at_kill) == 2
+    if jobs_end_meanwhile:  # their results are written while no sweeper runs: told from those files
+        layout = SweepLayout(str(sweep))
+        deadline = time.monotonic() + 120
+        while not all(Path(layout.result(n)).exists() for n in at_kill):
+            assert time.monotonic() < deadline, "the jobs of the killed sweeper did not finish"
+            time.sleep(0.2)
 
     again = run(tmp_path, sweep, *args, timeout=300)
     assert again.returncode == 0, again.stdout
