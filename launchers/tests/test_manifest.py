@@ -107,7 +107,7 @@ def test_manifest_is_one_job_a_line_and_round_trips_empty(tmp_path):
 def test_status_shows_the_return_values_the_launcher_noted_without_reading_results(tmp_path, capsys):
     m = _finished_sweep(tmp_path, [JobState.DONE, JobState.FAILED])
     results = {num: cloudpickle.load(open(m.jobs[str(num)]["result"], "rb")) for num in (0, 1)}
-    m.returned(results)  # what _core.launch does with the results it returns
+    m.returned(results)  # what the sweep engine's close() does with the results it returned
     assert Manifest.load(m.sweep_dir).job(0)["returned"] == "'ok:0'"
     for num in (0, 1):  # status now needs no result file
         with open(m.jobs[str(num)]["result"], "wb") as f:

@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from _launch_helpers import configured_launchers, launch
+from _launch_helpers import configured_launchers, launch, status_tables  # noqa: F401 (a fixture)
 from hydra.core.utils import JobStatus
 from hydra_plugins.hydra_htcondor_launcher.sweep import JobState, Sweep, SweepEvent
 
@@ -87,15 +87,23 @@ def test_remove_with_a_reason_while_another_cluster_runs_and_ends(tmp_path):
     assert removed.status == JobStatus.FAILED and "pruned at step 2" in str(removed._return_value)
 
 
+def _queued(cluster_proc: str) -> bool:
+    import htcondor2
+
+    cluster, proc = cluster_proc.split(".")
+    live = f"ClusterId == {cluster} && ProcId == {proc} && JobStatus != 3"  # 3: removed, on its way out
+    return bool(htcondor2.Schedd().query(live, ["ProcId"]))
+
+
 def test_a_second_sweep_reattaches_running_finished_and_lost_jobs(tmp_path):
-    jobs = [["+x=slow", "+sleep=600"], ["+x=quick"], ["+x=gone", "+sleep=600"]]
+    jobs = [["+x=slow", "+sleep=600"], ["+x=quick"], ["+x=gone", "+sleep=600"], ["+x=other", "+sleep=600"]]
     with configured_launchers(tmp_path / "sweep", _task) as new_launcher:
         first = Sweep.from_launcher(new_launcher())
         first.submit(jobs, first_num=0)
-        _poll_until(first, lambda ev: _ended(1)(ev) and _running(0)(ev) and _running(2)(ev))
+        _poll_until(first, lambda ev: _ended(1)(ev) and all(_running(n)(ev) for n in (0, 2, 3)))
         first.remove(2, "removed by the test")  # neither in HTCondor nor with a result: lost
         _poll_until(first, _ended(2))
-        first.close()  # the first driver goes away; job 0 runs on
+        first.close()  # the first driver goes away; jobs 0 and 3 run on
 
         second = Sweep.from_launcher(new_launcher())  # a new process would open the manifest on disk
         assert second.reattach([0, 1, 2, 7]) == {0: "running", 1: "finished", 2: "lost", 7: "lost"}
@@ -106,6 +114,29 @@ def test_a_second_sweep_reattaches_running_finished_and_lost_jobs(tmp_path):
         assert second.result(1).return_value == "ok:quick"
         second.remove(0, "cleaning up")
         events += _poll_until(second, _ended(0))
+        # Only job 0 left: job 3, of the same cluster but not re-attached, runs on.
+        other = f"{second.result(0).htcondor_id.split('.')[0]}.3"
+        assert _queued(other)
+        assert second.reattach([3]) == {3: "running"}
+        second.remove(3, "cleaning up")
+        events += _poll_until(second, _ended(3))
         second.close()
     assert second.active() == []
-    assert [e.state for e in events if e.num == 0 and e.kind == "ended"] == [JobState.REMOVED]
+    assert [e.state for e in events if e.num in (0, 3) and e.kind == "ended"] == [JobState.REMOVED] * 2
+
+
+def test_launch_follows_a_reattached_and_a_new_cluster_in_one_table(tmp_path, status_tables):  # noqa: F811
+    """A job another driver submitted is re-attached, the other submitted anew: one table shows both clusters,
+    and launch() returns both results."""
+    with configured_launchers(tmp_path / "sweep", _task) as new_launcher:
+        first = Sweep.from_launcher(new_launcher())
+        first.submit([["+x=1", "+sleep=15"]], first_num=0)
+        _poll_until(first, _running(0))
+        first.close()
+        results = new_launcher().launch([["+x=1", "+sleep=15"], ["+x=2"]], initial_job_idx=0)
+    assert [r.return_value for r in results] == ["ok:1", "ok:2"]
+    clusters = sorted({int(r.htcondor_id.split(".")[0]) for r in results})
+    assert len(clusters) == 2, clusters
+    title = f"HTCondor clusters {clusters[0]}, {clusters[1]}: "
+    assert any(t.startswith(title) for t in status_tables), status_tables[-3:]
+    assert status_tables[-1].startswith(title + "0 idle, 0 running, 0 held, 2 done, 0 failed of 2 jobs")

@@ -25,6 +25,7 @@ import cloudpickle
 from . import _jobstate, _schedd
 from ._contract import return_note
 from ._errors import HTCondorLauncherError
+from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState
 from ._layout import SweepLayout, result_note_path
 from ._manifest import Manifest, record_of
@@ -98,8 +99,7 @@ def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
     if not by_cluster:
         return None
     try:
-        htcondor = _htcondor()
-        schedd = _schedd.locate(htcondor, manifest.collector, manifest.schedd)
+        schedd = SweepFolder(manifest).schedd()
         known = {
             cluster: _schedd.known_procs(schedd, cluster, [rec.proc for rec in pending], manifest.sweep_id)
             for cluster, pending in by_cluster.items()
@@ -227,18 +227,13 @@ def _positive_int(text: str) -> int:
 
 
 def rm(sweep_dir: str) -> int:
-    manifest = Manifest.load(os.path.abspath(sweep_dir))
-    htcondor = _htcondor()
-    constraint = f'HydraSweepId == "{manifest.sweep_id}"'
+    folder = SweepFolder.open(sweep_dir)
     try:
-        schedd = _schedd.locate(htcondor, manifest.collector, manifest.schedd)
-        queued = list(schedd.query(constraint, projection=["ClusterId", "ProcId"]))
-        if queued:
-            schedd.act(htcondor.JobAction.Remove, constraint)
+        removed = folder.remove_all()
     except Exception as exc:
         raise HTCondorLauncherError(f"pool unreachable: {' '.join(str(exc).split())[:300]}") from None
-    ids = ", ".join(f"{a['ClusterId']}.{a['ProcId']}" for a in queued)
-    print(f"removed {len(queued)} job(s) of the sweep {manifest.sweep_dir}" + (f": {ids}" if ids else ""))
+    ids = f": {', '.join(removed)}" if removed else ""
+    print(f"removed {len(removed)} job(s) of the sweep {folder.manifest.sweep_dir}{ids}")
     return 0
 
 
@@ -254,30 +249,24 @@ def _tail(path: str, lines: int = TAIL_LINES) -> str:
 
 
 def logs(sweep_dir: str, num: int) -> int:
-    manifest = Manifest.load(os.path.abspath(sweep_dir))
+    folder = SweepFolder.open(sweep_dir)
+    manifest = folder.manifest
     entry = manifest.job(num)
     if entry is None:
         known = ", ".join(sorted(manifest.jobs, key=int)) or "none"
         raise HTCondorLauncherError(f"job {num} is not in the sweep {manifest.sweep_dir} (jobs: {known})")
     out: list[str] = []
-    for what in ("stdout", "stderr"):
-        names = SweepLayout(manifest.sweep_dir, manifest.htcondor_dir)
-        path = entry.get(what) or (names.stdout(num) if what == "stdout" else names.stderr(num))
+    paths = {"stdout": folder.layout.stdout(num), "stderr": folder.layout.stderr(num)}
+    for what, default in paths.items():
+        path = entry.get(what) or default
         out.append(f"== {what} {path} (last {TAIL_LINES} lines)")
         out.append(_tail(path))
-    log_file, cluster, proc = entry.get("log"), entry.get("cluster"), entry.get("proc")
-    out.append(f"== events of HTCondor {cluster}.{proc} in {log_file}")
-    if log_file and os.path.exists(log_file) and cluster is not None:
-        try:
-            for event in _htcondor().JobEventLog(log_file).events(stop_after=0):
-                if event.cluster == cluster and event.proc == proc:
-                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(event.timestamp)))
-                    extra = event.get("HoldReason") or event.get("Reason") or event.get("SlotName") or ""
-                    out.append(f"  {when}  {event.type.name}" + (f"  {extra}" if extra else ""))
-        except Exception as exc:
-            out.append(f"  (unreadable: {exc})")
-    else:
-        out.append("  (no event log)")
+    out.append(f"== events of HTCondor {entry.get('cluster')}.{entry.get('proc')} in {entry.get('log')}")
+    try:
+        events = folder.job_events(num)
+        out += ["  (no event log)"] if events is None else [f"  {line}" for line in events]
+    except Exception as exc:
+        out.append(f"  (unreadable: {exc})")
     print("\n".join(out))
     return 0
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import _core, _results, _resume, _sources
 from ._batch import Batch, HTCondorJobReturn, Job
+from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState, SweepEvent
 from ._manifest import Manifest
 from ._wait import ClusterWatcher, Follower, WatchPolicy
@@ -55,9 +56,8 @@ class SweepEngine:
     def __init__(self, base: Batch, htcondor: Any, schedd: Any, manifest: Manifest) -> None:
         self.base = base  # the sweep's context and settings, no jobs
         self.settings = base.settings
-        self.htcondor = htcondor
-        self.schedd = schedd
-        self.manifest = manifest
+        # The folder's manifest and schedd: what `hydra-htcondor rm|logs` open from the folder alone.
+        self.folder = SweepFolder(manifest, htcondor, schedd)
         self.policy = WatchPolicy.of(self.settings, max_releases=self.settings.max_releases)
         self.follower = Follower(self.policy, on_change=self._save_records)
         self.hint = _core.follow_hint(base.sweep_dir)
@@ -75,6 +75,18 @@ class SweepEngine:
         self._sources: _sources.Sources | None = None
         self._inputs: dict[str, str] | None = None
 
+    @property
+    def manifest(self) -> Manifest:
+        return self.folder.manifest
+
+    @property
+    def htcondor(self) -> Any:
+        return self.folder.bindings()
+
+    @property
+    def schedd(self) -> Any:
+        return self.folder.schedd()
+
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
     def from_launcher(cls, launcher: SetUpLauncher, *, sampling_ok: bool = True) -> SweepEngine:
@@ -86,8 +98,8 @@ class SweepEngine:
         base = _core.new_batch(launcher.conf, launcher.config, launcher.hydra_context, launcher.task_function)
         htcondor = _core.import_htcondor()
         schedd = _core.connect(htcondor, base.settings)
-        ours = launcher.manifest if isinstance(launcher.manifest, Manifest) else None
-        manifest = _resume.open_manifest(base, ours, sampling_ok=sampling_ok)
+        # open_manifest takes it only if it is this sweep folder's.
+        manifest = _resume.open_manifest(base, launcher.manifest, sampling_ok=sampling_ok)
         launcher.manifest = manifest
         return cls(base, htcondor, schedd, manifest)
 
@@ -185,6 +197,8 @@ class SweepEngine:
             # Once: the cross-check retries at its next turn anyway, and must not stall the loop.
             reconnect=functools.partial(_core.connect, self.htcondor, self.settings, tries=1),
             sweep_id=self.manifest.sweep_id,
+            # A re-attached group holds the cluster's jobs this sweep asked for, maybe not all of them.
+            whole_cluster=sub.event_log is None,
         )
         self.follower.add(watcher)
         for rec in sub.records.values():

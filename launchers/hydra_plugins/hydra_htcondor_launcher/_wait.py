@@ -37,13 +37,13 @@ EVENT_LOG_GRACE_S = 180.0
 
 @dataclass(frozen=True)
 class WatchPolicy:
-    """How a watcher follows its cluster: what the batch's settings say (``of``), and the pacing a test
-    may shorten."""
+    """How the clusters of a sweep are followed (their watchers and the Follower): what the settings say
+    (``of``), and the pacing a test may shorten."""
 
     max_releases: int  # releases of a held job before it is removed
     poll_interval: float  # seconds between reads of the event log
     status_interval: float  # seconds between live tables
-    timeout_s: float  # the batch's deadline
+    timeout_s: float  # each cluster's deadline, from when it is followed
     max_rows: int | None = MAX_ROWS  # of the live table
     change_gap_s: float = 5.0  # a table on a change at most this often
     save_gap_s: float = SAVE_GAP_S  # on_change at most this often
@@ -76,6 +76,7 @@ class ClusterWatcher:
         wall_clock: Callable[[], float] = time.time,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
+        whole_cluster: bool = True,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -87,6 +88,9 @@ class ClusterWatcher:
         self.wall_clock = wall_clock
         self.reconnect = reconnect
         self.sweep_id = sweep_id
+        # The records are every job of the cluster (a submitted batch), not some of them (jobs re-attached
+        # one by one): only then may a removal of all of them name the cluster.
+        self.whole_cluster = whole_cluster
         self._events: Any = None
         self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
         self._unreadable_since: float | None = None
@@ -106,7 +110,7 @@ class ClusterWatcher:
         """Remove these jobs of the cluster (their abort events end them, REMOVED with `reason`); returns
         their job numbers."""
         if recs:
-            if len(recs) == len(self.records):
+            if self.whole_cluster and len(recs) == len(self.records):
                 self._act("Remove", f"ClusterId == {self.cluster}")
             else:
                 self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in recs])
@@ -388,6 +392,8 @@ class Follower:
     def show(self, final: bool = False) -> None:
         """Log the table when due: on a change at most every change_gap_s (a wave of starts or ends makes one
         table, and a long sweep's log stays readable), else every status_interval; always when `final`."""
+        if not self.watchers:  # every job's result was known without following it
+            return
         seen = self._snapshot()
         since = self.now - self._last_log
         gap = min(self.policy.change_gap_s, self.policy.status_interval)

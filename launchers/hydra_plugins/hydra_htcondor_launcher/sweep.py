@@ -74,9 +74,12 @@ class Sweep:
         Reads the event logs of every cluster in flight, releases or removes held jobs (max_releases),
         cross-checks unfinished jobs with the schedd now and then (a job it no longer knows ends REMOVED),
         enforces the deadline (timeout_min, counted from each cluster's submission or re-attachment), and
-        saves the manifest (at most every few seconds, and once no job is left in flight). Each job yields
-        "state" events while it moves, one "report" event per intermediate value it reported, and exactly one
-        "ended" event, its last.
+        saves the manifest (at most every few seconds, and once no job is left in flight). Each job yields a
+        "state" event when its state differs from the one last told (states passed through between two polls
+        are not told), one "report" event per intermediate value it reported, and exactly one "ended" event,
+        its last (state DONE, FAILED or REMOVED; ``reason``: the removal's or hold's reason, or the exit code
+        or signal of a FAILED job). A job's events come in the order they happened; within one poll, jobs
+        come by number.
         """
         return self._engine.poll()
 
@@ -96,7 +99,8 @@ class Sweep:
     def reattach(self, nums: Sequence[int]) -> dict[int, str]:
         """For a restarted driver (the manifest opened with resume=true): per job number, "running" (the
         schedd still has it: followed from now on, its events come from its event log's start), "finished"
-        (its result file exists: an "ended" event comes at the next poll, result() reads that file), or
+        (its result file exists: an "ended" event comes at the next poll, DONE for a COMPLETED result, FAILED
+        for a FAILED one, and result() reads that file), or
         "lost" (neither: the manifest does not know it, or HTCondor and the sweep folder lost it). Jobs the
         Sweep already follows are "running" or "finished" as they are."""
         return self._engine.reattach(nums)
@@ -110,8 +114,8 @@ class Sweep:
         """Poll until these jobs (None: every job of the Sweep) ended and return their results, as launch()
         does: the live job-status table (one for the sweep's jobs, across clusters), the deadline, and Ctrl-C
         by on_interrupt (remove the unfinished jobs, or keep them running and say how to re-attach; the
-        KeyboardInterrupt propagates). Events polled meanwhile are consumed, except by a later poll() call:
-        the results are here."""
+        KeyboardInterrupt propagates). The events it polls are not returned by a later poll(): its caller
+        has the results instead."""
         return self._engine.wait(nums)
 
     def close(self) -> None:
