@@ -233,6 +233,11 @@ def test_multi_objective(tmp_path):
             "hydra.sweeper.custom_search_space='nowhere.func': ",
         ),
         (["y=glob(*)"], "y=glob(*): glob() is not a search space; accepted: interval(a,b)"),
+        (
+            ["hydra/launcher=htcondor", "hydra.launcher.detach=true"],
+            "hydra.launcher.detach=true: the streaming sweeper stays to ask each next trial; accepted: "
+            "detach=false",
+        ),
     ],
 )
 def test_bad_config_values_are_one_line_errors(tmp_path, args, line):

@@ -212,6 +212,11 @@ class StreamSweeperImpl:
         launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
+        if getattr(getattr(launcher, "conf", None), "detach", False):
+            raise SweeperConfigError(
+                "hydra.launcher.detach=true: the streaming sweeper stays to ask each next trial; accepted: "
+                "detach=false (after the sweeper stops, the same command re-attaches the jobs still running)"
+            )
         return cls(settings, launcher, config)
 
     # --- the study ---
