@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POOL := scripts/condor-pool
 # What mypy checks (config: [tool.mypy] in pyproject.toml).
-TYPED := mnist_app launchers/hydra_plugins condor_pool container_runtime pack_env proctools
+TYPED := mnist_app launchers/hydra_plugins sweepers/hydra_plugins condor_pool container_runtime pack_env proctools
 # pip on these machines warns once per missing local index entry; keep the log readable.
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off
 # The second environment: Hydra's Optuna sweeper (optuna<3) with the launcher, declared in
@@ -25,10 +25,13 @@ help:
 	@echo "make bench-launcher - the HTCondor launcher's overhead on the local pool"
 	@echo "make pool-start / pool-stop / pool-status - the local HTCondor test pool"
 
-$(VENV)/.installed: pyproject.toml launchers/pyproject.toml
+$(VENV)/.installed: pyproject.toml launchers/pyproject.toml sweepers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e ./launchers -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -c "import mnist_app, torch, lightning, hydra, htcondor2" # fail here, not later
+	$(PIP_INSTALL) -e ./launchers -e ./sweepers -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	# hydra-optuna-sweeper needs optuna<3 (its own environment, .venv-optuna2); left over from an older
+	# .venv it would also register hydra/sweeper/sampler configs over optuna_stream's.
+	$(BIN)/python -m pip uninstall -y -q hydra-optuna-sweeper 2>&1 | grep -v '^WARNING' || true
+	$(BIN)/python -c "import mnist_app, torch, lightning, hydra, htcondor2, optuna" # fail here, not later
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,10 +1,11 @@
 """Keeps pixi.toml honest without running pixi (conda-forge is not reachable from CI).
 
 Checks: the workspace, features and environments are the ones issue 5 asks for; every runtime (and, for the
-test environment, dev) requirement of pyproject.toml and launchers/pyproject.toml is provided by every Pixi
-environment on every platform, with a version range that overlaps the PyPI one and admits the versions the
-test suite runs with; nothing in pixi.toml is there without a pyproject counterpart; task commands and the
-`pixi run` lines of the docs name real tasks, environments, modules, files and Hydra config options.
+test environment, dev) requirement of pyproject.toml, launchers/pyproject.toml and sweepers/pyproject.toml
+is provided by every Pixi environment on every platform, with a version range that overlaps the PyPI one
+and admits the versions the test suite runs with; nothing in pixi.toml is there without a pyproject
+counterpart; task commands and the `pixi run` lines of the docs name real tasks, environments, modules,
+files and Hydra config options.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PIXI_TOML = ROOT / "pixi.toml"
-PYPROJECTS = {".": ROOT / "pyproject.toml", "launchers": ROOT / "launchers" / "pyproject.toml"}
+PYPROJECTS = {
+    ".": ROOT / "pyproject.toml",
+    "launchers": ROOT / "launchers" / "pyproject.toml",
+    "sweepers": ROOT / "sweepers" / "pyproject.toml",
+}
 DOCS_WITH_PIXI_COMMANDS = [
     ROOT / "README.md",
     ROOT / "docs" / "worker-environments.md",
@@ -179,7 +184,7 @@ def pyproject(rel: str) -> dict:
 
 
 def local_names() -> dict[str, str]:
-    """Distribution name -> its folder, for the two local distributions."""
+    """Distribution name -> its folder, for the local distributions."""
     return {canonicalize_name(pyproject(rel)["project"]["name"]): rel for rel in PYPROJECTS}
 
 

@@ -1,0 +1,198 @@
+"""The streaming sweeper with the HTCondor launcher on the real pool: a new trial's job is submitted the
+moment one ends (measured from the job event logs), and a sweeper killed with SIGKILL continues its study
+with the jobs still in HTCondor (one job per trial, exactly n_trials)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from _helpers import command, run, study
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
+from optuna.trial import TrialState
+
+pytestmark = [pytest.mark.condor, pytest.mark.slow]
+
+POOL = ("hydra/launcher=htcondor", "hydra.launcher.request_memory=256MB", "hydra.launcher.poll_interval=0.2")
+# The longest a free slot may wait for its next job (the event logs count whole seconds).
+REFILL_S = 3
+
+
+def _job_times(sweep_dir: Path) -> dict[int, dict[str, int]]:
+    """Per job number: when HTCondor saw it submitted, executing and terminated (the event logs' whole
+    seconds). Each cluster is one batch log batch-A-B.log, proc p being job A + p."""
+    import htcondor2
+
+    kinds = {
+        htcondor2.JobEventType.SUBMIT: "submit",
+        htcondor2.JobEventType.EXECUTE: "execute",
+        htcondor2.JobEventType.JOB_TERMINATED: "end",
+        htcondor2.JobEventType.JOB_ABORTED: "end",
+    }
+    times: dict[int, dict[str, int]] = {}
+    for first, _last, path in SweepLayout(str(sweep_dir)).batch_logs():
+        for event in htcondor2.JobEventLog(path).events(stop_after=0):
+            if event.type in kinds:
+                times.setdefault(first + event.proc, {}).setdefault(kinds[event.type], event.timestamp)
+    return times
+
+
+def _procs_per_job(sweep_dir: Path) -> dict[int, int]:
+    """How many HTCondor jobs the schedd ever had per Hydra job number of the sweep (queue and history)."""
+    import htcondor2
+
+    sweep_id = json.loads(Path(SweepLayout(str(sweep_dir)).manifest).read_text())["sweep_id"]
+    schedd = htcondor2.Schedd()
+    constraint = f'HydraSweepId == "{sweep_id}"'
+    proj = ["ClusterId", "ProcId", "HydraJobNum"]
+    ids = {
+        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
+        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
+    }
+    counts: dict[int, int] = {}
+    for num in ids.values():
+        counts[num] = counts.get(num, 0) + 1
+    return counts
+
+
+def test_streams_a_new_job_the_moment_a_trial_ends(tmp_path):
+    # Run times 1-10 s (sleep 1 + 3x), two slots: a batch would keep a slot idle while its slower job runs.
+    sweep = tmp_path / "sweep"
+    done = run(tmp_path, sweep, *POOL, "x=interval(0, 3)", "sleep_s=1", "sleep_per_x=3",
+               "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3",
+               "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "no streaming interface" not in done.stdout
+    trials = study(sweep).get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    times = _job_times(sweep)
+    assert sorted(times) == list(range(6)) and all(len(t) == 3 for t in times.values()), times
+    ends = sorted(t["end"] for t in times.values())
+    later = sorted(times[n]["submit"] for n in range(2, 6))  # after the first n_jobs, in submit order
+    gaps = [submit - end for submit, end in zip(later, ends, strict=False)]
+    print(f"seconds from a trial's end to the next job's submission (event logs): {gaps}")
+    assert all(0 <= gap <= REFILL_S for gap in gaps), (gaps, times)
+    # Never a batch: some job was submitted while another one was still running.
+    assert any(
+        other["execute"] < times[n]["submit"] < other["end"]
+        for n in range(2, 6)
+        for m, other in times.items()
+        if m != n
+    ), times
+
+
+def _two_running_after_one_finished(sweep: Path) -> None:
+    """Wait until the study has a finished trial and two trials' jobs run in HTCondor (the manifest says)."""
+    manifest = Path(SweepLayout(str(sweep)).manifest)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if manifest.exists() and (sweep / "optuna_journal.log").exists():
+            jobs = json.loads(manifest.read_text())["jobs"]
+            states = [t.state for t in study(sweep).get_trials()]
+            running = [n for n, j in jobs.items() if j.get("cluster") and j.get("state") == "running"]
+            if states.count(TrialState.COMPLETE) >= 1 and len(running) == 2:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the sweep did not reach two running jobs after a finished one")
+
+
+@pytest.mark.parametrize("jobs_end_meanwhile", [False, True], ids=["still-running", "ended-while-down"])
+def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path, jobs_end_meanwhile):
+    sweep = tmp_path / "sweep"
+    args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
+    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        _two_running_after_one_finished(sweep)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    at_kill = [t.number for t in study(sweep).get_trials() if t.state == TrialState.RUNNING]
+    assert len(at_kill) == 2
+    if jobs_end_meanwhile:  # their results are written while no sweeper runs: told from those files
+        layout = SweepLayout(str(sweep))
+        deadline = time.monotonic() + 120
+        while not all(Path(layout.result(n)).exists() for n in at_kill):
+            assert time.monotonic() < deadline, "the jobs of the killed sweeper did not finish"
+            time.sleep(0.2)
+
+    again = run(tmp_path, sweep, *args, timeout=300)
+    assert again.returncode == 0, again.stdout
+    assert "2 trial(s) of an earlier run still running, 0 of them lost" in again.stdout
+    trials = study(sweep).get_trials()
+    assert [t.number for t in trials] == list(range(5))  # exactly n_trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # the re-attached ones told from their jobs
+    assert _procs_per_job(sweep) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
+
+
+def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
+    # hydra.launcher.on_interrupt=remove (the launcher's default): as the launcher's own Ctrl-C does.
+    sweep = tmp_path / "sweep"
+    args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
+    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _two_running_after_one_finished(sweep)
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    trials = study(sweep).get_trials()
+    removed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(removed) == 2 and not [t for t in trials if t.state == TrialState.RUNNING], out
+    for t in removed:
+        assert t.user_attrs["failure"] == "removed: the sweeper was interrupted (Ctrl-C)"
+        assert t.user_attrs["lost"] is True
+    import htcondor2
+
+    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
+    # Nothing of the sweep is left in the queue but removed jobs on their way out (JobStatus 3).
+    left = htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}" && JobStatus != 3', projection=["ProcId"])
+    assert left == []
+
+
+@pytest.mark.parametrize("transfer", [False, True], ids=["shared", "transfer_files"])
+def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled(tmp_path, transfer):
+    # The pool's report channel (a report file on a shared filesystem, chirp into the event log with file
+    # transfer) is h-chirp's _reports; until it is merged the launcher's records get no reports.
+    pytest.importorskip("hydra_plugins.hydra_htcondor_launcher._reports", reason="h-chirp's report channel")
+    import htcondor2
+
+    sweep = tmp_path / "sweep"
+    # ThresholdPruner: x=9 reports 50 + 6 at step 0, above 20: pruned there; x=2 runs its 6 steps (6 s).
+    done = run(tmp_path, sweep, *POOL, f"hydra.launcher.transfer_files={str(transfer).lower()}",
+               "x=choice(2, 9)", "steps=6", "step_s=1", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2",
+               "hydra.sweeper.sampler.seed=1", "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+               "+hydra.sweeper.pruner.upper=20", timeout=300)
+    assert done.returncode == 0, done.stdout
+    trials = study(sweep).get_trials()
+    assert len(trials) == 5 and {t.params["x"] for t in trials} == {2, 9}, "the test needs both values"
+    times = _job_times(sweep)
+    manifest = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())
+    status = {
+        int(ad["HydraJobNum"]): int(ad["JobStatus"])
+        for ad in htcondor2.Schedd().history(
+            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus"], match=-1
+        )
+    }
+    for t in trials:
+        if t.params["x"] == 9:
+            assert t.state == TrialState.PRUNED and t.intermediate_values == {0: 56.0}
+            # Removed from HTCondor with the reason, long before its 6 steps were over.
+            assert status[t.number] == 3  # REMOVED
+            assert manifest["jobs"][str(t.number)]["abort_reason"] == "pruned at step 0"
+            assert times[t.number]["end"] - times[t.number]["execute"] < 6
+            # Its slot refilled: while trials were left to ask, a new job was submitted right after it ended.
+            end = times[t.number]["end"]
+            before = max(n for n in times if times[n]["submit"] < end)
+            if before < len(trials) - 1:
+                assert any(0 <= times[n]["submit"] - end <= REFILL_S for n in times if n > before), times
+        else:
+            assert t.state == TrialState.COMPLETE and len(t.intermediate_values) == 6
