@@ -10,9 +10,11 @@ every ``htcondor2.JobEventType``, so a new HTCondor event type is a decision, no
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+
+from ._contract import parse_report
 
 
 class JobState(Enum):
@@ -87,6 +89,9 @@ class JobRecord:
     shadow_exceptions: int = 0
     disconnects: int = 0
     reconnect_failures: int = 0
+    # Intermediate values the job reported, (step, value), in the order they were read; appended only by
+    # reported().
+    reports: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def final(self) -> bool:
@@ -222,6 +227,14 @@ def _terminated(rec: JobRecord, event: Event) -> None:
         rec.state = JobState.FAILED
 
 
+def _generic(rec: JobRecord, event: Event) -> None:
+    # Free text in the event log (`condor_chirp ulog`): the job's report (reporting.report, in a job with
+    # file transfer or a container), or someone else's text, which changes nothing.
+    parsed = parse_report(str(event.get("Info", "")))
+    if parsed is not None:
+        reported(rec, *parsed)
+
+
 def _aborted(rec: JobRecord, event: Event) -> None:
     rec.state = JobState.REMOVED
     rec.suspended = False
@@ -243,6 +256,7 @@ TRANSITIONS: dict[str, Callable[[JobRecord, Event], None]] = {
     "JOB_RECONNECT_FAILED": _reconnect_failed,
     "JOB_TERMINATED": _terminated,
     "JOB_ABORTED": _aborted,
+    "GENERIC": _generic,
 }
 # States in which the job holds a slot: a run is under way (or lost, not yet given up).
 ON_SLOT = frozenset({JobState.RUNNING, JobState.DISCONNECTED})
@@ -256,7 +270,6 @@ IGNORED: dict[str, str] = {
     "EXECUTABLE_ERROR": "the job could not start; the hold that follows carries the reason",
     "REMOTE_ERROR": "the starter's error; the hold or eviction that follows changes the state",
     "IMAGE_SIZE": "resource usage update",
-    "GENERIC": "free text written by a user or tool",
     "FILE_TRANSFER": "input/output transfer progress; a failed transfer holds the job",
     "JOB_AD_INFORMATION": "job ad attributes for tools",
     "ATTRIBUTE_UPDATE": "job ad attribute changed",
@@ -313,6 +326,12 @@ def apply(rec: JobRecord, event_type: str, event: Event, ts: float) -> bool:
     transition = TRANSITIONS.get(event_type)
     if transition is None:
         return False
+    if event_type == "GENERIC":
+        # A report changes no state, and must not pass for the last event (a removal's eviction is told
+        # apart by the event that follows it).
+        before_reports = len(rec.reports)
+        transition(rec, event)
+        return len(rec.reports) > before_reports
     before = rec.state
     if event_type == "SUBMIT" and rec.since is None:
         rec.since = ts
@@ -367,3 +386,8 @@ def given_up(rec: JobRecord) -> None:
     """The launcher stopped waiting for the abort event of a job it removed."""
     if not rec.final:
         rec.state = JobState.REMOVED
+
+
+def reported(rec: JobRecord, step: int, value: float) -> None:
+    """The job reported an intermediate value (step, value) while it ran."""
+    rec.reports.append((step, value))

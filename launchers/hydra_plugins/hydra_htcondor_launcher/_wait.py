@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _jobstate, _schedd
+from . import _jobstate, _reports, _schedd
 from ._jobstate import JobRecord, JobState
 from ._schedd import LOST
 from ._status import MAX_ROWS, clock_time, status_table
@@ -76,6 +76,7 @@ class ClusterWatcher:
         on_change: Callable[[], None] | None = None,
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
+        reports: _reports.ReportFiles | None = None,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -88,6 +89,7 @@ class ClusterWatcher:
         self.on_change = on_change
         self.reconnect = reconnect
         self.sweep_id = sweep_id
+        self.reports = reports  # the jobs' report files (shared filesystem); else reports are events
         self._events: Any = None
         self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
         self._unreadable_since: float | None = None
@@ -200,6 +202,8 @@ class ClusterWatcher:
         is tried again at every poll (a warning the first time); unreadable for log_grace_s, it fails the
         batch."""
         problem = self._read_events()
+        if self.reports is not None:
+            self.reports.poll(self.records)
         if problem is None:
             self._unreadable_since = None
             return
@@ -328,6 +332,8 @@ def _watcher_of(
     """The watcher of a submitted batch, with the batch's own polling, table and deadline settings."""
     assert batch.cluster is not None
     policy = WatchPolicy.of(batch.settings, max_releases=max_releases)
+    if not batch.settings.transfer_files:
+        extra.setdefault("reports", _reports.ReportFiles(batch.layout))
     return ClusterWatcher(htcondor, schedd, batch.cluster, batch.log_file, batch.records, policy, **extra)
 
 
