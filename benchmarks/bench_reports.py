@@ -1,11 +1,11 @@
-"""Intermediate reports (reporting.report) on the local pool: what a report costs the job, and how long it takes
-to reach the launcher's JobRecord, per channel.
+"""Intermediate reports (reporting.report) on the local pool: what a report costs the job, and how long it
+takes to reach the launcher's JobRecord, per channel.
 
 One job per channel reports --reports times, --gap seconds apart; each report's value is the wall-clock time
 it was sent, so the submit side's arrival time (``_jobstate.reported`` wrapped) minus the value is the
-latency. Channels: the report file (shared filesystem), this package's chirp client (file transfer), and the
-baseline, HTCondor's own ``condor_chirp ulog`` binary run by the same job with the same line. The launcher polls
-every --poll seconds, which bounds the latency from below on average by half of it.
+latency. Channels: the report file (shared filesystem), this package's chirp client (file transfer), and
+the baseline, HTCondor's own ``condor_chirp ulog`` binary run by the same job with the same line. The
+launcher polls every --poll seconds: half of that is the latency's average floor.
 
     eval "$(scripts/condor-pool env)"; python benchmarks/bench_reports.py
 """
