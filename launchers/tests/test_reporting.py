@@ -66,6 +66,16 @@ def test_bad_step_or_value_is_one_line_naming_it(step, value, bad):
     assert "\n" not in message and bad in message and "expected" in message
 
 
+class IntLike:
+    """An integer type that is not int (as numpy.int64 is)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
 def test_a_handler_gets_every_report_and_its_exception_propagates(tmp_path, monkeypatch):
     monkeypatch.setenv(REPORT_FILE_ENV, str(tmp_path / "0.reports"))
     got = []
@@ -79,11 +89,12 @@ def test_a_handler_gets_every_report_and_its_exception_propagates(tmp_path, monk
             raise Pruned(f"pruned at step {step}")
 
     reporting.set_handler(handler)
-    reporting.report(0, 1)  # an int value is a number too: the handler gets a float
+    reporting.report(IntLike(0), 1)  # an integer type's step, an int value: the handler gets int, float
     reporting.report(1, 0.25)
     with pytest.raises(Pruned, match="pruned at step 2"):
         reporting.report(2, 0.5)
-    assert got == [(0, 1.0), (1, 0.25), (2, 0.5)] and isinstance(got[0][1], float)
+    assert got == [(0, 1.0), (1, 0.25), (2, 0.5)]
+    assert type(got[0][0]) is int and type(got[0][1]) is float
     assert not (tmp_path / "0.reports").exists()  # a handler replaces the channel
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import socket
 from collections.abc import Callable
@@ -47,8 +48,13 @@ def set_handler(handler: Handler | None) -> None:
 
 def report(step: int, value: float) -> None:
     """Report ``value`` (a finite number) at ``step`` (an integer >= 0, e.g. the epoch) of a running job."""
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    try:
+        index = operator.index(step)  # an int, or an integer type's value (numpy.int64)
+    except TypeError:
+        index = -1
+    if isinstance(step, bool) or index < 0:
         raise ValueError(f"report: step={step!r} is not accepted: expected an integer >= 0 (e.g. the epoch)")
+    step = index
     if isinstance(value, bool | str | bytes):
         raise ValueError(f"report: value={value!r} is not accepted: expected a finite number")
     try:
