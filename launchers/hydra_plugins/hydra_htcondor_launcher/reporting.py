@@ -26,13 +26,18 @@ import math
 import operator
 import os
 import socket
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._contract import REPORT_CHIRP_ENV, REPORT_FILE_ENV, report_line
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-Handler = Callable[[int, float], None]
+    # Not at run time: Hydra's plugin scan runs issubclass() on every member of this module, and on Python
+    # 3.10 a subscripted Callable passes inspect.isclass() and then fails issubclass() (every job failed).
+    Handler = Callable[[int, float], None]
+
+log = logging.getLogger(__name__)
 CHIRP_TIMEOUT_S = 10.0  # a starter busy with an update answers in about 1 s (measured); never hang a job
 
 _handler: Handler | None = None
