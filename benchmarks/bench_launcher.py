@@ -46,7 +46,7 @@ def trivial_task(cfg):
     return cfg.x
 
 
-def make_launcher(sweep_dir: Path, extra: list[str]):
+def make_launcher(sweep_dir: Path, extra: list[str], task=trivial_task):
     hydra = Hydra.create_main_hydra2(task_name="bench", config_search_path=create_config_search_path(None))
     cfg = hydra.compose_config(
         config_name=None,
@@ -64,7 +64,7 @@ def make_launcher(sweep_dir: Path, extra: list[str]):
     HydraConfig.instance().set_config(cfg)
     context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
     return Plugins.instance().instantiate_launcher(
-        hydra_context=context, task_function=trivial_task, config=cfg
+        hydra_context=context, task_function=task, config=cfg
     )
 
 

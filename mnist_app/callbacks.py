@@ -1,17 +1,21 @@
-"""What keeps Lightning's per-step cost low, and measures speed: the callbacks (``conf/callbacks``) and the
-no-op profiler that the Trainer gets when ``trainer.profiler`` is null."""
+"""What keeps Lightning's per-step cost low, measures speed and reports progress: the callbacks
+(``conf/callbacks``) and the no-op profiler that the Trainer gets when ``trainer.profiler`` is null."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from typing import Any
 
 import lightning as L
 import torch
+from hydra_plugins.hydra_htcondor_launcher.reporting import report
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.profilers import PassThroughProfiler
+
+log = logging.getLogger(__name__)
 
 _NO_OP = contextlib.nullcontext()
 
@@ -115,3 +119,29 @@ class ThroughputTimer(L.Callback):
     @property
     def images_per_sec(self) -> float:
         return self.train_images / self.train_time_s if self.train_time_s > 0 else float("nan")
+
+
+class ReportMetric(L.Callback):
+    """The optimized metric at the end of every validation epoch, as ``report(epoch, value)``: a sweeper
+    that prunes (HTCondor launcher jobs, or a handler in-process) sees how a run is going. A test metric,
+    known only after training, is reported by its validation counterpart (``test/acc`` -> ``val/acc``).
+    Nobody listening (a plain run) costs nothing but the call."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.reported_metric = "val/" + metric.removeprefix("test/") if metric.startswith("test/") else metric
+        self._missing_said = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the module's own epoch-end logging (a callback's on_validation_epoch_end runs before it);
+        # one report per run, from rank 0.
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        value = trainer.callback_metrics.get(self.reported_metric)
+        if value is None:
+            if not self._missing_said:
+                self._missing_said = True
+                log.warning("%s is not logged at validation (logged: %s): nothing to report",
+                            self.reported_metric, ", ".join(sorted(trainer.callback_metrics)) or "none")
+            return
+        report(trainer.current_epoch, float(value))

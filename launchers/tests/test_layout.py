@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 
 import hydra_plugins.hydra_htcondor_launcher as pkg
-from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout, manifest_path
+from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout, manifest_path, reports_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = [Path(pkg.__file__).parent, ROOT / "mnist_app" / "report"]
 # A piece of one of the sweep folder's file names.
 NAME = re.compile(
     r"\.spec\.pkl|\.result\.pkl|\.result\.txt|batch-|manifest\.json|config-sources|\.damaged-|common-"
-    r"|/\.htcondor\b|^\.htcondor$|\.out$|\.err$"
+    r"|/\.htcondor\b|^\.htcondor$|\.out$|\.err$|\.reports$"
 )
 # Strings that only look like one: HTCondor's own term, a setting's default and an error's example (both
 # in Hydra's interpolation syntax), the snapshot writer's temp folder.
@@ -70,6 +70,8 @@ def test_the_layout_names_a_sweep_folders_files(tmp_path):
         "3.out",
         "3.err",
     ]
+    # The report file: beside the job's other files; the worker finds it from its result's path.
+    assert Path(names.reports(3)).name == "3.reports" and reports_path(job.result) == names.reports(3)
     # htcondor_dir elsewhere: the job files follow it, the manifest stays in the sweep folder.
     apart = SweepLayout(str(tmp_path), str(tmp_path / "logs"))
     assert Path(apart.spec(0)).parent == tmp_path / "logs" and apart.manifest == names.manifest

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
+from ._contract import parse_report
+
 
 class JobState(Enum):
     """What the launcher knows about a job; the value is what the status table shows."""
@@ -243,6 +245,14 @@ def _terminated(rec: JobRecord, event: Event) -> None:
         rec.state = JobState.FAILED
 
 
+def _generic(rec: JobRecord, event: Event) -> None:
+    # Free text in the event log (`condor_chirp ulog`): the job's report (reporting.report, in a job with
+    # file transfer or a container), or someone else's text, which changes nothing.
+    parsed = parse_report(str(event.get("Info", "")))
+    if parsed is not None:
+        reported(rec, *parsed)
+
+
 def _aborted(rec: JobRecord, event: Event) -> None:
     rec.state = JobState.REMOVED
     rec.suspended = False
@@ -264,6 +274,7 @@ TRANSITIONS: dict[str, Callable[[JobRecord, Event], None]] = {
     "JOB_RECONNECT_FAILED": _reconnect_failed,
     "JOB_TERMINATED": _terminated,
     "JOB_ABORTED": _aborted,
+    "GENERIC": _generic,
 }
 # States in which the job holds a slot: a run is under way (or lost, not yet given up).
 ON_SLOT = frozenset({JobState.RUNNING, JobState.DISCONNECTED})
@@ -277,7 +288,6 @@ IGNORED: dict[str, str] = {
     "EXECUTABLE_ERROR": "the job could not start; the hold that follows carries the reason",
     "REMOTE_ERROR": "the starter's error; the hold or eviction that follows changes the state",
     "IMAGE_SIZE": "resource usage update",
-    "GENERIC": "free text written by a user or tool",
     "FILE_TRANSFER": "input/output transfer progress; a failed transfer holds the job",
     "JOB_AD_INFORMATION": "job ad attributes for tools",
     "ATTRIBUTE_UPDATE": "job ad attribute changed",
@@ -334,6 +344,12 @@ def apply(rec: JobRecord, event_type: str, event: Event, ts: float) -> bool:
     transition = TRANSITIONS.get(event_type)
     if transition is None:
         return False
+    if event_type == "GENERIC":
+        # A report changes no state, and must not pass for the last event (a removal's eviction is told
+        # apart by the event that follows it).
+        before_reports = len(rec.reports)
+        transition(rec, event)
+        return len(rec.reports) > before_reports
     before = rec.state
     if event_type == "SUBMIT" and rec.since is None:
         rec.since = ts

@@ -8,6 +8,8 @@
     N.result.pkl           job N's JobReturn, written by the worker
     N.result.txt           its value on one line (the result note `hydra-htcondor status` shows)
     N.out, N.err           job N's stdout and stderr
+    N.reports              job N's intermediate reports, one line each (shared filesystem only; appended by
+                           the running job, read by the watcher as it grows)
     batch-A-B.log          the HTCondor event log of the batch of jobs A..B (one cluster each submit)
     config-sources-<hash>  the config sources' snapshot the workers compose from (made by _sources)
 
@@ -31,7 +33,10 @@ MANIFEST_NAME = "manifest.json"
 SNAPSHOT_PREFIX = "config-sources-"
 # A job's files: its number, then one of these.
 _SPEC, _RESULT, _NOTE, _OUT, _ERR = ".spec.pkl", ".result.pkl", ".result.txt", ".out", ".err"
-_JOB_FILE = re.compile(r"(\d+)(" + "|".join(re.escape(s) for s in (_SPEC, _RESULT, _NOTE, _OUT, _ERR)) + ")")
+_REPORTS = ".reports"
+_JOB_FILE = re.compile(
+    r"(\d+)(" + "|".join(re.escape(s) for s in (_SPEC, _RESULT, _NOTE, _OUT, _ERR, _REPORTS)) + ")"
+)
 _BATCH_LOG = re.compile(r"batch-(\d+)-(\d+)\.log")
 
 
@@ -49,6 +54,12 @@ def result_note_path(result_file: str) -> str:
     """Next to a result: its return value (or exception) on one line, as `hydra-htcondor status` shows it,
     so that status of a sweep nobody collected yet need not unpickle every result."""
     return os.path.splitext(result_file)[0] + ".txt"  # N.result.pkl -> N.result.txt
+
+
+def reports_path(result_file: str) -> str:
+    """Next to a result (the worker knows its result's path): the job's report file, N.reports."""
+    folder, name = os.path.split(result_file)
+    return os.path.join(folder, name.removesuffix(_RESULT) + _REPORTS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,12 @@ class SweepLayout:
 
     def stderr(self, num: int | str) -> str:
         return os.path.join(self.htcondor_dir, f"{num}{_ERR}")
+
+    def reports(self, num: int | str) -> str:
+        """Job N's intermediate reports (shared filesystem): in the launcher's folder, not the job's, because
+        the submit side knows this folder before the job runs (the job's own folder is composed on the
+        worker) and the job's folder stays the app's."""
+        return reports_path(self.result(num))
 
     def batch_log(self, first: int | str, last: int | str) -> str:
         """One HTCondor event log per batch (one cluster)."""

@@ -212,6 +212,10 @@ def build_submit(
             desc["transfer_output_files"] = '""'
     else:
         desc["should_transfer_files"] = "NO"
+    if settings.transfer_files:
+        # The job's intermediate reports (reporting.report) travel by chirp into the event log; on a shared
+        # filesystem they go to a file instead.
+        desc["want_io_proxy"] = "true"
     if settings.checkpoint_exit_code is not None:
         # The task saved its state and asks for a restart (README, "Checkpoints and evictions").
         desc["checkpoint_exit_code"] = str(settings.checkpoint_exit_code)

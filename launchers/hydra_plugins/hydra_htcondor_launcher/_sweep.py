@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from . import _core, _results, _resume, _sources
+from . import _core, _reports, _results, _resume, _sources
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState, SweepEvent
@@ -199,6 +199,8 @@ class SweepEngine:
             sweep_id=self.manifest.sweep_id,
             # A re-attached group holds the cluster's jobs this sweep asked for, maybe not all of them.
             whole_cluster=sub.event_log is None,
+            # On a shared filesystem a job's reports are its report file; with file transfer, chirp events.
+            reports=None if sub.settings.transfer_files else _reports.ReportFiles(sub.layout),
         )
         self.follower.add(watcher)
         for rec in sub.records.values():

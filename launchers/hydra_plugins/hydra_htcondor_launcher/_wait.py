@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _jobstate, _schedd
+from . import _jobstate, _reports, _schedd
 from ._jobstate import JobRecord, JobState
 from ._schedd import LOST
 from ._status import MAX_ROWS, clock_time, status_table
@@ -77,6 +77,7 @@ class ClusterWatcher:
         reconnect: Callable[[], Any] | None = None,
         sweep_id: str | None = None,
         whole_cluster: bool = True,
+        reports: _reports.ReportFiles | None = None,
     ) -> None:
         self.htcondor = htcondor
         self.schedd = schedd
@@ -91,6 +92,7 @@ class ClusterWatcher:
         # The records are every job of the cluster (a submitted batch), not some of them (jobs re-attached
         # one by one): only then may a removal of all of them name the cluster.
         self.whole_cluster = whole_cluster
+        self.reports = reports  # the jobs' report files (shared filesystem); else reports are events
         self._events: Any = None
         self._log_id: tuple[int, int] | None = None  # (device, inode) of the file the reader opened
         self._unreadable_since: float | None = None
@@ -211,6 +213,8 @@ class ClusterWatcher:
         is tried again at every poll (a warning the first time); unreadable for log_grace_s, it fails the
         batch."""
         problem = self._read_events()
+        if self.reports is not None:
+            self.reports.poll(self.records)
         if problem is None:
             self._unreadable_since = None
             return

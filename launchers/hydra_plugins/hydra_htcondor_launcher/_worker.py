@@ -28,9 +28,18 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._contract import OUTSIDE_FAILURE, TASK_RAISED, WRITE_FAILED, return_note, write_atomic
+from ._contract import (
+    CHIRP_CONFIG_ENV,
+    OUTSIDE_FAILURE,
+    REPORT_CHIRP_ENV,
+    REPORT_FILE_ENV,
+    TASK_RAISED,
+    WRITE_FAILED,
+    return_note,
+    write_atomic,
+)
 from ._disk import full_disk
-from ._layout import result_note_path
+from ._layout import reports_path, result_note_path
 
 
 class DiskFullError(Exception):
@@ -192,6 +201,20 @@ def _tell(line: str, exc: BaseException | None = None) -> None:
         pass
 
 
+def _report_channel(result_file: str, transfer_root: str | None) -> None:
+    """Tell the task (reporting.report) where its intermediate reports go: the job's report file on a shared
+    filesystem (the submit side reads it as it grows), else HTCondor's chirp into the job event log (the
+    submit description asks for want_io_proxy). Set here only: a value inherited from the submit side's
+    environment (getenv) would point elsewhere."""
+    os.environ.pop(REPORT_FILE_ENV, None)
+    os.environ.pop(REPORT_CHIRP_ENV, None)
+    chirp = os.environ.get(CHIRP_CONFIG_ENV)
+    if transfer_root is None:
+        os.environ[REPORT_FILE_ENV] = reports_path(result_file)
+    elif chirp:
+        os.environ[REPORT_CHIRP_ENV] = chirp
+
+
 def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     log = logging.getLogger(__name__)
     if transfer_root is not None:
@@ -217,6 +240,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     for stale in (result_file, result_note_path(result_file)):
         if os.path.exists(stale):
             os.remove(stale)
+    _report_channel(result_file, transfer_root)
 
     try:
         ret = _run_task(envelope, job, job_id, transfer_root, result_file)
