@@ -317,29 +317,30 @@ def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
     sweep = load_sweep(tmp_path)  # no multirun.yaml, no job folders: every job died before Hydra ran
     evicted, removed, removed_running = sweep.jobs
     assert (evicted.num, removed.num, removed_running.num) == (4, 5, 6)  # batch-4-6: proc p is job 4 + p
-    cj = evicted.condor
-    assert cj is not None
-    assert (cj.host, cj.attempts, cj.evictions, cj.queue_wait_s) == ("slot1_3@node2", 2, 1, 5.0)
+    cj = evicted.condor  # the launcher's view of the job (hydra_plugins.hydra_htcondor_launcher.view)
+    assert cj is not None and cj.ids == ["95.0"]
+    assert (cj.host, cj.starts, cj.evictions, cj.queue_wait_s) == ("slot1_3@node2", 2, 1, 5.0)
     t0 = cj.submitted
-    assert [(state, start - t0) for state, start, _ in cj.segments] == [
-        ("waiting", 0),
-        ("running", 5),
-        ("evicted", 20),
-        ("waiting", 20),
-        ("running", 30),
-        ("done", 60),
+    assert t0 is not None
+    assert [(seg.state.value, seg.start - t0, seg.end and seg.end - t0) for seg in cj.timeline] == [
+        ("idle", 0, 5),
+        ("running", 5, 20),
+        ("idle", 20, 30),
+        ("running", 30, 60),
+        ("done", 60, 60),
     ]
+    assert [t - t0 for t in cj.evicted_at] == [20]
     assert evicted.status == "failed"
     assert (
         evicted.error
         == "HTCondor job ended (exit code 0) without results; 4.err: RuntimeError: worker lost its data"
     )
-    assert removed.status == "failed" and removed.condor is not None and removed.condor.attempts == 0
+    assert removed.status == "failed" and removed.condor is not None and removed.condor.starts == 0
     assert "removed (via condor_rm" in (removed.error or "") and "out of memory" in (removed.error or "")
-    assert [s for s, _, _ in removed.condor.segments] == ["waiting", "held", "waiting", "failed"]
+    assert [seg.state.value for seg in removed.condor.timeline] == ["idle", "held", "idle", "removed"]
     # condor_rm of a running job logs an eviction first: that is no eviction of the job's own.
     assert removed_running.condor is not None and removed_running.condor.evictions == 0
-    assert removed_running.condor.attempts == 1 and removed_running.status == "failed"
+    assert removed_running.condor.starts == 1 and removed_running.status == "failed"
     assert report_main([str(tmp_path)]) == 0
     assert len(read_summary(tmp_path)) == 3
 
@@ -388,15 +389,16 @@ def test_event_log_shows_a_disconnected_job_and_one_requeued_after_its_lease(tmp
     lost, requeued = sweep.jobs
     assert lost.status == "disconnected" and requeued.status == "running"
     assert lost.condor is not None and requeued.condor is not None
-    assert [(s, end is None) for s, _, end in lost.condor.segments] == [
-        ("waiting", False),
+    assert [(seg.state.value, seg.end is None) for seg in lost.condor.timeline] == [
+        ("idle", False),
         ("running", False),
         ("disconnected", True),  # still waiting for its machine
     ]
-    assert [s for s, _, _ in requeued.condor.segments] == [
-        "waiting", "running", "disconnected", "waiting", "evicted", "waiting", "running"
+    assert [seg.state.value for seg in requeued.condor.timeline] == [
+        "idle", "running", "disconnected", "idle", "running"
     ]
-    assert (requeued.condor.attempts, requeued.condor.evictions) == (2, 1)
+    assert len(requeued.condor.evicted_at) == 1
+    assert (requeued.condor.starts, requeued.condor.evictions) == (2, 1)
     assert sweep.counts()["disconnected"] == 1
     assert report_main([str(tmp_path)]) == 0
     assert [row["status"] for row in read_summary(tmp_path)] == ["disconnected", "running"]

@@ -51,6 +51,9 @@ _RECORD_FIELDS = (
 )
 
 
+# What the manifest keeps of each earlier submission of a job (Manifest.planned).
+EARLIER_FIELDS = ("cluster", "proc", "log", "state")
+
 # What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
 # and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
 # before these fields have none: their results are reused as before.
@@ -152,7 +155,13 @@ class Manifest:
         inputs: Mapping[str, str] | None = None,
     ) -> None:
         """A job about to be submitted: its overrides and files, no cluster yet, and what its result depends
-        on (`inputs`: INPUTS, each a content hash) so that a re-run sees a change."""
+        on (`inputs`: INPUTS, each a content hash) so that a re-run sees a change. A job submitted before
+        (a re-run submits it again) keeps its earlier submissions in ``earlier`` (cluster, proc, event log,
+        last state), so that the sweep's reader (``view``) finds them in their event logs."""
+        before = self.jobs.get(str(num)) or {}
+        earlier = [dict(old) for old in before.get("earlier", [])]
+        if before.get("cluster") is not None:
+            earlier.append({name: before.get(name) for name in EARLIER_FIELDS})
         self.jobs[str(num)] = {
             "overrides": list(overrides),
             "cluster": None,
@@ -163,6 +172,7 @@ class Manifest:
             "stderr": stderr,
             "state": "unsubmitted",
             **(inputs or {}),
+            **({"earlier": earlier} if earlier else {}),
         }
 
     def record(self, rec: JobRecord, cluster: int, log_file: str) -> None:
