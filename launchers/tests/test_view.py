@@ -171,6 +171,15 @@ def test_a_job_the_launcher_found_lost_stays_so(tmp_path):
     assert job.ids == ["95.2", "96.1"] and job.attempts[-1].record.state is JobState.RUNNING
 
 
+def test_a_job_planned_again_but_not_submitted_yet_is_idle(tmp_path):
+    m = _sweep(tmp_path)
+    m.planned(1, ["+x=1"], m.job(1)["result"], m.job(1)["stdout"], m.job(1)["stderr"])  # a crash follows
+    m.save()
+    job = read_sweep(m.sweep_dir).jobs[1]
+    assert job.state is JobState.IDLE and job.ids == ["95.1"]
+    assert job.attempts[0].record.state is JobState.DONE  # the earlier submission, as its log tells it
+
+
 def test_a_folder_without_manifest_reads_whole_batches_from_their_logs(tmp_path):
     m = _sweep(tmp_path)
     os.remove(m.path)

@@ -197,14 +197,17 @@ class Manifest:
             self.save()
 
 
+_JOB_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(JobRecord))
+_STATE_VALUES = frozenset(state.value for state in JobState)
+
+
 def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecord:
     """The JobRecord a manifest entry describes (for the status table of a sweep nobody follows)."""
     kwargs: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(JobRecord)}
     for name in _RECORD_FIELDS:
-        if name in entry and name in names and entry[name] is not None:
+        if name in entry and name in _JOB_RECORD_FIELDS and entry[name] is not None:
             kwargs[name] = entry[name]
     state = entry.get("state")
-    kwargs["state"] = JobState(state) if state in {s.value for s in JobState} else JobState.IDLE
+    kwargs["state"] = JobState(state) if state in _STATE_VALUES else JobState.IDLE
     kwargs.setdefault("proc", -1)
     return JobRecord(num=num, overrides=shown_overrides, cluster=entry.get("cluster"), **kwargs)

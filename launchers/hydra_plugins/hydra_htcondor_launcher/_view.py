@@ -155,10 +155,6 @@ class SweepView:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def layout(self) -> SweepLayout:
-        return SweepLayout(self.sweep_dir, self.htcondor_dir)
-
-    @property
     def records(self) -> dict[int, JobRecord]:
         return {num: job.record for num, job in self.jobs.items()}
 
@@ -215,6 +211,7 @@ def view_of(manifest: Manifest) -> SweepView:
     jobs: dict[int, JobView] = {}
     wanted: dict[str, dict[tuple[int, int], Attempt]] = {}  # log -> (cluster, proc) -> attempt
     manifest_view: dict[int, JobRecord] = {}  # id(attempt) -> the manifest's record of it
+    current: dict[int, Attempt] = {}  # job number -> the submission the manifest's entry describes
     for key in sorted(manifest.jobs, key=int):
         num, entry = int(key), manifest.jobs[key]
         overrides = [str(o) for o in entry.get("overrides", [])]
@@ -225,7 +222,8 @@ def view_of(manifest: Manifest) -> SweepView:
             if old.get("cluster") is not None and old.get("proc") is not None:
                 attempts.append(_attempt(num, shown, old, record_of(num, old, shown), manifest_view))
         if entry.get("cluster") is not None and known.proc >= 0:
-            attempts.append(_attempt(num, shown, entry, known, manifest_view))
+            current[num] = _attempt(num, shown, entry, known, manifest_view)
+            attempts.append(current[num])
         for attempt in attempts:
             if attempt.log:
                 wanted.setdefault(attempt.log, {})[(attempt.cluster, attempt.proc)] = attempt
@@ -254,9 +252,10 @@ def view_of(manifest: Manifest) -> SweepView:
         for attempt in job.attempts:
             if attempt.events == 0:  # its log said nothing: what the manifest knows of it
                 attempt.record = manifest_view[id(attempt)]
-        latest = job.latest
         # The log is written before the launcher reads it, so it knows at least as much; but a job the
-        # launcher gave up on (lost: HTCondor no longer knew it) ended without an event.
+        # launcher gave up on (lost: HTCondor no longer knew it) ended without an event. A job planned again
+        # but not submitted yet has no current submission: the manifest's "unsubmitted" stands.
+        latest = current.get(job.num)
         if latest is not None and not (job.record.final and not latest.record.final):
             job.record = latest.record
     return SweepView(
@@ -290,7 +289,7 @@ def _attempt(
         abort_reason=known.abort_reason if known.final else None,
     )
     attempt = Attempt(cluster=cluster, proc=proc, log=entry.get("log") or None, record=fresh)
-    manifest_view[id(attempt)] = dataclasses.replace(known, cluster=cluster)
+    manifest_view[id(attempt)] = known
     return attempt
 
 
@@ -327,11 +326,18 @@ def _read_log(path: str) -> tuple[list[_Event], str | None]:
         return [], f"event log {path} missing: showing the manifest's view"
     htcondor2 = _htcondor()
     events: list[_Event] = []
+    # An event's timestamp is parsed from its EventTime text (strptime: most of a big log's reading time);
+    # the events of one second share it.
+    stamps: dict[str, float] = {}
     try:
         reader = htcondor2.JobEventLog(path)
         for event in reader.events(stop_after=0):
             if event.proc >= 0:
-                events.append((event.cluster, event.proc, event.type.name, event, float(event.timestamp)))
+                when = event.get("EventTime")
+                ts = stamps.get(when)
+                if ts is None:
+                    ts = stamps[when] = float(event.timestamp)
+                events.append((event.cluster, event.proc, event.type.name, event, ts))
         stop = _unread(reader, path)
     except Exception as exc:  # a foreign file
         why = " ".join(str(exc).split()) or type(exc).__name__
@@ -371,8 +377,9 @@ def _from_logs(layout: SweepLayout, why: str) -> SweepView:
     Which job a proc is is known only for a cluster that holds a whole batch (batch-A-B.log with procs
     0..B-A: job A+p, as the launcher submits a batch); other clusters (a re-run's) cannot be told apart."""
     jobs: dict[int, JobView] = {}
-    notes = [why]
-    for first, last, path in layout.batch_logs():
+    logs = layout.batch_logs()
+    notes = [f"{why}: reading its batch event logs alone" if logs else why]
+    for first, last, path in logs:
         events, problem = _read_log(path)
         if problem is not None:
             notes.append(problem)
