@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from _browser import headless
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
-from mnist_app.report.collect import DONE, Job, Sweep
+from mnist_app.report.collect import DONE, STATUS_OF, Job, Sweep
 from mnist_app.report.render import render_html, table_text
 
 # summary.csv column -> metrics.json key
@@ -88,7 +89,9 @@ window.addEventListener('load', () => {
   const rows = [...document.querySelectorAll('#jobs tbody tr')];
   const out = {images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
                widths: imgs.map(i => i.naturalWidth), jobs: rows.map(r => r.dataset.job),
-               best: rows.filter(r => r.classList.contains('best')).map(r => r.dataset.job)};
+               best: rows.filter(r => r.classList.contains('best')).map(r => r.dataset.job),
+               header: [...document.querySelectorAll('#jobs thead th')].map(th => th.textContent),
+               cells: rows.map(r => [...r.cells].map(c => c.textContent))};
   const pre = document.createElement('pre');
   pre.id = 'browser-check';
   pre.textContent = JSON.stringify(out);
@@ -316,29 +319,30 @@ def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
     sweep = load_sweep(tmp_path)  # no multirun.yaml, no job folders: every job died before Hydra ran
     evicted, removed, removed_running = sweep.jobs
     assert (evicted.num, removed.num, removed_running.num) == (4, 5, 6)  # batch-4-6: proc p is job 4 + p
-    cj = evicted.condor
-    assert cj is not None
-    assert (cj.host, cj.attempts, cj.evictions, cj.queue_wait_s) == ("slot1_3@node2", 2, 1, 5.0)
+    cj = evicted.condor  # the launcher's view of the job (hydra_plugins.hydra_htcondor_launcher.view)
+    assert cj is not None and cj.ids == ["95.0"]
+    assert (cj.host, cj.starts, cj.evictions, cj.queue_wait_s) == ("slot1_3@node2", 2, 1, 5.0)
     t0 = cj.submitted
-    assert [(state, start - t0) for state, start, _ in cj.segments] == [
-        ("waiting", 0),
-        ("running", 5),
-        ("evicted", 20),
-        ("waiting", 20),
-        ("running", 30),
-        ("done", 60),
+    assert t0 is not None
+    assert [(seg.state.value, seg.start - t0, seg.end and seg.end - t0) for seg in cj.timeline] == [
+        ("idle", 0, 5),
+        ("running", 5, 20),
+        ("idle", 20, 30),
+        ("running", 30, 60),
+        ("done", 60, 60),
     ]
+    assert [t - t0 for t in cj.evicted_at] == [20]
     assert evicted.status == "failed"
     assert (
         evicted.error
         == "HTCondor job ended (exit code 0) without results; 4.err: RuntimeError: worker lost its data"
     )
-    assert removed.status == "failed" and removed.condor is not None and removed.condor.attempts == 0
+    assert removed.status == "failed" and removed.condor is not None and removed.condor.starts == 0
     assert "removed (via condor_rm" in (removed.error or "") and "out of memory" in (removed.error or "")
-    assert [s for s, _, _ in removed.condor.segments] == ["waiting", "held", "waiting", "failed"]
+    assert [seg.state.value for seg in removed.condor.timeline] == ["idle", "held", "idle", "removed"]
     # condor_rm of a running job logs an eviction first: that is no eviction of the job's own.
     assert removed_running.condor is not None and removed_running.condor.evictions == 0
-    assert removed_running.condor.attempts == 1 and removed_running.status == "failed"
+    assert removed_running.condor.starts == 1 and removed_running.status == "failed"
     assert report_main([str(tmp_path)]) == 0
     assert len(read_summary(tmp_path)) == 3
 
@@ -387,15 +391,16 @@ def test_event_log_shows_a_disconnected_job_and_one_requeued_after_its_lease(tmp
     lost, requeued = sweep.jobs
     assert lost.status == "disconnected" and requeued.status == "running"
     assert lost.condor is not None and requeued.condor is not None
-    assert [(s, end is None) for s, _, end in lost.condor.segments] == [
-        ("waiting", False),
+    assert [(seg.state.value, seg.end is None) for seg in lost.condor.timeline] == [
+        ("idle", False),
         ("running", False),
         ("disconnected", True),  # still waiting for its machine
     ]
-    assert [s for s, _, _ in requeued.condor.segments] == [
-        "waiting", "running", "disconnected", "waiting", "evicted", "waiting", "running"
+    assert [seg.state.value for seg in requeued.condor.timeline] == [
+        "idle", "running", "disconnected", "idle", "running"
     ]
-    assert (requeued.condor.attempts, requeued.condor.evictions) == (2, 1)
+    assert len(requeued.condor.evicted_at) == 1
+    assert (requeued.condor.starts, requeued.condor.evictions) == (2, 1)
     assert sweep.counts()["disconnected"] == 1
     assert report_main([str(tmp_path)]) == 0
     assert [row["status"] for row in read_summary(tmp_path)] == ["disconnected", "running"]
@@ -507,3 +512,136 @@ def test_optuna_search_on_the_pool_marks_the_best_trial(pool_optuna_sweep, tmp_p
     assert f"best trial {best.num} (job {best.num})" in html
     assert re.search(rf"<tr class='best' data-job='{best.num}'>", html)
     check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
+
+
+# Any Hydra app: what job x does (ok, sleep, or fail when unsaid) is in a file the test writes, so a re-run
+# of the same command line can change it.
+RESUBMIT_APP = """
+import os
+import time
+
+import hydra
+
+
+@hydra.main(version_base=None, config_path=None)
+def main(cfg):
+    told = os.path.join(str(cfg.marks), str(cfg.x))
+    what = open(told).read() if os.path.exists(told) else "fail"
+    if what == "sleep":
+        time.sleep(600)
+    elif what != "ok":
+        raise ValueError(f"job {cfg.x} fails until told otherwise")
+    return f"ok:{cfg.x}"
+
+
+if __name__ == "__main__":
+    main()
+"""
+HYDRA_HTCONDOR = Path(sys.executable).parent / "hydra-htcondor"
+
+
+def status_rows(sweep_dir: Path) -> dict[int, tuple[str, str]]:
+    """`hydra-htcondor status SWEEP_DIR` (the command line): job number -> (HTCondor id, state)."""
+    proc = subprocess.run(
+        [str(HYDRA_HTCONDOR), "status", str(sweep_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode in (0, 1, 3) and "Traceback" not in proc.stderr, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = line.split()
+        if len(cells) > 2 and re.fullmatch(r"#\d+", cells[0]) and re.fullmatch(r"\d+\.\d+|-", cells[1]):
+            rows[int(cells[0][1:])] = (cells[1], cells[2])  # a table row (not a `#N -> value` line)
+    return rows
+
+
+def wait_for_states(sweep_dir: Path, states: dict[int, str], timeout: float = 180) -> dict[int, str]:
+    """Poll `hydra-htcondor status` until the jobs are in `states`; their HTCondor ids."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = status_rows(sweep_dir)
+        if {num: state for num, (_, state) in rows.items()} == states:
+            return {num: htcondor_id for num, (htcondor_id, _) in rows.items()}
+        if time.monotonic() > deadline:
+            pytest.fail(f"the jobs never reached {states}: status says {rows}")
+        time.sleep(0.5)
+
+
+def check_same_states(sweep_dir: Path, out_dir: Path, states: dict[int, str]) -> list[dict[str, str]]:
+    """`hydra-htcondor status`, the report's summary.csv and its report.html in a real browser give every
+    job the same state (the report's words for the launcher's: STATUS_OF); the summary's rows."""
+    from hydra_plugins.hydra_htcondor_launcher.view import JobState
+
+    assert {num: state for num, (_, state) in status_rows(sweep_dir).items()} == states
+    expected = {str(num): STATUS_OF[JobState(state)] for num, state in states.items()}
+    built = subprocess.run(
+        [sys.executable, "-m", "mnist_app.report", str(sweep_dir)],
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    rows = read_summary(sweep_dir)
+    assert {row["job"]: row["status"] for row in rows} == expected
+    out_dir.mkdir()
+    seen = open_in_browser(sweep_dir / "report.html", out_dir)
+    column = seen["header"].index("status")
+    assert {cells[1]: cells[column] for cells in seen["cells"]} == expected, seen
+    return rows
+
+
+@pytest.mark.condor
+def test_a_resubmitted_job_has_the_same_state_in_status_summary_and_report(tmp_path):
+    """A re-run submits three failed jobs of four again as one cluster appended to the first run's event
+    log (batch-0-3.log): its procs 0, 1, 2 are jobs 0, 2 and 3. `hydra-htcondor status`, summary.csv and
+    report.html agree on every job's state while one resubmitted job runs, and after it is removed."""
+    sweep, marks = tmp_path / "sweep", tmp_path / "marks"
+    marks.mkdir()
+    (marks / "b").write_text("ok")
+    (tmp_path / "app.py").write_text(RESUBMIT_APP)
+    cmd = [
+        sys.executable,
+        "app.py",
+        "-m",
+        "hydra/launcher=htcondor",
+        "+x=a,b,c,d",
+        f"+marks={marks}",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.request_memory=256MB",
+        "hydra.launcher.poll_interval=0.2",
+        "+hydra.callbacks.report._target_=mnist_app.report.hydra_callback.SweepReport",
+    ]
+    env = app_env()
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode != 0 and "job a fails until told otherwise" in first.stderr, first.stderr[-3000:]
+    before = wait_for_states(sweep, {0: "failed", 1: "done", 2: "failed", 3: "failed"}, timeout=10)
+    logs = sorted(p.name for p in (sweep / ".htcondor").glob("*.log"))
+
+    (marks / "a").write_text("ok")
+    (marks / "c").write_text("sleep")
+    detach = [*cmd, "hydra.launcher.detach=true"]
+    rerun = subprocess.run(detach, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0 and "resuming sweep: 1 reused, 0 re-attached, 3 resubmitted" in out, out
+    assert sorted(p.name for p in (sweep / ".htcondor").glob("*.log")) == logs  # appended, no new log
+    running = {0: "done", 1: "done", 2: "running", 3: "failed"}
+    ids = wait_for_states(sweep, running)
+    second = ids[0].split(".")[0]
+    assert ids == {0: f"{second}.0", 1: before[1], 2: f"{second}.1", 3: f"{second}.2"}
+    check_same_states(sweep, tmp_path / "running", running)
+
+    removed = subprocess.run(
+        [str(HYDRA_HTCONDOR), "rm", str(sweep)], capture_output=True, text=True, timeout=120
+    )
+    assert removed.returncode == 0 and f"{second}.1" in removed.stdout, removed.stderr
+    final = {**running, 2: "removed"}
+    wait_for_states(sweep, final)
+    rows = check_same_states(sweep, tmp_path / "final", final)
+    # The error of each failed job is its latest submission's: job 2's first run's is stale.
+    errors = {row["job"]: row["error"] for row in rows}
+    assert errors["2"].startswith("removed (") and "job d fails until told otherwise" in errors["3"], errors
+    from hydra_plugins.hydra_htcondor_launcher.view import read_sweep
+
+    view = read_sweep(str(sweep))
+    assert view.jobs[2].ids == [before[2], f"{second}.1"] and view.jobs[1].ids == [before[1]]
+    assert [len(job.attempts) for job in view.jobs.values()] == [2, 1, 2, 2]

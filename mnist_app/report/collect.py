@@ -3,8 +3,9 @@
 Sources, all in the sweep folder: ``multirun.yaml`` (what was swept, the optimised metric), each job
 folder's ``.hydra/`` (its overrides and number), ``metrics.json`` (the app's final metrics),
 ``job_status.json`` (written by the report's Hydra callback at the end of each job: done or failed, and the
-error), Lightning's CSV log (the per-epoch curves), and for HTCondor sweeps the launcher's ``.htcondor/``
-folder (event logs, per-job stderr).
+error), Lightning's CSV log (the per-epoch curves), and for HTCondor sweeps what the launcher's reading
+interface (``hydra_plugins.hydra_htcondor_launcher.view``) says of each job: its state, submissions, host,
+times and files. The report has no event-log reader of its own: its job states are the launcher's.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.hydra_htcondor_launcher._layout import MANIFEST_DIR, SweepLayout
+from hydra_plugins.hydra_htcondor_launcher.view import JobState, JobView, SweepView, read_sweep
 from omegaconf import DictConfig, OmegaConf
-
-from mnist_app.report.condor import DISCONNECTED, CondorJob, batch_logs, read_event_logs
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,19 @@ JOB_STATUS = "job_status.json"
 METRICS = "metrics.json"
 OPTUNA_RESULTS = "optimization_results.yaml"
 DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
-# A job's status is also DISCONNECTED: running, but HTCondor lost touch with its machine.
+# An HTCondor job may also be HELD, or DISCONNECTED: running, but HTCondor lost touch with its machine.
+HELD, DISCONNECTED = "held", "disconnected"
+# The report's status of an HTCondor job in each state of the launcher (removed jobs count as failed, as in
+# the launcher's counts line).
+STATUS_OF = {
+    JobState.IDLE: PENDING,
+    JobState.RUNNING: RUNNING,
+    JobState.DISCONNECTED: DISCONNECTED,
+    JobState.HELD: HELD,
+    JobState.DONE: DONE,
+    JobState.FAILED: FAILED,
+    JobState.REMOVED: FAILED,
+}
 # Final metrics shown for every job (metrics.json keys), after the optimised one.
 FINAL_METRICS = ("val/acc", "val/loss", "test/acc", "test/loss")
 
@@ -46,7 +57,7 @@ class Job:
     job_dir: Path | None
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    condor: CondorJob | None = None
+    condor: JobView | None = None  # the launcher's view of an HTCondor job
     # Lightning's CSV log: validation accuracy per epoch, [(epoch, acc)].
     val_curve: list[tuple[int, float]] = field(default_factory=list)
 
@@ -79,7 +90,7 @@ class Sweep:
         return ranked[0] if ranked and ranked[0].metric(self.metric) is not None else None
 
     def counts(self) -> dict[str, int]:
-        out = {DONE: 0, FAILED: 0, RUNNING: 0, DISCONNECTED: 0, PENDING: 0}
+        out = {DONE: 0, FAILED: 0, RUNNING: 0, HELD: 0, DISCONNECTED: 0, PENDING: 0}
         for job in self.jobs:
             out[job.status] += 1
         return out
@@ -148,12 +159,13 @@ def _last_line(path: Path) -> str | None:
     return lines[-1] if lines else None
 
 
-def _job_folders(sweep_dir: Path) -> dict[int, Path]:
-    """Job folders by job number (any ``hydra.sweep.subdir`` layout): those holding ``.hydra/hydra.yaml``."""
+def _job_folders(sweep_dir: Path, htcondor_dir: Path) -> dict[int, Path]:
+    """Job folders by job number (any ``hydra.sweep.subdir`` layout): those holding ``.hydra/hydra.yaml``,
+    the launcher's own folder left out."""
     found: dict[int, Path] = {}
     for hydra_yaml in sweep_dir.rglob(".hydra/hydra.yaml"):
         job_dir = hydra_yaml.parent.parent
-        if job_dir == sweep_dir or MANIFEST_DIR in job_dir.relative_to(sweep_dir).parts:
+        if job_dir == sweep_dir or job_dir.is_relative_to(htcondor_dir):
             continue
         try:
             num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num")
@@ -165,16 +177,52 @@ def _job_folders(sweep_dir: Path) -> dict[int, Path]:
     return found
 
 
-def _condor_error(sweep_dir: Path, cj: CondorJob) -> str:
-    if cj.end_reason:
-        return cj.end_reason
-    detail = f"exit code {cj.exit_code}" if cj.signal is None else f"signal {cj.signal}"
-    err = Path(SweepLayout(str(sweep_dir)).stderr(cj.num))
+def _condor_error(cj: JobView) -> str:
+    """Why an HTCondor job failed without the job's own word for it (job_status.json)."""
+    rec = cj.record
+    if rec.state is JobState.REMOVED:
+        removed = f"removed ({rec.abort_reason or 'no reason given'})"
+        # A hold is usually why a job was removed: keep both.
+        return f"{removed} after being held: {rec.hold_reason}" if rec.holds else removed
+    detail = f"exit code {rec.exit_code}" if rec.signal is None else f"signal {rec.signal}"
+    err = Path(cj.paths.stderr)
     last = _last_line(err)
     return f"HTCondor job ended ({detail}) without results" + (f"; {err.name}: {last}" if last else "")
 
 
-def _sweep_config(sweep_dir: Path, folders: dict[int, Path]) -> DictConfig:
+def _own_status(job_dir: Path, cj: JobView | None) -> dict[str, Any] | None:
+    """The job's job_status.json, unless an earlier submission of an HTCondor job wrote it (a re-run
+    submitted the job again since: the file is stale until the new run ends)."""
+    path = job_dir / JOB_STATUS
+    status = _read_json(path)
+    if status is None or cj is None or cj.submitted is None:
+        return status
+    try:
+        # The event log's times are whole seconds: a file of this submission is never older than it.
+        stale = path.stat().st_mtime < cj.submitted
+    except OSError:
+        return None
+    return None if stale else status
+
+
+def _condor_status(
+    cj: JobView, status_file: dict[str, Any] | None, metrics: dict[str, Any]
+) -> tuple[str, str | None]:
+    """An HTCondor job's status (the launcher's state, STATUS_OF) and error. A job that ended with exit code 0
+    without leaving any result (no status file, no metrics, no result file) failed."""
+    status = STATUS_OF[cj.state]
+    if not cj.state.final:
+        return status, None
+    if status == DONE:
+        if status_file is None and not metrics and not Path(cj.paths.result).exists():
+            return FAILED, _condor_error(cj)
+        return DONE, None
+    told = status_file is not None and status_file.get("status") == FAILED
+    own = status_file.get("error") if status_file is not None and told else None
+    return FAILED, own or _condor_error(cj)
+
+
+def _sweep_config(sweep_dir: Path, folders: dict[int, Path], condor: SweepView) -> DictConfig:
     """The sweep's config: Hydra's ``multirun.yaml``, else (a sweep made without it) the first job's."""
     try:
         if (sweep_dir / MULTIRUN_YAML).is_file():
@@ -185,7 +233,7 @@ def _sweep_config(sweep_dir: Path, folders: dict[int, Path]) -> DictConfig:
             cfg = OmegaConf.merge(
                 OmegaConf.load(hydra_dir / "config.yaml"), OmegaConf.load(hydra_dir / "hydra.yaml")
             )
-        elif batch_logs(sweep_dir):  # HTCondor jobs that all died before Hydra made their folders
+        elif condor.jobs:  # HTCondor jobs that all died before Hydra made their folders
             cfg = OmegaConf.create({})
         else:
             raise NotASweepError(
@@ -206,8 +254,12 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     sweep_dir = Path(sweep_dir).resolve()
     if not sweep_dir.is_dir():
         raise NotASweepError(f"{sweep_dir}: no such folder (expected a sweep folder holding {MULTIRUN_YAML})")
-    folders = _job_folders(sweep_dir)
-    cfg = _sweep_config(sweep_dir, folders)
+    condor = read_sweep(str(sweep_dir))
+    if condor.jobs:  # an HTCondor sweep the launcher could not read whole: say so (a local one has no jobs)
+        for note in condor.all_notes():
+            log.warning("%s", note)
+    folders = _job_folders(sweep_dir, Path(condor.htcondor_dir))
+    cfg = _sweep_config(sweep_dir, folders, condor)
     metric = str(OmegaConf.select(cfg, "optimized_metric", default=None) or "test/acc")
     direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
     if isinstance(direction, str):
@@ -215,13 +267,12 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     else:  # the basic sweeper has no direction: losses go down, everything else up
         maximize = "loss" not in metric
 
-    condor = read_event_logs(sweep_dir)
-    nums = sorted(set(folders) | set(condor))
+    nums = sorted(set(folders) | set(condor.jobs))
     swept = swept_keys(cfg)
     jobs = []
     for num in nums:
         job_dir = folders.get(num)
-        cj = condor.get(num)
+        cj = condor.jobs.get(num)
         params: dict[str, Any] = {}
         metrics: dict[str, Any] = {}
         status_file: dict[str, Any] | None = None
@@ -233,25 +284,15 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
             except Exception as exc:
                 log.warning("cannot read the overrides of job %d: %s", num, exc)
             metrics = _read_json(job_dir / METRICS) or {}
-            status_file = _read_json(job_dir / JOB_STATUS)
+            status_file = _own_status(job_dir, cj)
             curve = _val_curve(job_dir)
-        error = None
-        if status_file is not None:
+        if cj is not None:
+            status, error = _condor_status(cj, status_file, metrics)
+        elif status_file is not None:
             status = DONE if status_file.get("status") == DONE else FAILED
             error = status_file.get("error")
-        elif metrics:
-            status = DONE
-        elif cj is not None and cj.finished:
-            status = FAILED
-            error = _condor_error(sweep_dir, cj)
-        elif cj is not None and cj.attempts == 0:
-            status = PENDING
-        elif cj is not None and cj.disconnected:
-            status = DISCONNECTED
-        else:
-            status = RUNNING
-        if status == FAILED and error is None and cj is not None and cj.finished:
-            error = _condor_error(sweep_dir, cj)
+        else:  # a local job without its status file yet: running, unless it wrote its metrics
+            status, error = (DONE if metrics else RUNNING), None
         jobs.append(Job(num, params, status, job_dir, metrics, error, cj, curve))
     if not swept:  # e.g. a sweep whose multirun.yaml lacks the overrides: what differs between jobs
         keys = sorted({k for j in jobs for k in j.params})
@@ -260,4 +301,4 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     if (sweep_dir / OPTUNA_RESULTS).is_file():
         loaded = OmegaConf.to_container(OmegaConf.load(sweep_dir / OPTUNA_RESULTS))
         optuna = loaded if isinstance(loaded, dict) else None
-    return Sweep(sweep_dir, swept, metric, maximize, jobs, bool(condor), optuna)  # type: ignore[arg-type]
+    return Sweep(sweep_dir, swept, metric, maximize, jobs, bool(condor.jobs), optuna)  # type: ignore[arg-type]

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from hydra_plugins.hydra_htcondor_launcher.view import JobState
+
 from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, Job, Sweep
-from mnist_app.report.condor import DISCONNECTED, EVICTED, HELD, RUNNING, WAITING
-from mnist_app.report.condor import DONE as C_DONE
-from mnist_app.report.condor import FAILED as C_FAILED
 
 SUMMARY_CSV = "summary.csv"
 REPORT_HTML = "report.html"
@@ -57,7 +56,7 @@ def row(sweep: Sweep, job: Job) -> dict[str, Any]:
     if sweep.on_htcondor:
         cj = job.condor
         out["host"] = cj.host if cj else None
-        out["attempts"] = cj.attempts if cj else None
+        out["attempts"] = cj.starts if cj else None
         out["evictions"] = cj.evictions if cj else None
         out["queue_wait_s"] = cj.queue_wait_s if cj else None
     if sweep.optuna is not None:
@@ -125,7 +124,7 @@ def table_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
             cj = job.condor
             cells += [
                 (cj.host or "") if cj else "",
-                str(cj.attempts) if cj else "",
+                str(cj.starts) if cj else "",
                 str(cj.evictions) if cj else "",
                 _fmt(cj.queue_wait_s, 1) if cj else "",
             ]
@@ -182,14 +181,26 @@ def _optuna_line(sweep: Sweep) -> str:
 
 # --- plots ---
 
+# The timeline's legend: what each state of the launcher is drawn as (a removed job ends as failed), and
+# the eviction marks.
+WAITING, EVICTED = "waiting", "evicted"
+_LEGEND = {
+    JobState.IDLE: WAITING,
+    JobState.RUNNING: "running",
+    JobState.HELD: "held",
+    JobState.DISCONNECTED: "disconnected",
+    JobState.DONE: DONE,
+    JobState.FAILED: FAILED,
+    JobState.REMOVED: FAILED,
+}
 _STATE_COLORS = {
     WAITING: "#c7c7c7",
-    RUNNING: "#1f77b4",
-    HELD: "#ff7f0e",
-    DISCONNECTED: "#8c564b",
+    "running": "#1f77b4",
+    "held": "#ff7f0e",
+    "disconnected": "#8c564b",
     EVICTED: "#9467bd",
-    C_DONE: "#2ca02c",
-    C_FAILED: "#d62728",
+    DONE: "#2ca02c",
+    FAILED: "#d62728",
 }
 
 
@@ -287,31 +298,35 @@ def plot_val_curves(sweep: Sweep) -> str | None:
 
 
 def plot_condor_timeline(sweep: Sweep) -> str | None:
-    jobs = [j for j in sweep.jobs if j.condor is not None and j.condor.segments]
+    """Every HTCondor submission of every job on one time axis: a bar per state, a cross per eviction, a
+    dot where a submission ended (the last one's coloured by the job's outcome)."""
+    jobs = [j for j in sweep.jobs if j.condor is not None and j.condor.timeline]
     if not jobs:
         return None
     from matplotlib.patches import Patch
 
-    segments = [seg for j in jobs if j.condor is not None for seg in j.condor.segments]
-    t0 = min(start for _, start, _ in segments)
-    ends = [end for _, _, end in segments if end is not None]
+    segments = [seg for j in jobs if j.condor is not None for seg in j.condor.timeline]
+    t0 = min(seg.start for seg in segments)
+    ends = [seg.end for seg in segments if seg.end is not None]
     # An unfinished job's current state lasts until now.
-    now = time.time() if any(end is None for _, _, end in segments) else max(ends, default=t0)
-    # The job's own outcome colours its end: a task that failed still ends its HTCondor job with exit 0.
-    outcome = {j.num: (C_FAILED if j.status == FAILED else C_DONE) for j in jobs}
+    now = time.time() if any(seg.end is None for seg in segments) else max(ends, default=t0)
     fig = _figure(8, 0.45 * len(jobs) + 1.4)
     ax = fig.subplots()
     for y, job in enumerate(jobs):
         assert job.condor is not None
-        for state, start, end in job.condor.segments:
-            end = now if end is None else end
-            if end > start:
-                ax.broken_barh([(start - t0, end - start)], (y - 0.35, 0.7), color=_STATE_COLORS[state])
-            elif state == EVICTED:
-                ax.plot([start - t0], [y], "X", color=_STATE_COLORS[EVICTED], ms=9)
-            elif state in (C_DONE, C_FAILED):
-                end_state = C_FAILED if C_FAILED in (state, outcome[job.num]) else C_DONE
-                ax.plot([start - t0], [y], "o", color=_STATE_COLORS[end_state], ms=9)
+        for attempt in job.condor.attempts:
+            for seg in attempt.timeline:
+                end = now if seg.end is None else seg.end
+                if end > seg.start:
+                    color = _STATE_COLORS[_LEGEND[seg.state]]
+                    ax.broken_barh([(seg.start - t0, end - seg.start)], (y - 0.35, 0.7), color=color)
+            for when in attempt.evicted_at:
+                ax.plot([when - t0], [y], "X", color=_STATE_COLORS[EVICTED], ms=9)
+            if attempt.ended is not None:
+                # The job's own outcome colours its last end: its task may fail where HTCondor saw none.
+                outcome = FAILED if attempt is job.condor.latest and job.status == FAILED else DONE
+                failed = FAILED in (_LEGEND[attempt.record.state], outcome)
+                ax.plot([attempt.ended - t0], [y], "o", color=_STATE_COLORS[FAILED if failed else DONE], ms=9)
     ax.set_yticks(range(len(jobs)), [f"job {j.num}" for j in jobs])
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first submission")

@@ -7,8 +7,9 @@ submitted it (README, "Resume, detach, status").
     hydra-htcondor logs SWEEP_DIR N             job N's stdout/stderr tails and event history
     hydra-htcondor repair SWEEP_DIR             rebuild a damaged manifest from HTCondor and the sweep folder
 
-State comes from the manifest and the jobs' event logs (files: a finished sweep never needs the pool); the
-schedd is asked only for what files cannot say (a job HTCondor no longer knows) and by `rm`.
+State comes from the sweep's reader (``view``: the manifest and every cluster of the jobs' event logs, files
+only: a finished sweep never needs the pool); the schedd is asked only for what files cannot say (a job
+HTCondor no longer knows) and by `rm`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from ._errors import HTCondorLauncherError
 from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState
 from ._layout import SweepLayout, result_note_path
-from ._manifest import Manifest, record_of
+from ._manifest import Manifest
 from ._status import shown_jobs, status_table
+from ._view import relocated, view_of
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNFINISHED = 0, 1, 2, 3
 TAIL_LINES = 20
@@ -43,50 +45,9 @@ def _htcondor() -> Any:
     return htcondor2
 
 
-def _shown(overrides: Sequence[str]) -> str:
-    return " ".join(o for o in overrides if not o.startswith("hydra."))
-
-
 def records(manifest: Manifest) -> dict[int, JobRecord]:
-    """One record per job of the manifest, brought up to date from its event log where it is unfinished."""
-    out: dict[int, JobRecord] = {}
-    for key, entry in manifest.jobs.items():
-        num = int(key)
-        out[num] = record_of(num, entry, _shown(entry.get("overrides", [])))
-    unfinished = [r for r in out.values() if not r.final and r.cluster is not None and r.proc >= 0]
-    logs: dict[str, list[JobRecord]] = {}
-    for rec in unfinished:
-        logs.setdefault(str(manifest.jobs[str(rec.num)].get("log")), []).append(rec)
-    for log_file, recs in logs.items():
-        if os.path.exists(log_file):
-            _replay(log_file, recs)
-        else:  # the manifest's view stays, and says so: a missing log is not silently "no news"
-            msg = f"hydra-htcondor: event log {log_file} missing; showing the manifest's view"
-            print(msg, file=sys.stderr)
-    return out
-
-
-def _replay(log_file: str, recs: list[JobRecord]) -> None:
-    """Feed a job event log from its start to fresh records of these jobs (read-only: no schedd action)."""
-    by_id = {(rec.cluster, rec.proc): rec for rec in recs}
-    for rec in recs:  # the log says everything from the submission on
-        fresh = JobRecord(
-            proc=rec.proc, num=rec.num, overrides=rec.overrides, cluster=rec.cluster, lease_s=rec.lease_s
-        )
-        by_id[(rec.cluster, rec.proc)] = fresh
-    try:
-        events = _htcondor().JobEventLog(log_file).events(stop_after=0)
-        for event in events:
-            target = by_id.get((event.cluster, event.proc))
-            if target is not None:
-                _jobstate.apply(target, event.type.name, event, float(event.timestamp))
-    except Exception as exc:  # an unreadable log leaves the manifest's view
-        print(f"hydra-htcondor: could not read the event log {log_file}: {exc}", file=sys.stderr)
-        return
-    for rec in recs:
-        fresh = by_id[(rec.cluster, rec.proc)]
-        if fresh.last_event is not None:
-            rec.__dict__.update(fresh.__dict__)
+    """One record per job of the manifest, as the sweep's reader (``view``) sees it from the event logs."""
+    return view_of(manifest).records
 
 
 def _lost(manifest: Manifest, recs: dict[int, JobRecord]) -> str | None:
@@ -189,10 +150,15 @@ def status(
     states: Collection[JobState] | None = None,
 ) -> int:
     while True:
-        manifest = Manifest.load(os.path.abspath(sweep_dir))
-        recs = records(manifest)
+        folder = os.path.abspath(sweep_dir)
+        manifest = relocated(Manifest.load(folder), folder)  # a copied sweep folder reads as itself
+        view = view_of(manifest)
+        recs = view.records
+        problems = view.all_notes()
         problem = _lost(manifest, recs)
         if problem is not None:
+            problems.append(problem)
+        for problem in problems:  # a missing log is not silently "no news"
             print(f"hydra-htcondor: {problem}", file=sys.stderr)
         code = _exit_status(recs)
         try:

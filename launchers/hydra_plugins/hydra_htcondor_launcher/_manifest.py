@@ -51,6 +51,9 @@ _RECORD_FIELDS = (
 )
 
 
+# What the manifest keeps of each earlier submission of a job (Manifest.planned).
+EARLIER_FIELDS = ("cluster", "proc", "log", "state")
+
 # What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
 # and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
 # before these fields have none: their results are reused as before.
@@ -156,7 +159,13 @@ class Manifest:
         inputs: Mapping[str, str] | None = None,
     ) -> None:
         """A job about to be submitted: its overrides and files, no cluster yet, and what its result depends
-        on (`inputs`: INPUTS, each a content hash) so that a re-run sees a change."""
+        on (`inputs`: INPUTS, each a content hash) so that a re-run sees a change. A job submitted before
+        (a re-run submits it again) keeps its earlier submissions in ``earlier`` (cluster, proc, event log,
+        last state), so that the sweep's reader (``view``) finds them in their event logs."""
+        before = self.jobs.get(str(num)) or {}
+        earlier = [dict(old) for old in before.get("earlier", [])]
+        if before.get("cluster") is not None:
+            earlier.append({name: before.get(name) for name in EARLIER_FIELDS})
         self.jobs[str(num)] = {
             "overrides": list(overrides),
             "cluster": None,
@@ -167,6 +176,7 @@ class Manifest:
             "stderr": stderr,
             "state": "unsubmitted",
             **(inputs or {}),
+            **({"earlier": earlier} if earlier else {}),
         }
 
     def record(self, rec: JobRecord, cluster: int, log_file: str) -> None:
@@ -191,14 +201,17 @@ class Manifest:
             self.save()
 
 
+_JOB_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(JobRecord))
+_STATE_VALUES = frozenset(state.value for state in JobState)
+
+
 def record_of(num: int, entry: dict[str, Any], shown_overrides: str) -> JobRecord:
     """The JobRecord a manifest entry describes (for the status table of a sweep nobody follows)."""
     kwargs: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(JobRecord)}
     for name in _RECORD_FIELDS:
-        if name in entry and name in names and entry[name] is not None:
+        if name in entry and name in _JOB_RECORD_FIELDS and entry[name] is not None:
             kwargs[name] = entry[name]
     state = entry.get("state")
-    kwargs["state"] = JobState(state) if state in {s.value for s in JobState} else JobState.IDLE
+    kwargs["state"] = JobState(state) if state in _STATE_VALUES else JobState.IDLE
     kwargs.setdefault("proc", -1)
     return JobRecord(num=num, overrides=shown_overrides, cluster=entry.get("cluster"), **kwargs)
