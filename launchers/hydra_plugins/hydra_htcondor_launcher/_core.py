@@ -24,7 +24,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import _results, _resume, _schedd, _sources, _submit, _wait
+from . import _code, _results, _resume, _schedd, _sources, _submit, _wait
 from ._batch import Batch, Job
 from ._contract import write_atomic
 from ._disk import full_disk
@@ -139,7 +139,7 @@ def _common_payload(batch: Batch, kit: _sources.Kit) -> dict[str, Any]:
     }
 
 
-def write_specs(batch: Batch, kit: _sources.Kit) -> str:
+def write_specs(batch: Batch, kit: _sources.Kit, code: dict[str, Any] | None = None) -> str:
     """The batch's common payload (once, content-addressed: a resumed sweep's earlier jobs may still read
     theirs) and one small spec per job (see _worker); returns the common file's path."""
     payload = cloudpickle.dumps(_common_payload(batch, kit))
@@ -160,7 +160,7 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
             "submit_sweep_dir": batch.sweep_dir,
             "common_path": common,
         }
-        spec = pickle.dumps({"sys_path": sys_path, "place": place})
+        spec = pickle.dumps({"sys_path": sys_path, "code": code, "place": place})
         with open(batch.layout.spec(job.num), "wb") as f:
             f.write(spec)
     return common
@@ -172,6 +172,7 @@ def prepare(
     fresh_log: bool = True,
     sweep_id: str | None = None,
     sources: _sources.Sources | None = None,
+    code: _code.Code | None = None,
 ) -> _submit.SubmitPlan:
     """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
     sweep may still follow clusters that write there), write the config snapshot, job specs and wrapper;
@@ -189,7 +190,8 @@ def prepare(
         same_env=batch.settings.shared_filesystem,
         sources=sources,
     )
-    common = write_specs(batch, kit)
+    shipped = _code.write(batch.layout, code)  # the app's code snapshot, if its jobs run from one
+    common = write_specs(batch, kit, shipped)
     plan = _submit.build_submit(
         batch.settings,
         sweep_dir=batch.sweep_dir,
@@ -197,7 +199,7 @@ def prepare(
         job_nums=batch.nums,
         job_subdirs=[job.subdir for job in batch.jobs],
         sweep_id=sweep_id,
-        batch_inputs=[common, kit.snapshot_dir],
+        batch_inputs=[common, kit.snapshot_dir, *([shipped["dir"]] if shipped else [])],
     )
     # A re-run into the same sweep folder: no stale result may pass for new.
     stale_files = [batch.result_path(job) for job in batch.jobs]
@@ -294,7 +296,9 @@ def launch(
         htcondor_dir=batch.htcondor_dir,
         sweep_dir=batch.sweep_dir,
     )
+    code = _code.for_jobs(batch.settings, skip=[batch.sweep_dir, batch.htcondor_dir])
     inputs = {"task": _resume.task_digest(batch.task_function), "configs": sources.digest}
+    inputs.update(_code.inputs(code))
     if fresh:
         rplan = _resume.ResumePlan(to_submit=list(batch.jobs))
     else:
@@ -310,7 +314,7 @@ def launch(
     if rplan.to_submit:
         new = dataclasses.replace(batch, jobs=rplan.to_submit, cluster=None, records={})
         tic = time.perf_counter()
-        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id, sources=sources)
+        plan = prepare(new, fresh_log=fresh, sweep_id=manifest.sweep_id, sources=sources, code=code)
         for job in new.jobs:
             manifest.planned(
                 job.num,

@@ -212,6 +212,8 @@ def _say_changed(batch: Batch, task: TaskFunction, changes: dict[int, list[str]]
     if "configs" in what:
         before = ", ".join(sorted(SNAPSHOT_PREFIX + digest for digest in old))
         parts.append(f"the config sources (snapshot {before} in {batch.htcondor_dir}; now another)")
+    if "code" in what and "task" not in what:
+        parts.append(f"the app's code (its snapshot in {batch.htcondor_dir})")
     nums = sorted(changes)
     shown = ", ".join(f"#{n}" for n in nums[:5]) + (f" ... #{nums[-1]}" if len(nums) > 5 else "")
     log.warning(
