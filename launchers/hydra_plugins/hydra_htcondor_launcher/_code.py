@@ -75,6 +75,9 @@ class Code:
     """The app's code as gathered on the submit side."""
 
     units: tuple[Unit, ...]
+    # The module the submitting process ran as __main__, under its own name (``my_app``, ``pkg.__main__``),
+    # where the snapshot has it: the worker resolves ``__main__.Thing`` (a ``_target_``) through it.
+    main: str | None = None
 
     @property
     def files(self) -> list[tuple[str, bytes]]:
@@ -235,11 +238,11 @@ def _imported(installation: tuple[str, ...]) -> Iterator[tuple[str, list[str], b
     """(name, locations, is_package) of each top-level module of the app the process imported."""
     script = _script_name(sys.modules.get("__main__"))
     names = sorted({name.partition(".")[0] for name in list(sys.modules)} - {"__main__"} - WORKER_OWN)
-    if script is not None and script[0] not in names:
+    if script is not None and script[0] not in names and not _installed(script[1], installation):
         yield script[0], [script[1]], False
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if main_spec is not None and main_spec.name and main_spec.name != "__main__":
-        names = sorted({*names, main_spec.name.partition(".")[0]})
+    main = _main_name(sys.modules.get("__main__"))
+    if script is None and main is not None:  # python -m: the module's own name
+        names = sorted({*names, main.partition(".")[0]})
     for name in names:
         module = sys.modules.get(name)
         if module is None:
@@ -285,7 +288,20 @@ def gather(*, skip: Iterable[str] = (), only: Sequence[str] | None = None) -> Co
     found = _named(only) if only is not None else _imported(_installation())
     budget = _Budget()
     units = [_unit(name, locations, is_package, skipped, budget) for name, locations, is_package in found]
-    return Code(tuple(unit for unit in units if unit.files))
+    shipped = tuple(unit for unit in units if unit.files)
+    main = _main_name(sys.modules.get("__main__"))
+    if main is not None and main.partition(".")[0] not in {unit.name for unit in shipped}:
+        main = None
+    return Code(shipped, main)
+
+
+def _main_name(main: Any) -> str | None:
+    """The name the module run as __main__ has in the snapshot."""
+    script = _script_name(main)
+    if script is not None:
+        return script[0]
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None and spec.name and spec.name != "__main__" else None
 
 
 def for_jobs(settings: Settings, *, skip: Iterable[str]) -> Code | None:
@@ -312,7 +328,7 @@ def write(layout: SweepLayout, code: Code | None) -> dict[str, Any] | None:
         return None
     final = layout.code(code.digest)
     write_folder_once(final, code.files, CODE_TMP_PREFIX)
-    return {"dir": final, "digest": code.digest, "modules": code.modules}
+    return {"dir": final, "digest": code.digest, "modules": code.modules, "main": code.main}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -337,11 +353,32 @@ def activate(entry: dict[str, Any] | None) -> str:
         raise FileNotFoundError(f"the job's code snapshot {folder} is missing on this worker")
     sys.path.insert(0, folder)
     importlib.invalidate_caches()
+    if entry.get("main"):
+        _main_resolves_to(entry["main"])
     modules = entry["modules"]
     return (
         f"running the app's code from the snapshot {os.path.basename(folder)} (taken at submission; "
         f"{len(modules)} module(s): {', '.join(modules)})"
     )
+
+
+def _main_resolves_to(name: str) -> None:
+    """``__main__.Thing`` on this worker (whose __main__ is the worker itself) finds the submitting
+    process's __main__ module, imported under its own name the first time something asks for it (PEP 562):
+    a script whose main call is not under ``if __name__ == "__main__"`` is never imported for nothing."""
+    main = sys.modules["__main__"]
+
+    def __getattr__(attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        try:
+            return getattr(importlib.import_module(name), attr)
+        except AttributeError:
+            raise AttributeError(
+                f"module '__main__' ({name} on the submit side) has no attribute {attr!r}"
+            ) from None
+
+    main.__dict__.setdefault("__getattr__", __getattr__)
 
 
 class MissingModuleError(ImportError):
