@@ -1,6 +1,6 @@
 """What the app's code snapshot (``_code``, issue 21) costs the submit side, and what each job carries.
 
-A generated project of 200 modules (a package ``proj`` of 20 subpackages with 10 modules each, ~3 KB of
+A generated project of 200 modules (a package ``proj`` of 20 subpackages with 10 modules each, ~1.2 KB of
 ordinary Python per module: classes, functions, docstrings) is imported by a fresh interpreter that also
 imports Hydra and the launcher, as a Hydra app's process would. In that process the benchmark times:
 
