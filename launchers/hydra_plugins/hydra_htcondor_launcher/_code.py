@@ -12,9 +12,10 @@ output folders, and never what the worker must have already (Hydra, OmegaConf, c
 ``hydra.launcher.code_modules`` names exactly what to ship instead. The snapshot is written once per sweep
 folder, ``<htcondor_dir>/code-<hash>/`` (a temp folder renamed into place), laid out as an import root.
 
-Worker side (``activate``, ``named_failure``; standard library only, imported before ``sys.path`` is set):
-the snapshot goes first on ``sys.path``; a module the worker still cannot import, or a data file read next
-to the shipped modules (through ``__file__``), fails the job with one line saying what to do.
+Worker side (``located``, ``activate``, ``named_failure``; before anything of the app is unpickled): the
+snapshot goes first on ``sys.path`` and ``__main__.Thing`` resolves through the shipped script; a module the
+worker still cannot import, or a data file read next to the shipped modules (through ``__file__``), fails
+the job with one line saying what to do.
 """
 
 from __future__ import annotations

@@ -273,13 +273,15 @@ def plan_resume(
         plan.to_submit.append(job)
         plan.resubmitted += bool(entry)
     if stale_live:
-        what = " and ".join(sorted({name for names in changes.values() for name in names}))
+        words = {"task": "task code", "configs": "configs", "code": "app's code"}
+        any_changed = {name for names in changes.values() for name in names}
+        what = " and ".join(words[name] for name in INPUTS if name in any_changed)
         shown = ", ".join(stale_live[:5]) + (" ..." if len(stale_live) > 5 else "")
         raise ManifestError(
-            f"the {what.replace('task', 'task code')} changed since {len(stale_live)} job(s) of the sweep in "
+            f"the {what} changed since {len(stale_live)} job(s) of the sweep in "
             f"{batch.sweep_dir} were submitted, and they are still in HTCondor: {shown}; to run them anew, "
             f"remove them first (hydra-htcondor rm {shlex.quote(batch.sweep_dir)}) and re-run; to collect "
-            "them, restore the task and configs they were submitted with"
+            "them, restore the code and configs they were submitted with"
         )
     if changes:
         _say_changed(batch, batch.task_function, changes, old_configs)
