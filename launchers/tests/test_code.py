@@ -154,6 +154,13 @@ def test_a_missing_module_becomes_one_line_naming_it_and_how_to_send_it(tmp_path
     assert "install it where the jobs run" in message and "\n" not in message
     assert _code.named_failure(named, entry) is None  # never named twice
     assert _code.named_failure(ValueError("x"), entry) is None
+    # A compiled submodule of a shipped package (the snapshot has .py files only), and no snapshot at all.
+    compiled = _code.named_failure(ModuleNotFoundError("x", name="reader._fast"), entry)
+    assert "has 'reader' but not 'reader._fast', and it holds .py files only" in str(compiled)
+    assert "hydra.launcher.code_modules=[my_app])" in str(compiled)
+    unsent = _code.named_failure(ModuleNotFoundError("x", name="mylib"), None)
+    assert str(unsent).startswith("No module named 'mylib' on this worker (no code snapshot was sent with")
+    assert "hydra.launcher.code_snapshot=always" in str(unsent)
 
 
 def test_a_data_file_read_next_to_the_shipped_code_is_named(tmp_path: Path) -> None:

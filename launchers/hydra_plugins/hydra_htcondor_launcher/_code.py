@@ -406,6 +406,33 @@ def _missing_module(exc: BaseException) -> str | None:
     return None
 
 
+def _how_to_send(name: str, entry: dict[str, Any] | None) -> str:
+    """The rest of a missing module's line: why the job lacks it and how to send it."""
+    top = name.partition(".")[0]
+    if entry is None:
+        return (
+            " (no code snapshot was sent with this job): install it where the jobs run or, if it is the "
+            "app's own code, ship it with hydra.launcher.code_snapshot=always "
+            "(hydra.launcher.code_modules names what to ship)"
+        )
+    snapshot = os.path.basename(entry["dir"])
+    shipped = list(entry["modules"])
+    if top in shipped:  # a package travels whole: what lacks is no .py file of it (a compiled module)
+        others = ",".join(m for m in shipped if m != top)
+        return (
+            f": the code snapshot {snapshot} has {top!r} but not {name!r}, and it holds .py files only: "
+            f"install {top!r} where the jobs run and leave it out of the snapshot "
+            f"(hydra.launcher.code_modules=[{others}])"
+        )
+    return (
+        f": the submitting process did not import it, so the code snapshot {snapshot} (modules: "
+        f"{', '.join(shipped) or 'none'}) lacks it; if it is the app's own code, import it in the script "
+        "(the snapshot ships what the submitting process imported) or name it: "
+        f"hydra.launcher.code_modules=[{','.join([*shipped, top])}]; if it is an installed package, install "
+        "it where the jobs run"
+    )
+
+
 def named_failure(exc: BaseException, entry: dict[str, Any] | None) -> Exception | None:
     """`exc` (the task's or the worker's) as one line saying what to do, or None: a module this worker cannot
     import, a file read next to the shipped modules (`entry`: the job's code, located)."""
@@ -414,24 +441,7 @@ def named_failure(exc: BaseException, entry: dict[str, Any] | None) -> Exception
     folder = entry["dir"] if entry is not None else None
     name = _missing_module(exc)
     if name is not None:
-        top = name.partition(".")[0]
-        shipped = list(entry["modules"]) if entry is not None else []
-        if top in shipped:
-            where = f"the code snapshot {os.path.basename(folder or '')} has {top!r} but not {name!r}"
-        elif entry is not None:
-            where = (
-                f"the submitting process did not import it, so the code snapshot "
-                f"{os.path.basename(folder or '')} (modules: {', '.join(shipped) or 'none'}) lacks it"
-            )
-        else:
-            where = "no code snapshot was sent with this job"
-        names = ",".join([*shipped, top]) if top not in shipped else ",".join(shipped)
-        return MissingModuleError(
-            f"No module named {name!r} on this worker: {where}; if it is the app's own code, import it in "
-            f"the script (the snapshot ships what the submitting process imported) or name it: "
-            f"hydra.launcher.code_modules=[{names}]; if it is an installed package, install it where the "
-            "jobs run"
-        )
+        return MissingModuleError(f"No module named {name!r} on this worker{_how_to_send(name, entry)}")
     if folder is not None:
         for item in _chain(exc):
             missing = getattr(item, "filename", None)
