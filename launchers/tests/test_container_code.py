@@ -66,11 +66,25 @@ def test_structured_configs_registered_by_a_sibling_module(tmp_path: Path) -> No
     assert "No module named 'database_lib' on this worker (no code snapshot was sent" in failed[0]
 
 
-def test_instantiate_target_into_the_scripts_own_classes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "overrides, returned",
+    [
+        (["db=mysql,postgresql"],
+         ["MySQL connecting to localhost:3306", "PostgreSQL connecting to localhost:5432"]),
+        (["db=mysql", "db._target_=__main__.MySQLConnection", "db.host=a,b"],
+         ["MySQL connecting to a:3306", "MySQL connecting to b:3306"]),
+    ],
+    ids=["my_app", "__main__"],
+)
+def test_instantiate_target_into_the_scripts_own_classes(
+    tmp_path: Path, overrides: list[str], returned: list[str]
+) -> None:
+    """``_target_: my_app.MySQLConnection`` as Hydra's example has it, and ``__main__.MySQLConnection`` (as
+    hydra-zen's ``builds`` names a class of the script): on the worker, __main__ is the launcher's."""
     app = copy_app("instantiate_target", tmp_path)
-    out = _same_as_basic(app, ["my_app.py"], "db=mysql,postgresql")
-    assert "-> 'MySQL connecting to localhost:3306'" in out
-    assert "-> 'PostgreSQL connecting to localhost:5432'" in out
+    out = _same_as_basic(app, ["my_app.py"], *overrides)
+    for value in returned:
+        assert f"-> {value!r}" in out, out
 
 
 def test_src_layout_package_run_with_python_m(tmp_path: Path) -> None:
