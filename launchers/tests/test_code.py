@@ -118,6 +118,8 @@ def test_oversized_code_is_refused_in_one_line_naming_what_made_it_big(
 def test_a_named_module_that_is_not_importable_is_refused() -> None:
     with pytest.raises(_code.CodeError, match="names 'no_such_module_xyz', which is not importable"):
         _code.gather(only=["no_such_module_xyz"])
+    with pytest.raises(_code.CodeError, match="names 'math', which has no source file to ship"):
+        _code.gather(only=["math"])  # a compiled module
 
 
 def test_the_worker_puts_the_snapshot_first_and_resolves_main_through_it(tmp_path: Path) -> None:

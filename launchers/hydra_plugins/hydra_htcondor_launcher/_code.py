@@ -277,8 +277,13 @@ def _named(names: Iterable[str]) -> Iterator[tuple[str, list[str], bool]]:
             )
         if spec.submodule_search_locations is not None:
             yield name, [os.path.realpath(p) for p in spec.submodule_search_locations], True
-        else:
+        elif str(spec.origin).endswith(CODE_SUFFIX) and os.path.isfile(str(spec.origin)):
             yield name, [os.path.realpath(str(spec.origin))], False
+        else:
+            raise CodeError(
+                f"hydra.launcher.code_modules names {name!r}, which has no source file to ship "
+                f"({spec.origin}): install it where the jobs run and leave it out of code_modules"
+            )
 
 
 def gather(*, skip: Iterable[str] = (), only: Sequence[str] | None = None) -> Code:
