@@ -3,6 +3,8 @@
 
 import contextlib
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -105,4 +107,28 @@ def run_script_app(
         text=True,
         timeout=timeout,
         env=env,
+    )
+
+
+APPS = Path(__file__).parent / "apps"
+
+
+def copy_app(name: str, root: Path) -> Path:
+    """A copy of the example app ``launchers/tests/apps/NAME`` under `root` (tests never write into the
+    repository)."""
+    return Path(shutil.copytree(APPS / name, root / name, ignore=shutil.ignore_patterns("__pycache__")))
+
+
+def run_app(
+    app: Path, command: Sequence[str], *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``python COMMAND -m ARGS`` in the app's folder (COMMAND: a script, or ``-m``, a module), as a user
+    would run it; `env` adds to the environment."""
+    return subprocess.run(
+        [sys.executable, *command, "-m", *args],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
     )

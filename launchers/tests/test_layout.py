@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCANNED = [Path(pkg.__file__).parent, ROOT / "mnist_app" / "report"]
 # A piece of one of the sweep folder's file names.
 NAME = re.compile(
-    r"\.spec\.pkl|\.result\.pkl|\.result\.txt|batch-|manifest\.json|config-sources|\.damaged-|common-"
+    r"\.spec\.pkl|\.result\.pkl|\.result\.txt|batch-|manifest\.json|config-sources|\.damaged-|common-|\bcode-"
     r"|/\.htcondor\b|^\.htcondor$|\.out$|\.err$|\.reports$"
 )
 # Strings that only look like one: HTCondor's own term, a setting's default and an error's example (both

@@ -100,6 +100,10 @@ def test_checkpoint_exit_code_may_not_be_one_the_launcher_reserves(code, tmp_pat
         ({"request_gpus": 1, "gpus_minimum_capability": 0}, "gpus_minimum_capability=0 is invalid"),
         ({"poll_interval": -1}, "poll_interval=-1 is invalid: expected a number > 0"),
         ({"max_releases": True}, "max_releases=True is invalid: expected an integer >= 0"),
+        ({"code_snapshot": "sometimes"}, "code_snapshot='sometimes' is invalid: expected 'auto', 'always'"),
+        ({"code_modules": ["my_app", "src/pkg"]}, "code_modules='src/pkg' is invalid: expected a top-level"),
+        ({"code_modules": ["pkg.sub"]}, "code_modules='pkg.sub' is invalid"),
+        ({"code_snapshot": "off", "code_modules": ["my_app"]}, "code_modules is only used with code_"),
     ],
 )
 def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
@@ -113,6 +117,20 @@ def test_bad_values_give_one_clear_line(overrides, message, tmp_path):
 def test_container_mode_implies_container_universe_and_python3():
     s = _validate(_conf(env_mode=EnvMode.container, container_image="docker://img", transfer_files=True))
     assert s.universe == "container" and s.python == "python3" and not s.shared_filesystem
+
+
+@pytest.mark.parametrize(
+    "overrides, ships",
+    [
+        ({}, False),  # a shared filesystem: the code is imported in place (README, "The app's own code")
+        ({"code_snapshot": "always"}, True),
+        ({"transfer_files": True}, True),
+        ({"transfer_files": True, "code_snapshot": "off"}, False),
+        ({"env_mode": EnvMode.container, "container_image": "docker://img", "transfer_files": True}, True),
+    ],
+)
+def test_which_jobs_run_from_the_code_snapshot(overrides, ships):
+    assert _validate(_conf(**overrides)).ships_code is ships
 
 
 def test_container_mode_on_a_shared_filesystem_is_refused():

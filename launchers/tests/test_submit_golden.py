@@ -120,6 +120,8 @@ def test_submit_description_matches_golden(case, tmp_path):
         SweepLayout(SWEEP).common("0123abcd"),
         SweepLayout(SWEEP).snapshot("4567"),
     ]
+    if settings.ships_code:  # the app's code snapshot (_core.prepare adds it where the jobs run from it)
+        batch_inputs.append(SweepLayout(SWEEP).code("89ab"))
     plan = _submit.build_submit(
         settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[4, 5, 6], job_subdirs=subdirs, batch_inputs=batch_inputs
     )

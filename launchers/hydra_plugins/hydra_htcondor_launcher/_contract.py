@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 WRITE_FAILED = 2
@@ -45,6 +48,32 @@ def write_atomic(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_folder_once(
+    final: str, files: Iterable[tuple[str, bytes]], tmp_prefix: str, folders: Iterable[str] = ()
+) -> None:
+    """A content-addressed folder (`files`: relative path, bytes; `folders`: relative folders, also empty
+    ones), written once: a temp folder (`tmp_prefix`) renamed into place, so that a crash leaves no half
+    folder; one that exists (or another process renamed first) is kept."""
+    if os.path.isdir(final):
+        return
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix, dir=parent)
+    for rel in folders:
+        os.makedirs(os.path.join(tmp, rel), exist_ok=True)
+    for rel, data in files:
+        target = os.path.join(tmp, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another process wrote the same folder meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.isdir(final):
+            raise
 
 
 def return_note(value: Any) -> str:

@@ -20,7 +20,7 @@ import cloudpickle
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import _schedd, _sources, _submit
+from . import _code, _schedd, _sources, _submit
 from ._batch import Batch, Job
 from ._contract import write_atomic
 from ._disk import full_disk
@@ -133,7 +133,7 @@ def _common_payload(batch: Batch, kit: _sources.Kit) -> dict[str, Any]:
     }
 
 
-def write_specs(batch: Batch, kit: _sources.Kit) -> str:
+def write_specs(batch: Batch, kit: _sources.Kit, code: dict[str, Any] | None = None) -> str:
     """The batch's common payload (once, content-addressed: a resumed sweep's earlier jobs may still read
     theirs) and one small spec per job (see _worker); returns the common file's path."""
     payload = cloudpickle.dumps(_common_payload(batch, kit))
@@ -154,7 +154,7 @@ def write_specs(batch: Batch, kit: _sources.Kit) -> str:
             "submit_sweep_dir": batch.sweep_dir,
             "common_path": common,
         }
-        spec = pickle.dumps({"sys_path": sys_path, "place": place})
+        spec = pickle.dumps({"sys_path": sys_path, "code": code, "place": place})
         with open(batch.layout.spec(job.num), "wb") as f:
             f.write(spec)
     return common
@@ -166,6 +166,7 @@ def prepare(
     fresh_log: bool = True,
     sweep_id: str | None = None,
     sources: _sources.Sources | None = None,
+    code: _code.Code | None = None,
 ) -> _submit.SubmitPlan:
     """Create the folders, clear a previous run's results (and, unless resuming, its event log: a resumed
     sweep may still follow clusters that write there), write the config snapshot, job specs and wrapper;
@@ -183,7 +184,8 @@ def prepare(
         same_env=batch.settings.shared_filesystem,
         sources=sources,
     )
-    common = write_specs(batch, kit)
+    shipped = _code.write(batch.layout, code)  # the app's code snapshot, if its jobs run from one
+    common = write_specs(batch, kit, shipped)
     plan = _submit.build_submit(
         batch.settings,
         sweep_dir=batch.sweep_dir,
@@ -191,7 +193,7 @@ def prepare(
         job_nums=batch.nums,
         job_subdirs=[job.subdir for job in batch.jobs],
         sweep_id=sweep_id,
-        batch_inputs=[common, kit.snapshot_dir],
+        batch_inputs=[common, kit.snapshot_dir, *([shipped["dir"]] if shipped else [])],
     )
     # A re-run into the same sweep folder: no stale result may pass for new.
     stale_files = [batch.result_path(job) for job in batch.jobs]

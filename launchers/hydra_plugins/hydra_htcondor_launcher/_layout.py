@@ -12,6 +12,7 @@
                            the running job, read by the watcher as it grows)
     batch-A-B.log          the HTCondor event log of the batch of jobs A..B (one cluster each submit)
     config-sources-<hash>  the config sources' snapshot the workers compose from (made by _sources)
+    code-<hash>            the app's code the workers import first (made by _code)
 
 and the sweep's manifest, whose place is fixed relative to the sweep folder (htcondor_dir may be
 elsewhere: the command line tool finds it from the sweep folder alone):
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 MANIFEST_DIR = ".htcondor"
 MANIFEST_NAME = "manifest.json"
 SNAPSHOT_PREFIX = "config-sources-"
+CODE_PREFIX = "code-"
+CODE_TMP_PREFIX = ".tmp-code-"  # the code snapshot while it is written (renamed into place)
 # A job's files: its number, then one of these.
 _SPEC, _RESULT, _NOTE, _OUT, _ERR = ".spec.pkl", ".result.pkl", ".result.txt", ".out", ".err"
 _REPORTS = ".reports"
@@ -120,6 +123,10 @@ class SweepLayout:
     def snapshot(self, digest: str) -> str:
         """The config sources' snapshot folder named by its content hash."""
         return os.path.join(self.htcondor_dir, SNAPSHOT_PREFIX + digest)
+
+    def code(self, digest: str) -> str:
+        """The app's code snapshot folder named by its content hash."""
+        return os.path.join(self.htcondor_dir, CODE_PREFIX + digest)
 
     def job(self, num: int | str) -> JobPaths:
         return JobPaths(

@@ -55,9 +55,10 @@ _RECORD_FIELDS = (
 EARLIER_FIELDS = ("cluster", "proc", "log", "state")
 
 # What a job's result depends on beyond its overrides, kept per job as content hashes: the task (its pickle
-# and its package's source files) and the config sources (the snapshot's name). Entries of manifests written
-# before these fields have none: their results are reused as before.
-INPUTS = ("task", "configs")
+# and its package's source files), the config sources (the snapshot's name) and, for jobs that run from one,
+# the app's code snapshot (its name: which code each job ran). Entries of manifests written before these
+# fields have none: their results are reused as before.
+INPUTS = ("task", "configs", "code")
 
 
 class ManifestError(HTCondorLauncherError):

@@ -211,6 +211,8 @@ def _say_changed(batch: Batch, task: TaskFunction, changes: dict[int, list[str]]
     if "configs" in what:
         before = ", ".join(sorted(SNAPSHOT_PREFIX + digest for digest in old))
         parts.append(f"the config sources (snapshot {before} in {batch.htcondor_dir}; now another)")
+    if "code" in what and "task" not in what:
+        parts.append(f"the app's code (its snapshot in {batch.htcondor_dir})")
     nums = sorted(changes)
     shown = ", ".join(f"#{n}" for n in nums[:5]) + (f" ... #{nums[-1]}" if len(nums) > 5 else "")
     log.warning(
@@ -292,13 +294,15 @@ def plan_resume(
         plan.to_submit.append(job)
         plan.resubmitted += bool(entry)
     if stale_live:
-        what = " and ".join(sorted({name for names in changes.values() for name in names}))
+        words = {"task": "task code", "configs": "configs", "code": "app's code"}
+        any_changed = {name for names in changes.values() for name in names}
+        what = " and ".join(words[name] for name in INPUTS if name in any_changed)
         shown = ", ".join(stale_live[:5]) + (" ..." if len(stale_live) > 5 else "")
         raise ManifestError(
-            f"the {what.replace('task', 'task code')} changed since {len(stale_live)} job(s) of the sweep in "
+            f"the {what} changed since {len(stale_live)} job(s) of the sweep in "
             f"{batch.sweep_dir} were submitted, and they are still in HTCondor: {shown}; to run them anew, "
             f"remove them first (hydra-htcondor rm {shlex.quote(batch.sweep_dir)}) and re-run; to collect "
-            "them, restore the task and configs they were submitted with"
+            "them, restore the code and configs they were submitted with"
         )
     if changes:
         _say_changed(batch, batch.task_function, changes, old_configs)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from ._contract import WORKER_EXIT_CODES
 from ._errors import ConfigError
-from .config import Bound, EnvMode, HTCondorLauncherConf, OnInterrupt
+from .config import Bound, CodeSnapshot, EnvMode, HTCondorLauncherConf, OnInterrupt
 
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through
 # submit_commands would silently replace the launcher's value.
@@ -85,6 +85,7 @@ _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B?)?\s*$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMAND_NAME = re.compile(r"^[+A-Za-z_][A-Za-z0-9_.+]*$")
 _GETENV_ITEM = re.compile(r"^!?[A-Za-z_*][A-Za-z0-9_*]*$")
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar.zst", ".sh")
 
 
@@ -112,6 +113,13 @@ class Settings(HTCondorLauncherConf):
     def shared_filesystem(self) -> bool:
         """The job runs the submitting interpreter in the submitting folder, as a local run would."""
         return self.env_mode == EnvMode.shared and not self.transfer_files
+
+    @property
+    def ships_code(self) -> bool:
+        """Whether the jobs run the app's code from its snapshot (config.code_snapshot)."""
+        if self.code_snapshot == CodeSnapshot.auto:
+            return not self.shared_filesystem
+        return self.code_snapshot == CodeSnapshot.always
 
     @property
     def getenv_command(self) -> str | None:
@@ -336,6 +344,21 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
     except ValueError:
         raise _bad("on_interrupt", conf.on_interrupt, "'remove' or 'keep'") from None
 
+    try:
+        code_snapshot = CodeSnapshot(conf.code_snapshot)
+    except ValueError:
+        raise _bad("code_snapshot", conf.code_snapshot, "'auto', 'always' or 'off'") from None
+    code_modules = None
+    if conf.code_modules is not None:
+        code_modules = _str_list("code_modules", conf.code_modules)
+        bad = [name for name in code_modules if not _MODULE_NAME.match(name)]
+        if bad:
+            raise _bad("code_modules", bad[0], "a top-level module or package name (as in `import NAME`)")
+        if code_snapshot == CodeSnapshot.off:
+            raise ConfigError(
+                "hydra.launcher.code_modules is only used with code_snapshot=auto or always (it is off)"
+            )
+
     values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
     values.update(bounded)
     values.update(
@@ -356,5 +379,7 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
         collector=_opt_str("collector", conf.collector),
         getenv=getenv,
         on_interrupt=on_interrupt,
+        code_snapshot=code_snapshot,
+        code_modules=code_modules,
     )
     return Settings(**values)

@@ -43,8 +43,6 @@ import os
 import pathlib
 import pickle
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -62,6 +60,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ._contract import write_folder_once
 from ._errors import ConfigError, HTCondorLauncherError
 from ._layout import SNAPSHOT_PREFIX  # declared with every other file name of a sweep folder
 
@@ -127,8 +126,8 @@ def _portable(config: DictConfig) -> DictConfig:
 
 
 # Marks of a folder Hydra wrote (a run's .hydra/, a sweep's multirun.yaml) and of a Python environment:
-# never config groups, and their YAML changes with every run.
-_NOT_CONFIGS = (".hydra", "multirun.yaml", "pyvenv.cfg", "conda-meta")
+# never config groups (their YAML changes with every run), nor the app's code (_code).
+NOT_SOURCES = (".hydra", "multirun.yaml", "pyvenv.cfg", "conda-meta")
 
 
 def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Traversable]]:
@@ -140,7 +139,7 @@ def _config_tree(root: Traversable, skip: set[str]) -> Iterator[tuple[str, Trave
     while stack:
         rel, folder = stack.pop()
         entries = list(folder.iterdir())
-        if rel and any(entry.name in _NOT_CONFIGS for entry in entries):
+        if rel and any(entry.name in NOT_SOURCES for entry in entries):
             continue
         for entry in entries:
             if entry.name.startswith(".") or entry.name == "__pycache__":
@@ -224,25 +223,10 @@ def gather(config: DictConfig, config_loader: Any, *, cwd: str, htcondor_dir: st
 
 
 def _write_snapshot(parent: str, sources: Sources) -> str:
-    """Content-addressed, written once: a temp folder renamed into place (a crash leaves no half snapshot)."""
+    """Content-addressed, written once (a crash leaves no half snapshot)."""
     final = os.path.join(parent, SNAPSHOT_PREFIX + sources.digest)
-    if os.path.isdir(final):
-        return final
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-config-sources-", dir=parent)
-    for sub in set(sources.shipped.values()):  # a source without config files is still a source
-        os.makedirs(os.path.join(tmp, sub), exist_ok=True)
-    for rel, data in sources.files:
-        target = os.path.join(tmp, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(data)
-    try:
-        os.rename(tmp, final)
-    except OSError:  # another process wrote the same snapshot meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not os.path.isdir(final):
-            raise
+    # A source without config files is still a source: its folder is made.
+    write_folder_once(final, sources.files, ".tmp-config-sources-", folders=set(sources.shipped.values()))
     return final
 
 
@@ -378,8 +362,8 @@ class _NamingUnpickler(pickle.Unpickler):
             raise MissingClassError(
                 f"{module}.{name}, a class of the sweep's configs (Hydra's ConfigStore on the submit side), "
                 f"cannot be imported on this worker ({type(exc).__name__}: {exc}): install "
-                f"{module.split('.')[0]!r} where the jobs run, or send its code with "
-                "hydra.launcher.transfer_input_files"
+                f"{module.split('.')[0]!r} where the jobs run, or send its code: "
+                f"hydra.launcher.code_modules (with the app's other modules) or transfer_input_files"
             ) from None
 
 

@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from . import _core, _reports, _results, _resume, _sources
+from . import _code, _core, _reports, _results, _resume, _sources
 from ._batch import Batch, HTCondorJobReturn, Job
 from ._folder import SweepFolder
 from ._jobstate import JobRecord, JobState, SweepEvent
@@ -74,6 +74,7 @@ class SweepEngine:
         self._watcher: dict[int, ClusterWatcher] = {}
         self._sources: _sources.Sources | None = None
         self._inputs: dict[str, str] | None = None
+        self._code: _code.Code | None = None
 
     @property
     def manifest(self) -> Manifest:
@@ -104,7 +105,8 @@ class SweepEngine:
         return cls(base, htcondor, schedd, manifest)
 
     def _inputs_and_sources(self) -> tuple[dict[str, str], _sources.Sources]:
-        """What the jobs' results depend on (the task, the config sources' snapshot): once per Sweep."""
+        """What the jobs' results depend on (the task, the config sources' and the app code's snapshots): once
+        per Sweep."""
         if self._sources is None or self._inputs is None:
             base = self.base
             self._sources = _sources.gather(
@@ -114,7 +116,9 @@ class SweepEngine:
                 htcondor_dir=base.htcondor_dir,
                 sweep_dir=base.sweep_dir,
             )
+            self._code = _code.for_jobs(base.settings, skip=[base.sweep_dir, base.htcondor_dir])
             self._inputs = {"task": _resume.task_digest(base.task_function), "configs": self._sources.digest}
+            self._inputs.update(_code.inputs(self._code))
         return self._inputs, self._sources
 
     # -- submitting --------------------------------------------------------------------------------
@@ -160,7 +164,9 @@ class SweepEngine:
     ) -> None:
         manifest = self.manifest
         tic = time.perf_counter()
-        plan = _core.prepare(new, fresh_log=fresh_log, sweep_id=manifest.sweep_id, sources=sources)
+        plan = _core.prepare(
+            new, fresh_log=fresh_log, sweep_id=manifest.sweep_id, sources=sources, code=self._code
+        )
         for job in new.jobs:
             manifest.planned(
                 job.num,

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _code
 from ._contract import (
     CHIRP_CONFIG_ENV,
     OUTSIDE_FAILURE,
@@ -56,12 +57,25 @@ def _disk_full_error(exc: BaseException, paths: Iterable[str]) -> DiskFullError 
     return DiskFullError(f"{why}; {type(exc).__name__}: {first}" if first else f"{why}; {type(exc).__name__}")
 
 
-def _naming_a_full_disk(task: Callable[[Any], Any], result_dir: str) -> Callable[[Any], Any]:
-    """The task, whose failure on a full disk raises DiskFullError from the original exception: inside the
-    task, so that Hydra's callbacks (a report's error column) see it as the job's error too."""
+def _named_cause(exc: BaseException, paths: Iterable[str], code: dict[str, Any] | None) -> Exception | None:
+    """`exc` as one line that says what to do, where the launcher knows better than the exception: a full
+    disk (DiskFullError), a module this worker cannot import, a file read next to the shipped code
+    (_code.named_failure); None otherwise."""
+    full = _disk_full_error(exc, paths)
+    if full is not None:
+        return full
+    return _code.named_failure(exc, code)
+
+
+def _naming_the_cause(
+    task: Callable[[Any], Any], result_dir: str, code: dict[str, Any] | None
+) -> Callable[[Any], Any]:
+    """The task, whose failure on a full disk, for a missing module or a data file next to the shipped code
+    raises one line (_named_cause) from the original exception: inside the task, so that Hydra's callbacks
+    (a report's error column) see it as the job's error too."""
 
     @functools.wraps(task)
-    def task_naming_a_full_disk(cfg: Any) -> Any:
+    def task_naming_the_cause(cfg: Any) -> Any:
         try:
             return task(cfg)
         except Exception as exc:
@@ -71,12 +85,12 @@ def _naming_a_full_disk(task: Callable[[Any], Any], result_dir: str) -> Callable
                 paths = [str(HydraConfig.get().runtime.output_dir), os.getcwd(), result_dir]
             except Exception:  # never let the probe replace the task's own error
                 paths = [result_dir]
-            full = _disk_full_error(exc, paths)
-            if full is None:
+            named = _named_cause(exc, paths, code)
+            if named is None:
                 raise
-            raise full from exc
+            raise named from exc
 
-    return task_naming_a_full_disk
+    return task_naming_the_cause
 
 
 def _picklable_result(ret: Any, dumps: Callable[[Any], bytes]) -> bytes:
@@ -126,7 +140,12 @@ def _saved_config_points_at(job_dir: str, scratch: str, submit_sweep_dir: str) -
 
 
 def _run_task(
-    envelope: dict[str, Any], job: dict[str, Any], job_id: str, transfer_root: str | None, result_file: str
+    envelope: dict[str, Any],
+    job: dict[str, Any],
+    job_id: str,
+    transfer_root: str | None,
+    result_file: str,
+    code: dict[str, Any] | None,
 ) -> Any:
     """Unpickle the spec, compose the job's config and run the task; returns Hydra's JobReturn. Raises for
     anything that fails outside the task (run_job itself catches what the task raises)."""
@@ -134,17 +153,18 @@ def _run_task(
     from hydra.core.utils import run_job
     from omegaconf import open_dict
 
-    # Folders the submitting process imported user code from (those that exist here), so the task function
-    # and config types pickled by reference import as they would locally. Appended: the worker's own
-    # environment wins.
+    # Transferred files land in the scratch folder (the transfer root); elsewhere they are read in place.
+    def here(path: str) -> str:
+        return path if transfer_root is None else os.path.join(transfer_root, os.path.basename(path))
+
+    # The app's code as submitted, first (_code); then the folders the submitting process imported user
+    # code from (those that exist here), so the task function and config types pickled by reference import
+    # as they would locally. Appended: the worker's own environment wins over them.
+    _tell(_code.activate(code))
     for path in envelope["sys_path"]:
         if path not in sys.path and os.path.isdir(path):
             sys.path.append(path)
     from . import _sources
-
-    # Transferred files land in the scratch folder (the transfer root); elsewhere they are read in place.
-    def here(path: str) -> str:
-        return path if transfer_root is None else os.path.join(transfer_root, os.path.basename(path))
 
     with open(here(job["common_path"]), "rb") as f:
         common = cloudpickle.load(f)
@@ -165,7 +185,7 @@ def _run_task(
 
     ret = run_job(
         hydra_context=common["hydra_context"],
-        task_function=_naming_a_full_disk(common["task_function"], os.path.dirname(result_file)),
+        task_function=_naming_the_cause(common["task_function"], os.path.dirname(result_file), code),
         config=config,
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
@@ -228,6 +248,7 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     with open(spec_file, "rb") as f:
         envelope = pickle.load(f)
     job = envelope["place"]
+    shipped = _code.located(envelope.get("code"), transfer_root)
     if transfer_root is None:
         result_file = job["result_path"]
     else:
@@ -243,14 +264,14 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     _report_channel(result_file, transfer_root)
 
     try:
-        ret = _run_task(envelope, job, job_id, transfer_root, result_file)
+        ret = _run_task(envelope, job, job_id, transfer_root, result_file, shipped)
     except Exception as exc:
         # Unpickling, composing, interpolating the job's config, Hydra's own set-up: the task never ran.
         _tell(f"HTCondor job {job_id} failed outside the task:", exc)
-        full = _disk_full_error(exc, [os.path.dirname(result_file), transfer_root or ""])
-        if full is not None:
-            full.__cause__ = exc
-            exc = full
+        named = _named_cause(exc, [os.path.dirname(result_file), transfer_root or ""], shipped)
+        if named is not None:
+            named.__cause__ = exc
+            exc = named
         _add_remote_traceback(exc, job_id)
         try:
             ret = _outside_failure(job, exc, job_id)

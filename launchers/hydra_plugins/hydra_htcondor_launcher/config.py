@@ -52,6 +52,19 @@ class EnvMode(str, Enum):
     packed = "packed"
 
 
+class CodeSnapshot(str, Enum):
+    """Which jobs run the app's own code from its snapshot taken at submission (README, "The app's own
+    code"); a str Enum, as EnvMode is."""
+
+    # Jobs without a shared filesystem (transfer_files, container, packed); a shared-filesystem job imports
+    # the code in place.
+    auto = "auto"
+    # Every job, also on a shared filesystem: code edited while jobs wait in the queue does not reach them.
+    always = "always"
+    # None: the worker imports what its environment has (send code with transfer_input_files yourself).
+    off = "off"
+
+
 @dataclass
 class HTCondorLauncherConf:
     _target_: str = "hydra_plugins.hydra_htcondor_launcher.htcondor_launcher.HTCondorLauncher"
@@ -100,6 +113,14 @@ class HTCondorLauncherConf:
     transfer_input_files: list[str] = field(default_factory=list)
     # Where job specs, results, stdout/stderr and the HTCondor event log go.
     htcondor_dir: str = "${hydra.sweep.dir}/.htcondor"
+
+    # --- the app's own code (README, "The app's own code") ---
+    # auto, always or off (CodeSnapshot): which jobs run the app's modules from a snapshot taken at
+    # submission (sent with the job, first on the worker's sys.path).
+    code_snapshot: CodeSnapshot = CodeSnapshot.auto
+    # The top-level modules and packages to ship, exactly (e.g. [my_app, mylib]); null: every module the
+    # submitting process imported from outside the Python installation.
+    code_modules: list[str] | None = None
 
     # --- surviving a real pool: checkpoints, retries, a cap, the job's environment ---
     # Exit code by which a task says "I saved my state in my job folder, restart me" (README, "Checkpoints
