@@ -127,7 +127,7 @@ class Rated:
 # not be needed. ISSUE 22: when the main environment moves to Optuna >= 4.9 and drops hydra-optuna-sweeper,
 # this line becomes "optuna_stream" (Hydra's Optuna sweeper is then tested in .venv-optuna2:
 # test_optuna2_env.py). The plugin's package and optuna are kept from the worker.
-SWEEPER = "optuna"
+SWEEPER = "optuna_stream"
 
 
 @pytest.fixture
