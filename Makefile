@@ -53,6 +53,7 @@ sweep: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(TYPED)
 
 pool-install:
@@ -80,6 +81,7 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 test: venv venv-optuna2 pool-install browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(TYPED)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 

@@ -137,8 +137,9 @@ def _check_reachable(address_hint: str) -> None:
     try:
         ads = htcondor2.Collector().query(htcondor2.AdTypes.Schedd, projection=["Name"])
     except Exception as exc:  # the bindings raise HTCondorException and friends
-        _unavailable(f"collector {collector} (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}) "
-                     f"did not answer: {exc}")
+        _unavailable(
+            f"collector {collector} (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']}) did not answer: {exc}"
+        )
     if not ads:
         _unavailable(f"collector {collector} knows no schedd (CONDOR_CONFIG={os.environ['CONDOR_CONFIG']})")
 
@@ -328,7 +329,7 @@ def shared_resources(item: pytest.Item) -> set[str]:
     info = getattr(item, "_fixtureinfo", None) if isinstance(item, pytest.Function) else None
     if isinstance(item, pytest.Function) and not hasattr(info, "name2fixturedefs"):
         raise RuntimeError("pytest changed: Function._fixtureinfo.name2fixturedefs is gone (conftest.py)")
-    for name, defs in (info.name2fixturedefs.items() if info is not None else ()):
+    for name, defs in info.name2fixturedefs.items() if info is not None else ():
         if defs and defs[-1].scope == "module" and item.module is not None:
             names.add(f"{item.module.__name__}.{name}")
     return names

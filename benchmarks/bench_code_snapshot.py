@@ -125,8 +125,15 @@ def _project(root: Path, modules: int) -> list[str]:
 
 def _run(root: Path, names: list[str], sweep: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", INNER, json.dumps(names), str(sweep)], capture_output=True,
-                          text=True, env=env, cwd=root, timeout=300, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", INNER, json.dumps(names), str(sweep)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=300,
+        check=True,
+    )
     result: dict[str, float] = json.loads(proc.stdout)
     return result
 
@@ -153,19 +160,25 @@ def main() -> None:
 
         base = ms(first, "import")
         info = first[0]
-        print(f"project: {info['modules']:.0f} top-level package(s), {info['files']:.0f} files, "
-              f"{info['bytes'] / 1024:.0f} KiB; {info['sys_modules']:.0f} modules in sys.modules; "
-              f"median of {args.repeats} processes each; Python {sys.version.split()[0]}")
+        print(
+            f"project: {info['modules']:.0f} top-level package(s), {info['files']:.0f} files, "
+            f"{info['bytes'] / 1024:.0f} KiB; {info['sys_modules']:.0f} modules in sys.modules; "
+            f"median of {args.repeats} processes each; Python {sys.version.split()[0]}"
+        )
         rows = [
             ("baseline: importing the 200 modules (bytecode cached)", ms(first, "import")),
             ("first sweep: gather (find, read, hash)", ms(first, "gather")),
             ("first sweep: write the snapshot (new sweep folder)", ms(first, "write")),
             ("first sweep: total", ms(first, "gather") + ms(first, "write")),
             ("next batch of the same sweep, same process: gather + write (found)", ms(first, "next_batch")),
-            ("second sweep, unchanged code, new folder: gather + write",
-             ms(second_new, "gather") + ms(second_new, "write")),
-            ("second sweep, unchanged code, same folder (re-run): gather + write (found)",
-             ms(second_same, "gather") + ms(second_same, "write")),
+            (
+                "second sweep, unchanged code, new folder: gather + write",
+                ms(second_new, "gather") + ms(second_new, "write"),
+            ),
+            (
+                "second sweep, unchanged code, same folder (re-run): gather + write (found)",
+                ms(second_same, "gather") + ms(second_same, "write"),
+            ),
         ]
         print()
         print("| step | ms | ratio to the import |")
@@ -175,8 +188,10 @@ def main() -> None:
         print()
         print("| bytes per job | code snapshot |")
         print("|---|---|")
-        print(f"| files, bytes sent with every job | {info['files']:.0f} files, {info['bytes']:.0f} B "
-              f"({info['bytes'] / 1024:.0f} KiB) |")
+        print(
+            f"| files, bytes sent with every job | {info['files']:.0f} files, {info['bytes']:.0f} B "
+            f"({info['bytes'] / 1024:.0f} KiB) |"
+        )
 
 
 if __name__ == "__main__":

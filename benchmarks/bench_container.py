@@ -65,8 +65,10 @@ def one_job(
                 executed = now
             elif event.type == htcondor2.JobEventType.JOB_TERMINATED:
                 if event.get("ReturnValue") != 0:
-                    raise SystemExit(f"{universe} job {cluster}.0 exited with {event.get('ReturnValue')}: "
-                                     f"see {folder / 'job.err'}")
+                    raise SystemExit(
+                        f"{universe} job {cluster}.0 exited with {event.get('ReturnValue')}: "
+                        f"see {folder / 'job.err'}"
+                    )
                 return (executed or now) - tic, now - (executed or now)
             elif event.type == htcondor2.JobEventType.JOB_HELD:
                 raise SystemExit(f"{universe} job {cluster}.0 was held: {event.get('HoldReason')}")

@@ -63,9 +63,7 @@ def make_launcher(sweep_dir: Path, extra: list[str], task=trivial_task):
     )
     HydraConfig.instance().set_config(cfg)
     context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
-    return Plugins.instance().instantiate_launcher(
-        hydra_context=context, task_function=task, config=cfg
-    )
+    return Plugins.instance().instantiate_launcher(hydra_context=context, task_function=task, config=cfg)
 
 
 def submit_overhead(tmp: Path, n_jobs: int, repeats: int, extra: list[str]) -> dict[str, float]:

@@ -86,8 +86,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     binary = os.path.join(htcondor2.param["LIBEXEC"], "condor_chirp")  # one machine: the worker's LIBEXEC too
-    labels = {"baseline": "`condor_chirp ulog` (baseline)", "chirp": "chirp, reporting.py (file transfer)",
-              "file": "report file (shared filesystem)"}
+    labels = {
+        "baseline": "`condor_chirp ulog` (baseline)",
+        "chirp": "chirp, reporting.py (file transfer)",
+        "file": "report file (shared filesystem)",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         rows = {labels[channel]: run(channel, Path(tmp), args, binary) for channel in labels}
     base = rows[labels["baseline"]]

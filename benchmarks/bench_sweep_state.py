@@ -188,6 +188,7 @@ def build_sweep(folder: str, n: int, kind: str, collected: bool = False) -> None
     got = [rec.state.value for rec in records.values()]
     assert got == states, "the event log does not say what it was built to say"
     import cloudpickle
+
     # The launcher's own helpers, where they live now or (a --baseline before they moved) lived then.
     try:
         from hydra_plugins.hydra_htcondor_launcher._contract import return_note
@@ -255,7 +256,14 @@ def measure_in_process(running: str, repeats: int) -> dict[str, Any]:
             more = {} if crosscheck_every is None else {"crosscheck_every": crosscheck_every}
             if not hasattr(_wait, "WatchPolicy"):  # before the watcher took one policy
                 self.watcher = _wait.ClusterWatcher(
-                    None, None, CLUSTER, "/nonexistent.log", recs, **pacing, **more, **clocks,
+                    None,
+                    None,
+                    CLUSTER,
+                    "/nonexistent.log",
+                    recs,
+                    **pacing,
+                    **more,
+                    **clocks,
                     on_change=on_change,
                 )
                 self.follower = None

@@ -40,10 +40,18 @@ AS_BATCHES = (
 def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
     sweep = folder / mode
     argv = [
-        str(APP), "-m", "hydra/sweeper=optuna_stream", "hydra/launcher=htcondor",
-        "hydra.launcher.request_memory=256MB", "hydra.launcher.poll_interval=0.2", f"hydra.sweep.dir={sweep}",
-        "x=interval(0, 5)", f"sleep_s={args.min_s}", f"sleep_per_x={(args.max_s - args.min_s) / 5}",
-        f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.n_jobs={args.jobs}",
+        str(APP),
+        "-m",
+        "hydra/sweeper=optuna_stream",
+        "hydra/launcher=htcondor",
+        "hydra.launcher.request_memory=256MB",
+        "hydra.launcher.poll_interval=0.2",
+        f"hydra.sweep.dir={sweep}",
+        "x=interval(0, 5)",
+        f"sleep_s={args.min_s}",
+        f"sleep_per_x={(args.max_s - args.min_s) / 5}",
+        f"hydra.sweeper.n_trials={args.trials}",
+        f"hydra.sweeper.n_jobs={args.jobs}",
         f"hydra.sweeper.sampler.seed={args.seed}",
     ]
     cmd = [sys.executable, "-c", AS_BATCHES, *argv] if mode == "batch" else [sys.executable, *argv]
@@ -72,8 +80,13 @@ def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
     storage = JournalStorage(JournalFileBackend(str(sweep / "optuna_journal.log")))
     best = optuna.load_study(study_name="objective", storage=storage).best_value
     return {
-        "wall": wall, "span": span, "busy": busy, "util": busy / (args.jobs * span), "best": best,
-        "refill": statistics.mean(refill), "dispatch": statistics.median(dispatch),
+        "wall": wall,
+        "span": span,
+        "busy": busy,
+        "util": busy / (args.jobs * span),
+        "best": best,
+        "refill": statistics.mean(refill),
+        "dispatch": statistics.median(dispatch),
     }
 
 

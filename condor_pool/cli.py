@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             enable, client = _docker_args(args[1:])
             print(pool.docker(enable, client))
             return 0
-        print(f"{PROG}: unknown command {cmd!r}; use one of install, start, stop, status, env, docker, help",
-              file=sys.stderr)
+        print(
+            f"{PROG}: unknown command {cmd!r}; use one of install, start, stop, status, env, docker, help",
+            file=sys.stderr,
+        )
         return 2
     except PoolError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -34,14 +34,37 @@ FRAGMENTS: tuple[tuple[str, Callable[[Settings], bool]], ...] = (
 )
 
 
-def condor_config(settings: Settings, *, release: str, bin_dir: str, sbin: str, libexec: str, etc: Path,
-                  local: Path, uid: int, gid: int) -> str:
+def condor_config(
+    settings: Settings,
+    *,
+    release: str,
+    bin_dir: str,
+    sbin: str,
+    libexec: str,
+    etc: Path,
+    local: Path,
+    uid: int,
+    gid: int,
+) -> str:
     """The text of etc/condor_config for an HTCondor release (its release/bin/sbin/libexec folders)."""
-    values = {"release": release, "bin": bin_dir, "sbin": sbin, "libexec": libexec, "etc": etc,
-              "local": local, "port": settings.port, "uid": uid, "gid": gid, "user": settings.user,
-              "cpus": settings.cpus, "memory": settings.memory, "gpus": settings.gpus}
+    values = {
+        "release": release,
+        "bin": bin_dir,
+        "sbin": sbin,
+        "libexec": libexec,
+        "etc": etc,
+        "local": local,
+        "port": settings.port,
+        "uid": uid,
+        "gid": gid,
+        "user": settings.user,
+        "cpus": settings.cpus,
+        "memory": settings.memory,
+        "gpus": settings.gpus,
+    }
     return render("condor_config.in", values) + "".join(
-        render(name, values) for name, wanted in FRAGMENTS if wanted(settings))
+        render(name, values) for name, wanted in FRAGMENTS if wanted(settings)
+    )
 
 
 def docker_config(client: str) -> str:

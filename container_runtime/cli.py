@@ -21,10 +21,12 @@ def _option(args: list[str], name: str) -> str | None:
 
 
 def help_text() -> str:
-    return ((container_runtime.__doc__ or "").strip()
-            + "\n\nstart/stop option: --holder=PID (the engine keeps running while a live holder is left)"
-            + "\nimage options: --python=PATH (whose package versions the image pins; default .venv), "
-            "--rebuild")
+    return (
+        (container_runtime.__doc__ or "").strip()
+        + "\n\nstart/stop option: --holder=PID (the engine keeps running while a live holder is left)"
+        + "\nimage options: --python=PATH (whose package versions the image pins; default .venv), "
+        "--rebuild"
+    )
 
 
 def _run(cmd: str, rest: list[str]) -> tuple[int, str]:
@@ -54,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cmd = args[0] if args else "help"
     if cmd not in COMMANDS:
-        print(f"{PROG}: unknown command {cmd!r}: expected install, start, stop, status, image, host-state or "
-              "help", file=sys.stderr)
+        print(
+            f"{PROG}: unknown command {cmd!r}: expected install, start, stop, status, image, host-state or "
+            "help",
+            file=sys.stderr,
+        )
         return 2
     # Progress lines (how long debootstrap took) go where the results go, in order.
     stop_logging = log_lines("container_runtime", PROG, sys.stdout)

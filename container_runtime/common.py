@@ -26,11 +26,24 @@ ENGINE_FLAGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip
 # Files the engine writes outside its own folders, each before its folder: on its first start (key.json,
 # dockerd's plugin socket folder) and at its first container (containerd's shim sockets). `stop` removes
 # those it created.
-ENGINE_LEFTOVERS = (Path("/etc/docker/key.json"), Path("/etc/docker"), Path("/run/docker/plugins"),
-                    Path("/run/docker"), Path("/run/containerd/s"), Path("/run/containerd"))
+ENGINE_LEFTOVERS = (
+    Path("/etc/docker/key.json"),
+    Path("/etc/docker"),
+    Path("/run/docker/plugins"),
+    Path("/run/docker"),
+    Path("/run/containerd/s"),
+    Path("/run/containerd"),
+)
 # The engine's programs (by executable name): none may outlive `stop`.
-ENGINE_PROGRAMS = ("dockerd", "docker-proxy", "containerd", "containerd-shim", "containerd-shim-runc-v1",
-                   "containerd-shim-runc-v2", "runc")
+ENGINE_PROGRAMS = (
+    "dockerd",
+    "docker-proxy",
+    "containerd",
+    "containerd-shim",
+    "containerd-shim-runc-v1",
+    "containerd-shim-runc-v2",
+    "runc",
+)
 TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # The engine must never reach the network: a missing image would otherwise make it resolve and contact
 # registry-1.docker.io through the host's resolver (a private-range address here). A proxy on a closed
@@ -63,12 +76,17 @@ def cache_dir() -> Path:
 def tool_env() -> dict[str, str]:
     """The environment of every tool run: Debian's tools first, our engine's socket."""
     # apt-get (install) and debootstrap (image) must never ask a question.
-    return {**commands.inherited_env(), "PATH": TOOL_PATH, "DOCKER_HOST": f"unix://{SOCKET}",
-            "DEBIAN_FRONTEND": "noninteractive"}
+    return {
+        **commands.inherited_env(),
+        "PATH": TOOL_PATH,
+        "DOCKER_HOST": f"unix://{SOCKET}",
+        "DEBIAN_FRONTEND": "noninteractive",
+    }
 
 
-def run(cmd: list[str], *, timeout: float, what: str, check: bool = True,
-        stdin: IO[bytes] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], *, timeout: float, what: str, check: bool = True, stdin: IO[bytes] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`cmd` in tool_env(); a RuntimeFailure naming `what` if it cannot run, times out or (`check`) fails."""
     try:
         return commands.run(cmd, what=what, timeout=timeout, check=check, env=tool_env(), stdin=stdin)

@@ -60,8 +60,12 @@ def our_pid() -> int | None:
 
 
 def engine_answers() -> bool:
-    return run([DOCKER, "info", "--format", "{{.ServerVersion}}"], timeout=30, what="docker info",
-               check=False).returncode == 0
+    return (
+        run(
+            [DOCKER, "info", "--format", "{{.ServerVersion}}"], timeout=30, what="docker info", check=False
+        ).returncode
+        == 0
+    )
 
 
 def _holders() -> Path:
@@ -106,28 +110,43 @@ def _start() -> str:
     tic = time.perf_counter()
     daemon_log = folder / "dockerd.log"
     cmd = [
-        DOCKERD, "--data-root", str(folder / "data"), "--exec-root", str(folder / "exec"),
-        "--pidfile", str(_pidfile()), "--host", f"unix://{SOCKET}", *ENGINE_FLAGS,
+        DOCKERD,
+        "--data-root",
+        str(folder / "data"),
+        "--exec-root",
+        str(folder / "exec"),
+        "--pidfile",
+        str(_pidfile()),
+        "--host",
+        f"unix://{SOCKET}",
+        *ENGINE_FLAGS,
     ]
-    env = {**tool_env(), **{k: NO_NETWORK_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                                                          "https_proxy")}}
+    env = {
+        **tool_env(),
+        **{k: NO_NETWORK_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+    }
     for key in ("NO_PROXY", "no_proxy"):
         env.pop(key, None)
     with open(daemon_log, "ab") as out:  # the daemon keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = daemon_log.read_text(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeFailure(f"dockerd exited with {proc.returncode}: {' '.join(tail)} "
-                                 f"(log {daemon_log})")
+            raise RuntimeFailure(
+                f"dockerd exited with {proc.returncode}: {' '.join(tail)} (log {daemon_log})"
+            )
         if our_pid() == proc.pid and engine_answers():
-            return (f"{PROG}: engine started in {time.perf_counter() - tic:.1f} s (pid {proc.pid}, "
-                    f"{' '.join(ENGINE_FLAGS)}, data in {folder})")
+            return (
+                f"{PROG}: engine started in {time.perf_counter() - tic:.1f} s (pid {proc.pid}, "
+                f"{' '.join(ENGINE_FLAGS)}, data in {folder})"
+            )
         time.sleep(0.2)
-    raise RuntimeFailure(f"dockerd (pid {proc.pid}) did not answer on {SOCKET} within 60 s "
-                         f"(log {daemon_log})")
+    raise RuntimeFailure(
+        f"dockerd (pid {proc.pid}) did not answer on {SOCKET} within 60 s (log {daemon_log})"
+    )
 
 
 def _procs_under(path: Path) -> Procs:
@@ -153,8 +172,11 @@ def stop(holder: int | None = None) -> str:
         pids.stop(lambda: dockerd, term_wait=30, kill_wait=5)  # dockerd stops its containers and containerd
     pids.stop(lambda: _procs_under(folder), term_wait=5, kill_wait=5)
     # Overlay and shm mounts the engine left behind would keep the folder from being removed.
-    mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()
-              if ln.split()[1].startswith(str(folder) + "/")]
+    mounts = [
+        ln.split()[1]
+        for ln in Path("/proc/mounts").read_text().splitlines()
+        if ln.split()[1].startswith(str(folder) + "/")
+    ]
     for mnt in sorted(mounts, key=len, reverse=True):
         with contextlib.suppress(RuntimeFailure):
             run(["umount", "-l", mnt], timeout=60, what="umount", check=False)
@@ -169,8 +191,9 @@ def stop(holder: int | None = None) -> str:
     if os.path.exists(SOCKET) and not engine_answers():
         with contextlib.suppress(OSError):
             os.unlink(SOCKET)
-    return (f"{PROG}: engine stopped in {time.perf_counter() - tic:.1f} s"
-            + (f" (pid {pid})" if pid else " (it was not running; cleaned up)"))
+    return f"{PROG}: engine stopped in {time.perf_counter() - tic:.1f} s" + (
+        f" (pid {pid})" if pid else " (it was not running; cleaned up)"
+    )
 
 
 def status() -> tuple[int, str]:
@@ -183,4 +206,3 @@ def status() -> tuple[int, str]:
         lines += [f"  image {line}" for line in images.splitlines()]
         return 0, "\n".join(lines)
     return 1, f"{PROG}: engine not running"
-

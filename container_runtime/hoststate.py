@@ -22,8 +22,11 @@ def _rules(save: str) -> list[str] | None:
     proc = run([exe], timeout=60, what=save, check=False) if exe else None
     if proc is None or proc.returncode != 0:
         return None
-    return [re.sub(r" \[\d+:\d+\]$", "", ln) for ln in proc.stdout.splitlines()
-            if ln.strip() and not ln.startswith("#")]
+    return [
+        re.sub(r" \[\d+:\d+\]$", "", ln)
+        for ln in proc.stdout.splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
 
 
 def _engine_processes() -> list[str]:

@@ -141,7 +141,10 @@ class ReportMetric(L.Callback):
         if value is None:
             if not self._missing_said:
                 self._missing_said = True
-                log.warning("%s is not logged at validation (logged: %s): nothing to report",
-                            self.reported_metric, ", ".join(sorted(trainer.callback_metrics)) or "none")
+                log.warning(
+                    "%s is not logged at validation (logged: %s): nothing to report",
+                    self.reported_metric,
+                    ", ".join(sorted(trainer.callback_metrics)) or "none",
+                )
             return
         report(trainer.current_epoch, float(value))

@@ -19,8 +19,9 @@ class PackError(Exception):
     """A one-line, user-facing reason why no archive was built."""
 
 
-def run(cmd: Sequence[str | Path], *, capture: bool = False,
-        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | Path], *, capture: bool = False, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Log and run `cmd` (its output goes to ours unless `capture`); a PackError if it fails."""
     try:
         return commands.run(cmd, capture=capture, env=env, echo=log)

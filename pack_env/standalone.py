@@ -54,8 +54,10 @@ def probe(python: str) -> dict[str, Any]:
     except commands.CommandNotRun as err:
         raise PackError(f"--python {python}: cannot run it ({err.error})") from err
     except commands.CommandFailed as err:
-        raise PackError(f"--python {python}: cannot run it (exit code {err.returncode}: "
-                        f"{commands.last_line(err.output, 'no output')})") from err
+        raise PackError(
+            f"--python {python}: cannot run it (exit code {err.returncode}: "
+            f"{commands.last_line(err.output, 'no output')})"
+        ) from err
     info: dict[str, Any] = json.loads(out)
     return info
 

@@ -67,10 +67,18 @@ class CommandFailed(CommandError):
         self.output = output
 
 
-def run(cmd: Sequence[str | Path], *, what: str | None = None, timeout: float | None = None,
-        capture: bool = True, check: bool = True, env: Mapping[str, str] | None = None,
-        cwd: Path | str | None = None, stdin: IO[bytes] | int | None = None,
-        echo: logging.Logger | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | Path],
+    *,
+    what: str | None = None,
+    timeout: float | None = None,
+    capture: bool = True,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    stdin: IO[bytes] | int | None = None,
+    echo: logging.Logger | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `cmd` to its end; its CompletedProcess (text; stdout and stderr captured unless `capture` is
     false, then they go to ours).
 
@@ -84,9 +92,16 @@ def run(cmd: Sequence[str | Path], *, what: str | None = None, timeout: float | 
         echo.info("$ %s", " ".join(args))
     try:
         # errors="replace": a tool's odd byte must not turn its result into a UnicodeDecodeError.
-        proc = subprocess.run(args, capture_output=capture, text=True, errors="replace", timeout=timeout,
-                              env=dict(env) if env is not None else inherited_env(), cwd=cwd,
-                              stdin=stdin)
+        proc = subprocess.run(
+            args,
+            capture_output=capture,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=dict(env) if env is not None else inherited_env(),
+            cwd=cwd,
+            stdin=stdin,
+        )
     except subprocess.TimeoutExpired:
         raise CommandTimeout(args, name, timeout or 0) from None
     except OSError as exc:

@@ -109,8 +109,13 @@ def send(procs: Mapping[int, int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def stop(find: Callable[[], Mapping[int, int]], *, term_wait: float, kill_wait: float,
-         before_kill: Callable[[Procs], None] | None = None) -> Procs:
+def stop(
+    find: Callable[[], Mapping[int, int]],
+    *,
+    term_wait: float,
+    kill_wait: float,
+    before_kill: Callable[[Procs], None] | None = None,
+) -> Procs:
     """SIGTERM what `find()` returns and wait up to `term_wait` s; then SIGKILL what `find()` returns still
     running and wait up to `kill_wait` s. `find` is asked again before each signal, so processes started
     in between are caught; `before_kill` sees who gets SIGKILL. Returns those that survived even that."""

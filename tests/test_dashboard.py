@@ -82,8 +82,14 @@ def _get_json(url: str) -> Any:
 def dashboard(study_file: Path, log_file: Path) -> Iterator[str]:
     """`optuna-dashboard <study_file>` on a free port, answering; yields its base URL; stopped afterwards."""
     port = _free_port()
-    command = [str(Path(sys.executable).parent / "optuna-dashboard"), str(study_file), "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "optuna-dashboard"),
+        str(study_file),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with log_file.open("w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -97,8 +103,10 @@ def dashboard(study_file: Path, log_file: Path) -> Iterator[str]:
                 break
             except (urllib.error.URLError, ConnectionError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"optuna-dashboard did not answer within {START_DEADLINE_S} s: "
-                                f"{log_file.read_text()[-2000:]}")
+                    pytest.fail(
+                        f"optuna-dashboard did not answer within {START_DEADLINE_S} s: "
+                        f"{log_file.read_text()[-2000:]}"
+                    )
                 time.sleep(0.1)
         yield base
     finally:
@@ -128,8 +136,12 @@ def check_dashboard(
         assert detail["name"] == study_name
         assert {t["number"]: t["state"] for t in detail["trials"]} == {n: SHOWN[s] for n, s in states.items()}
         dom = subprocess.run(
-            [*headless(out_dir), "--virtual-time-budget=15000", "--dump-dom",
-             f"{base}/dashboard/studies/{study_id}/trials"],
+            [
+                *headless(out_dir),
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"{base}/dashboard/studies/{study_id}/trials",
+            ],
             capture_output=True,
             text=True,
             timeout=120,

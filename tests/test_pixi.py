@@ -436,9 +436,20 @@ def _compose(overrides: list[str]) -> None:
 
 
 # Hydra's own flags, and whether each takes a value; everything else on an app command line is an override.
-_HYDRA_FLAGS = {"-m": False, "--multirun": False, "--help": False, "-h": False, "--hydra-help": False,
-                "--cfg": True, "-c": True, "--package": True, "-p": True, "--info": True, "-i": True,
-                "--resolve": False}
+_HYDRA_FLAGS = {
+    "-m": False,
+    "--multirun": False,
+    "--help": False,
+    "-h": False,
+    "--hydra-help": False,
+    "--cfg": True,
+    "-c": True,
+    "--package": True,
+    "-p": True,
+    "--info": True,
+    "-i": True,
+    "--resolve": False,
+}
 
 
 def _overrides_only(args: list[str]) -> list[str]:

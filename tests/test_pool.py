@@ -29,8 +29,12 @@ JOB_DEADLINE_S = 120  # generous for a loaded 2-core machine; a healthy pool nee
 
 
 # ---------------------------------------------------------------- helpers
-def wait_for_jobs(log: Path, expected: int, deadline_s: float = JOB_DEADLINE_S,
-                  until: frozenset[str] = frozenset({"JOB_TERMINATED", "JOB_ABORTED"})) -> dict:
+def wait_for_jobs(
+    log: Path,
+    expected: int,
+    deadline_s: float = JOB_DEADLINE_S,
+    until: frozenset[str] = frozenset({"JOB_TERMINATED", "JOB_ABORTED"}),
+) -> dict:
     """Follow the job event log until `expected` jobs reached an event in `until`; {(cluster, proc): event}.
 
     A hold fails at once with its reason (a held job would otherwise only show up as a timeout).
@@ -53,7 +57,8 @@ def wait_for_jobs(log: Path, expected: int, deadline_s: float = JOB_DEADLINE_S,
         if len(done) >= expected:
             break
         assert time.monotonic() < deadline, (
-            f"{len(done)}/{expected} jobs done after {deadline_s} s; {log}; {queue_summary()}")
+            f"{len(done)}/{expected} jobs done after {deadline_s} s; {log}; {queue_summary()}"
+        )
         time.sleep(0.05)
     return done
 
@@ -119,13 +124,19 @@ def base_desc(tmp_path: Path, executable: Path) -> dict[str, str]:
 @pytest.mark.condor
 def test_file_transfer_in_and_out(tmp_path, condor_pool):
     (tmp_path / "input.txt").write_text("3 4\n")
-    exe = python_job(tmp_path / "work.py", (
-        "import os\n"
-        "a, b = map(int, open('input.txt').read().split())\n"
-        # Written into the sandbox (the job's cwd), so it only reaches tmp_path by output transfer.
-        "open('result.txt', 'w').write(f'{a * b} {os.getcwd()}')\n"))
-    desc = base_desc(tmp_path, exe) | {"transfer_input_files": "input.txt",
-                                       "transfer_output_files": "result.txt"}
+    exe = python_job(
+        tmp_path / "work.py",
+        (
+            "import os\n"
+            "a, b = map(int, open('input.txt').read().split())\n"
+            # Written into the sandbox (the job's cwd), so it only reaches tmp_path by output transfer.
+            "open('result.txt', 'w').write(f'{a * b} {os.getcwd()}')\n"
+        ),
+    )
+    desc = base_desc(tmp_path, exe) | {
+        "transfer_input_files": "input.txt",
+        "transfer_output_files": "result.txt",
+    }
     cluster = submit(desc)
     (event,) = wait_for_jobs(tmp_path / "jobs.log", 1).values()
     assert event["ReturnValue"] == 0, (tmp_path / "err.0.txt").read_text()
@@ -137,10 +148,14 @@ def test_file_transfer_in_and_out(tmp_path, condor_pool):
 
 @pytest.mark.condor
 def test_one_cluster_of_several_jobs_via_itemdata(tmp_path, condor_pool):
-    exe = python_job(tmp_path / "item.py", (
-        "import sys\n"
-        "name, size = sys.argv[1], int(sys.argv[2])\n"
-        "open(f'{name}.txt', 'w').write(name * size)\n"))
+    exe = python_job(
+        tmp_path / "item.py",
+        (
+            "import sys\n"
+            "name, size = sys.argv[1], int(sys.argv[2])\n"
+            "open(f'{name}.txt', 'w').write(name * size)\n"
+        ),
+    )
     items = [{"name": "alpha", "size": "1"}, {"name": "beta", "size": "2"}, {"name": "gamma", "size": "3"}]
     desc = base_desc(tmp_path, exe) | {"arguments": "$(name) $(size)", "transfer_output_files": "$(name).txt"}
     cluster = submit(desc, itemdata=items)
@@ -153,34 +168,35 @@ def test_one_cluster_of_several_jobs_via_itemdata(tmp_path, condor_pool):
 
 @pytest.mark.condor
 def test_gpu_job_sees_cuda_visible_devices(tmp_path, condor_pool):
-    exe = python_job(tmp_path / "gpu.py", (
-        "import os\n"
-        "print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))\n"))
+    exe = python_job(
+        tmp_path / "gpu.py", ("import os\nprint(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))\n")
+    )
     cluster = submit(base_desc(tmp_path, exe) | {"request_gpus": "1"})
     wait_for_jobs(tmp_path / "jobs.log", 1)
     assert (tmp_path / "out.0.txt").read_text().strip() == "0"
     import htcondor2
 
-    (ad,) = htcondor2.Schedd().history(f"ClusterId == {cluster}", projection=["AssignedGPUs", "RequestGPUs"],
-                                       match=1)
+    (ad,) = htcondor2.Schedd().history(
+        f"ClusterId == {cluster}", projection=["AssignedGPUs", "RequestGPUs"], match=1
+    )
     assert ad["RequestGPUs"] == 1
     assert ad.get("AssignedGPUs")  # the simulated device the startd handed out
 
 
 @pytest.mark.condor
 def test_exit_code_propagates(tmp_path, condor_pool):
-    exe = python_job(tmp_path / "fail.py", (
-        "import sys\n"
-        "print('failing on purpose', file=sys.stderr)\n"
-        "sys.exit(3)\n"))
+    exe = python_job(
+        tmp_path / "fail.py", ("import sys\nprint('failing on purpose', file=sys.stderr)\nsys.exit(3)\n")
+    )
     cluster = submit(base_desc(tmp_path, exe))
     (event,) = wait_for_jobs(tmp_path / "jobs.log", 1).values()
     assert event["ReturnValue"] == 3
     assert "failing on purpose" in (tmp_path / "err.0.txt").read_text()  # stderr comes back on failure too
     import htcondor2
 
-    (ad,) = htcondor2.Schedd().history(f"ClusterId == {cluster}", projection=["ExitCode", "JobStatus"],
-                                       match=1)
+    (ad,) = htcondor2.Schedd().history(
+        f"ClusterId == {cluster}", projection=["ExitCode", "JobStatus"], match=1
+    )
     assert (ad["ExitCode"], ad["JobStatus"]) == (3, 4)  # completed, not held
 
 
@@ -189,10 +205,10 @@ def test_remove_running_job(tmp_path, condor_pool):
     import htcondor2
 
     pid_file = tmp_path / "job.pid"  # written straight into tmp_path, not transferred
-    exe = python_job(tmp_path / "sleepy.py", (
-        "import os, time\n"
-        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "time.sleep(300)\n"))
+    exe = python_job(
+        tmp_path / "sleepy.py",
+        (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)\n"),
+    )
     cluster = submit(base_desc(tmp_path, exe))
     wait_for_jobs(tmp_path / "jobs.log", 1, until=frozenset({"EXECUTE"}))
     deadline = time.monotonic() + 30
@@ -226,7 +242,9 @@ def test_env_command_points_shell_at_pool(condor_pool):
         pytest.skip("pool named by a pre-set CONDOR_CONFIG, not by scripts/condor-pool")
     out = subprocess.run(
         ["bash", "-c", f'eval "$({POOL} env)" && echo "$CONDOR_CONFIG" && condor_status -schedd -af MyType'],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "CONDOR_POOL_DIR": str(condor_pool.pool_dir)},
     )
     assert out.returncode == 0, out.stderr
@@ -273,19 +291,30 @@ def test_env_before_install_says_what_to_do(tmp_path):
     out = run_script("env", pool_dir=tmp_path / "pool")
     assert out.returncode == 1
     assert out.stdout == ""  # nothing for `eval` to run
-    assert out.stderr.strip() == (f"condor-pool: error: not installed in {tmp_path / 'pool'}; "
-                                  "run scripts/condor-pool install first")
+    assert out.stderr.strip() == (
+        f"condor-pool: error: not installed in {tmp_path / 'pool'}; run scripts/condor-pool install first"
+    )
 
 
-@pytest.mark.parametrize(("args", "env", "needle"), [
-    (("frobnicate",), {},
-     "unknown command 'frobnicate'; use one of install, start, stop, status, env, docker, help"),
-    (("docker",), {}, "docker needs on or off: expected `docker on [--docker PATH]` or `docker off`"),
-    (("docker", "up"), {}, "docker 'up' is not understood: expected `docker on [--docker PATH]`"),
-    (("docker", "off", "--docker=/usr/bin/docker"), {}, "docker off: unexpected '--docker=/usr/bin/docker'"),
-    (("status",), {"CONDOR_POOL_PORT": "abc"}, "CONDOR_POOL_PORT='abc' is not an integer"),
-    (("status",), {"CONDOR_POOL_PORT": "70000"}, "CONDOR_POOL_PORT=70000 is not a TCP port (1-65535)"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (
+            ("frobnicate",),
+            {},
+            "unknown command 'frobnicate'; use one of install, start, stop, status, env, docker, help",
+        ),
+        (("docker",), {}, "docker needs on or off: expected `docker on [--docker PATH]` or `docker off`"),
+        (("docker", "up"), {}, "docker 'up' is not understood: expected `docker on [--docker PATH]`"),
+        (
+            ("docker", "off", "--docker=/usr/bin/docker"),
+            {},
+            "docker off: unexpected '--docker=/usr/bin/docker'",
+        ),
+        (("status",), {"CONDOR_POOL_PORT": "abc"}, "CONDOR_POOL_PORT='abc' is not an integer"),
+        (("status",), {"CONDOR_POOL_PORT": "70000"}, "CONDOR_POOL_PORT=70000 is not a TCP port (1-65535)"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, args, env, needle):
     out = run_script(*args, pool_dir=tmp_path / "pool", **env)
     assert out.returncode in (1, 2)
@@ -359,7 +388,8 @@ def test_broken_config_fails_fast_naming_the_log(second_pool):
 def test_missing_daemon_fails_within_timeout_naming_the_log(second_pool):
     pool_dir, env = second_pool
     (pool_dir / "etc" / "config.d" / "50-no-schedd.config").write_text(
-        "DAEMON_LIST = MASTER COLLECTOR NEGOTIATOR STARTD\n")
+        "DAEMON_LIST = MASTER COLLECTOR NEGOTIATOR STARTD\n"
+    )
     out = run_script("start", pool_dir=pool_dir, timeout=60, **{**env, "CONDOR_POOL_START_TIMEOUT": "4"})
     assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()
@@ -372,10 +402,14 @@ def test_missing_daemon_fails_within_timeout_naming_the_log(second_pool):
 # ---------------------------------------------------------------- condor_pool's pieces (fast, no pool needed)
 def test_every_condor_pool_variable_is_read_in_settings_and_documented():
     package = REPO / "condor_pool"
-    named = {name for path in package.glob("*.py")
-             for name in re.findall(r"\bCONDOR_POOL_[A-Z_]+\b", path.read_text())}
-    documented = set(re.findall(r"^\| `(CONDOR_POOL_[A-Z_]+)`", (REPO / "docs/condor-pool.md").read_text(),
-                                re.MULTILINE))
+    named = {
+        name
+        for path in package.glob("*.py")
+        for name in re.findall(r"\bCONDOR_POOL_[A-Z_]+\b", path.read_text())
+    }
+    documented = set(
+        re.findall(r"^\| `(CONDOR_POOL_[A-Z_]+)`", (REPO / "docs/condor-pool.md").read_text(), re.MULTILINE)
+    )
     assert named - documented == set(), "named in condor_pool but missing from docs/condor-pool.md's table"
     drift = sorted(documented ^ set(VARIABLES))
     assert not drift, f"docs/condor-pool.md's table and settings.VARIABLES differ in {drift}"
@@ -401,19 +435,37 @@ def settings(**env: str) -> Settings:
 
 
 def render(s: Settings) -> str:
-    return config.condor_config(s, release="/r/usr", bin_dir="/r/usr/bin", sbin="/r/usr/sbin",
-                                libexec="/r/usr/libexec/condor", etc=Path("/srv/pool/etc"),
-                                local=Path("/srv/pool/local"), uid=101, gid=102)
+    return config.condor_config(
+        s,
+        release="/r/usr",
+        bin_dir="/r/usr/bin",
+        sbin="/r/usr/sbin",
+        libexec="/r/usr/libexec/condor",
+        etc=Path("/srv/pool/etc"),
+        local=Path("/srv/pool/local"),
+        uid=101,
+        gid=102,
+    )
 
 
 def test_condor_config_template_fills_every_placeholder():
-    text = render(settings(CONDOR_POOL_PORT="9711", CONDOR_POOL_CPUS="2", CONDOR_POOL_MEMORY="3000",
-                           CONDOR_POOL_GPUS="3"))
+    text = render(
+        settings(
+            CONDOR_POOL_PORT="9711", CONDOR_POOL_CPUS="2", CONDOR_POOL_MEMORY="3000", CONDOR_POOL_GPUS="3"
+        )
+    )
     assert "@" not in text.replace("slot1@", "")  # no placeholder left behind
-    for line in ("RELEASE_DIR = /r/usr", "LIBEXEC = /r/usr/libexec/condor", "ETC = /srv/pool/etc",
-                 "COLLECTOR_HOST = 127.0.0.1:9711", "CONDOR_IDS = 101.102", "NUM_CPUS = 2", "MEMORY = 3000",
-                 "GPU_DISCOVERY_EXTRA = -by-index -simulate:2,3",
-                 "LOCAL_CONFIG_DIR = $(ETC)/config.d"):  # HTCondor's own $(MACRO)s stay verbatim
+    for line in (
+        "RELEASE_DIR = /r/usr",
+        "LIBEXEC = /r/usr/libexec/condor",
+        "ETC = /srv/pool/etc",
+        "COLLECTOR_HOST = 127.0.0.1:9711",
+        "CONDOR_IDS = 101.102",
+        "NUM_CPUS = 2",
+        "MEMORY = 3000",
+        "GPU_DISCOVERY_EXTRA = -by-index -simulate:2,3",
+        "LOCAL_CONFIG_DIR = $(ETC)/config.d",
+    ):  # HTCondor's own $(MACRO)s stay verbatim
         assert f"\n{line}\n" in text
     assert text.index("NUM_CPUS") < text.index("\nMEMORY") < text.index("GPU_DISCOVERY")  # FRAGMENTS order
 
@@ -434,8 +486,9 @@ def test_docker_fragment_names_the_client():
 def test_docker_on_needs_an_installed_pool_and_an_executable_client(tmp_path):
     out = run_script("docker", "on", pool_dir=tmp_path / "pool")
     assert out.returncode == 1
-    assert out.stderr.strip() == (f"condor-pool: error: not installed in {tmp_path / 'pool'}; "
-                                  "run scripts/condor-pool install first")
+    assert out.stderr.strip() == (
+        f"condor-pool: error: not installed in {tmp_path / 'pool'}; run scripts/condor-pool install first"
+    )
     assert not (tmp_path / "pool" / "etc").exists()
 
 
@@ -443,18 +496,30 @@ def test_docker_on_and_off_on_a_stopped_pool(tmp_path):
     """`on` on a stopped pool only writes the fragment (it applies at start); a bad client is refused."""
     pool = Pool(settings(CONDOR_POOL_DIR=str(tmp_path / "pool")))
     pool.dir.mkdir()
-    pool.install_json.write_text(json.dumps({"layout": 1, "mode": "system", "release": "/usr",
-                                             "bin": "/usr/bin", "sbin": "/usr/sbin", "libexec": "/usr/lib"}))
+    pool.install_json.write_text(
+        json.dumps(
+            {
+                "layout": 1,
+                "mode": "system",
+                "release": "/usr",
+                "bin": "/usr/bin",
+                "sbin": "/usr/sbin",
+                "libexec": "/usr/lib",
+            }
+        )
+    )
     with pytest.raises(PoolError, match=r"^--docker='/no/docker' is not an executable absolute path"):
         pool.docker(True, "/no/docker")
     assert not pool.docker_conf.exists()
     assert pool.docker(True, "/bin/true") == (
-        f"condor-pool: docker on (/bin/true): wrote {pool.docker_conf}; takes effect when the pool starts")
+        f"condor-pool: docker on (/bin/true): wrote {pool.docker_conf}; takes effect when the pool starts"
+    )
     assert pool.docker_conf == tmp_path / "pool" / "etc" / "config.d" / "50-docker.conf"
     assert pool.docker_conf.read_text() == config.docker_config("/bin/true")
     assert [p.name for p in pool.docker_conf.parent.iterdir()] == ["50-docker.conf"]  # no temp file left
-    assert pool.docker(False) == (f"condor-pool: docker off: removed {pool.docker_conf}; "
-                                  "takes effect when the pool starts")
+    assert pool.docker(False) == (
+        f"condor-pool: docker off: removed {pool.docker_conf}; takes effect when the pool starts"
+    )
     assert not pool.docker_conf.exists()
 
 

@@ -50,8 +50,14 @@ def test_run_returns_the_output():
 
 def test_failure_is_one_line_with_the_exit_code_and_the_last_line():
     with pytest.raises(commands.CommandFailed) as err:
-        commands.run([sys.executable, "-c", "import sys; print('first\\nthe cause\\n\\n', file=sys.stderr); "
-                      "sys.exit(3)"], what="probe")
+        commands.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('first\\nthe cause\\n\\n', file=sys.stderr); sys.exit(3)",
+            ],
+            what="probe",
+        )
     assert err.value.returncode == 3
     assert str(err.value) == "probe failed (exit 3): the cause"
 
@@ -184,10 +190,13 @@ def test_tools_run_without_the_shims_pythonpath_entry(monkeypatch):
     package; what they run (pip, dockerd) gets the caller's PYTHONPATH, as before there were packages."""
     repo = commands.REPO
     assert commands.inherited_env({"PYTHONPATH": f"{repo}{os.pathsep}/x", "A": "1"}) == {
-        "PYTHONPATH": "/x", "A": "1"}
+        "PYTHONPATH": "/x",
+        "A": "1",
+    }
     assert commands.inherited_env({"PYTHONPATH": repo}) == {}
     assert commands.inherited_env({"PYTHONPATH": f"/x{os.pathsep}{repo}"}) == {
-        "PYTHONPATH": f"/x{os.pathsep}{repo}"}  # not the shim's entry: the caller's own
+        "PYTHONPATH": f"/x{os.pathsep}{repo}"
+    }  # not the shim's entry: the caller's own
     monkeypatch.setenv("PYTHONPATH", f"{repo}{os.pathsep}/y")
     show = [sys.executable, "-c", "import os; print(os.environ.get('PYTHONPATH'))"]
     assert commands.run(show).stdout == "/y\n"

@@ -397,7 +397,11 @@ def test_event_log_shows_a_disconnected_job_and_one_requeued_after_its_lease(tmp
         ("disconnected", True),  # still waiting for its machine
     ]
     assert [seg.state.value for seg in requeued.condor.timeline] == [
-        "idle", "running", "disconnected", "idle", "running"
+        "idle",
+        "running",
+        "disconnected",
+        "idle",
+        "running",
     ]
     assert len(requeued.condor.evicted_at) == 1
     assert (requeued.condor.starts, requeued.condor.evictions) == (2, 1)

@@ -109,7 +109,11 @@ def test_sigterm_mid_training_then_rerun_gives_the_same_result(tmp_path, uninter
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        _cmd(run_dir), cwd=tmp_path, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        _cmd(run_dir),
+        cwd=tmp_path,
+        env=app_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     deadline = time.monotonic() + 300

@@ -32,16 +32,20 @@ def test_packages_import_with_the_standard_library_only():
     assert {"container_runtime.engine", "pack_env.standalone", "proctools.pids"} <= set(modules)
     # -S: no site-packages at all, the venv's or the base interpreter's.
     code = f"import importlib; [importlib.import_module(m) for m in {modules!r}]; print('ok')"
-    proc = subprocess.run([BASE_PYTHON, "-S", "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**BARE_ENV, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [BASE_PYTHON, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**BARE_ENV, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
 
 
 @pytest.mark.parametrize(
     ("argv", "first_line"),
     [
-        (["scripts/container-runtime", "help"],
-         "A container engine and the launcher's worker test image"),
+        (["scripts/container-runtime", "help"], "A container engine and the launcher's worker test image"),
         (["scripts/pack-env", "--help"], "usage: pack-env [-h] [--mode {auto,pixi-pack,standalone}]"),
         (["scripts/condor-pool", "help"], "usage: scripts/condor-pool COMMAND"),
     ],

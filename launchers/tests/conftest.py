@@ -70,8 +70,9 @@ def _unavailable(reason: str) -> None:
 
 
 def _runtime(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(RUNTIME), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(RUNTIME), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -122,8 +123,10 @@ def container_worker(condor_pool: Any) -> Iterator[ContainerWorker]:
             if on.returncode != 0:
                 _unavailable(f"scripts/condor-pool docker on failed: {_last_line(on)}")
         elif not _docker_slots(htcondor2):
-            _unavailable("the pool named by CONDOR_CONFIG has no slot that can run container jobs "
-                         "(HasContainer, DockerVersion)")
+            _unavailable(
+                "the pool named by CONDOR_CONFIG has no slot that can run container jobs "
+                "(HasContainer, DockerVersion)"
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         _runtime("stop", f"--holder={holder}", timeout=300)
         _unavailable(f"set-up: {exc}")

@@ -13,7 +13,7 @@ OBJECTIVE_FILE = "objective.json"  # in each job's folder: what the job returned
 
 
 def _condor_job_id() -> str | None:
-    """"cluster.proc" from the job ad HTCondor gives each job (None when not run by HTCondor)."""
+    """ "cluster.proc" from the job ad HTCondor gives each job (None when not run by HTCondor)."""
     path = os.environ.get("_CONDOR_JOB_AD")
     if not path:
         return None

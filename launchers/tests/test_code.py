@@ -50,8 +50,14 @@ def _project(root: Path) -> Path:
 
 
 def _gather(root: Path, *skip: str) -> dict:
-    run = subprocess.run([sys.executable, "app.py", *skip], cwd=root, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    run = subprocess.run(
+        [sys.executable, "app.py", *skip],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 

@@ -23,7 +23,7 @@ MISSING_IMAGE = "mnist-app-no-such-image:1"
 # it names the execute side instead of the submit side.
 SCRATCH_MARKER = "_hydra_out"
 
-APP = '''
+APP = """
 from pathlib import Path
 
 import hydra
@@ -43,8 +43,8 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     main()
-'''
-SHAPES = '''
+"""
+SHAPES = """
 import math
 
 
@@ -52,7 +52,7 @@ def area(shape) -> float:
     if shape.kind == "circle":
         return math.pi * shape.size ** 2
     return float(shape.size ** 2)
-'''
+"""
 CONFIG = {
     "config.yaml": "defaults:\n  - shape: square\n  - _self_\nfail: false\nhydra:\n  job:\n    chdir: true\n",
     "shape/square.yaml": "name: square\nkind: square\nsize: 2\n",
@@ -70,23 +70,36 @@ def _write_app(root: Path) -> Path:
     return app
 
 
-def _sweep(app: Path, sweep_dir: Path, *overrides: str, container: bool = True,
-           image: str = IMAGE) -> subprocess.CompletedProcess[str]:
-    launcher = ["hydra/launcher=htcondor", "hydra.launcher.poll_interval=0.1",
-                "hydra.launcher.request_memory=256MB", "hydra.launcher.timeout_min=5",
-                "hydra.launcher.status_interval=1"]
+def _sweep(
+    app: Path, sweep_dir: Path, *overrides: str, container: bool = True, image: str = IMAGE
+) -> subprocess.CompletedProcess[str]:
+    launcher = [
+        "hydra/launcher=htcondor",
+        "hydra.launcher.poll_interval=0.1",
+        "hydra.launcher.request_memory=256MB",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.status_interval=1",
+    ]
     if container:
-        launcher += ["hydra.launcher.env_mode=container", f"hydra.launcher.container_image={image}",
-                     "hydra.launcher.transfer_files=true", "hydra.launcher.transfer_input_files=[shapes.py]"]
+        launcher += [
+            "hydra.launcher.env_mode=container",
+            f"hydra.launcher.container_image={image}",
+            "hydra.launcher.transfer_files=true",
+            "hydra.launcher.transfer_input_files=[shapes.py]",
+        ]
     cmd = [sys.executable, "my_app.py", "-m", f"hydra.sweep.dir={sweep_dir}", *launcher, *overrides]
-    return subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    return subprocess.run(
+        cmd, cwd=app, capture_output=True, text=True, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "1"}
+    )
 
 
 def _files(sweep_dir: Path) -> set[str]:
     """The sweep folder's files, as paths relative to it, without the launcher's own folder."""
-    return {p.relative_to(sweep_dir).as_posix() for p in sweep_dir.rglob("*")
-            if p.is_file() and ".htcondor" not in p.relative_to(sweep_dir).parts}
+    return {
+        p.relative_to(sweep_dir).as_posix()
+        for p in sweep_dir.rglob("*")
+        if p.is_file() and ".htcondor" not in p.relative_to(sweep_dir).parts
+    }
 
 
 def test_app_sweep_in_containers_matches_shared_mode(tmp_path: Path) -> None:
@@ -146,9 +159,18 @@ def test_missing_image_holds_the_job_and_fails_it_with_the_hold_reason(tmp_path:
 def test_container_on_shared_filesystem_is_refused_before_submitting(tmp_path: Path) -> None:
     app = _write_app(tmp_path)
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "my_app.py", "-m", f"hydra.sweep.dir={sweep}", "hydra/launcher=htcondor",
-           "hydra.launcher.env_mode=container", f"hydra.launcher.container_image={IMAGE}",
-           "hydra.launcher.transfer_files=false", "hydra.launcher.timeout_min=2", "shape=square"]
+    cmd = [
+        sys.executable,
+        "my_app.py",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        "hydra/launcher=htcondor",
+        "hydra.launcher.env_mode=container",
+        f"hydra.launcher.container_image={IMAGE}",
+        "hydra.launcher.transfer_files=false",
+        "hydra.launcher.timeout_min=2",
+        "shape=square",
+    ]
     run = subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode != 0, out

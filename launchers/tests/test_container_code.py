@@ -15,10 +15,16 @@ from _launch_helpers import copy_app, run_app
 pytestmark = [pytest.mark.condor, pytest.mark.container, pytest.mark.usefixtures("container_worker")]
 
 IMAGE = "docker://mnist-app-test-worker:latest"
-CONTAINER = ["hydra/launcher=htcondor", "hydra.launcher.poll_interval=0.1",
-             "hydra.launcher.request_memory=256MB", "hydra.launcher.timeout_min=5",
-             "hydra.launcher.status_interval=1", "hydra.launcher.env_mode=container",
-             f"hydra.launcher.container_image={IMAGE}", "hydra.launcher.transfer_files=true"]
+CONTAINER = [
+    "hydra/launcher=htcondor",
+    "hydra.launcher.poll_interval=0.1",
+    "hydra.launcher.request_memory=256MB",
+    "hydra.launcher.timeout_min=5",
+    "hydra.launcher.status_interval=1",
+    "hydra.launcher.env_mode=container",
+    f"hydra.launcher.container_image={IMAGE}",
+    "hydra.launcher.transfer_files=true",
+]
 
 
 def _job_files(sweep: Path) -> dict[str, str]:
@@ -59,8 +65,14 @@ def test_structured_configs_registered_by_a_sibling_module(tmp_path: Path) -> No
     (snapshot,) = (app / "contained" / ".htcondor").glob("code-*")
     assert sorted(p.name for p in snapshot.iterdir()) == ["database_lib.py", "my_app.py"]
     # Without the snapshot (as before it existed) the jobs fail, and say what to do.
-    off = run_app(app, ["my_app.py"], f"hydra.sweep.dir={app / 'off'}", *CONTAINER,
-                  "hydra.launcher.code_snapshot=off", "db=mysql")
+    off = run_app(
+        app,
+        ["my_app.py"],
+        f"hydra.sweep.dir={app / 'off'}",
+        *CONTAINER,
+        "hydra.launcher.code_snapshot=off",
+        "db=mysql",
+    )
     failed = [ln for ln in (off.stdout + off.stderr).splitlines() if "#0 : db=mysql FAILED" in ln]
     assert off.returncode != 0 and failed, off.stdout + off.stderr
     assert "No module named 'database_lib' on this worker (no code snapshot was sent" in failed[0]
@@ -69,10 +81,14 @@ def test_structured_configs_registered_by_a_sibling_module(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "overrides, returned",
     [
-        (["db=mysql,postgresql"],
-         ["MySQL connecting to localhost:3306", "PostgreSQL connecting to localhost:5432"]),
-        (["db=mysql", "db._target_=__main__.MySQLConnection", "db.host=a,b"],
-         ["MySQL connecting to a:3306", "MySQL connecting to b:3306"]),
+        (
+            ["db=mysql,postgresql"],
+            ["MySQL connecting to localhost:3306", "PostgreSQL connecting to localhost:5432"],
+        ),
+        (
+            ["db=mysql", "db._target_=__main__.MySQLConnection", "db.host=a,b"],
+            ["MySQL connecting to a:3306", "MySQL connecting to b:3306"],
+        ),
     ],
     ids=["my_app", "__main__"],
 )

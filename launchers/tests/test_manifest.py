@@ -141,8 +141,7 @@ def test_status_filters_by_state_and_caps_rows(tmp_path, capsys):
     err = capsys.readouterr().err
     assert (
         "invalid state 'finished' (accepted: a comma-separated list of idle, running, disconnected, held, "
-        "done, failed)"
-        in err
+        "done, failed)" in err
     )
 
 

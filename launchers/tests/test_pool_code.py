@@ -16,8 +16,12 @@ from _launch_helpers import copy_app, run_app
 
 pytestmark = pytest.mark.condor
 
-POOL_ARGS = ["hydra/launcher=htcondor", "hydra.launcher.poll_interval=0.1",
-             "hydra.launcher.request_memory=256MB", "hydra.launcher.timeout_min=5"]
+POOL_ARGS = [
+    "hydra/launcher=htcondor",
+    "hydra.launcher.poll_interval=0.1",
+    "hydra.launcher.request_memory=256MB",
+    "hydra.launcher.timeout_min=5",
+]
 
 
 def _results(out: str) -> dict[str, str]:
@@ -48,9 +52,17 @@ def test_code_edited_while_a_job_is_queued_reaches_it_only_without_the_snapshot(
     for mode in ("always", "auto"):
         app = copy_app("edited_code", tmp_path / mode)
         gate = tmp_path / f"{mode}.gate"
-        cmd = [sys.executable, "app.py", "-m", *POOL_ARGS, f"hydra.sweep.dir={app / 'sweep'}",
-               f"hydra.launcher.code_snapshot={mode}", "hydra.launcher.max_running=1", "x=0,1",
-               f"gate={gate}"]
+        cmd = [
+            sys.executable,
+            "app.py",
+            "-m",
+            *POOL_ARGS,
+            f"hydra.sweep.dir={app / 'sweep'}",
+            f"hydra.launcher.code_snapshot={mode}",
+            "hydra.launcher.max_running=1",
+            "x=0,1",
+            f"gate={gate}",
+        ]
         proc = subprocess.Popen(cmd, cwd=app, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         runs[mode] = (app, gate, proc)
     for mode, (app, gate, proc) in runs.items():
@@ -89,8 +101,9 @@ def test_code_too_big_to_ship_is_refused_in_one_line_before_submitting(tmp_path:
     # A generated module bigger than the snapshot's limit (16 MiB), in the package's tree, never imported.
     (app / "bigpkg" / "generated_tables.py").write_text("# a generated table row\n" * 800_000)
     sweep = app / "sweep"
-    run = run_app(app, ["app.py"], *POOL_ARGS, f"hydra.sweep.dir={sweep}",
-                  "hydra.launcher.transfer_files=true", "x=0,1")
+    run = run_app(
+        app, ["app.py"], *POOL_ARGS, f"hydra.sweep.dir={sweep}", "hydra.launcher.transfer_files=true", "x=0,1"
+    )
     out = run.stdout + run.stderr
     assert run.returncode != 0, out
     lines = [ln for ln in out.splitlines() if "over the limit" in ln]

@@ -101,8 +101,10 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
         try:
             _await(
                 "both jobs running",
-                lambda: (jobs := _manifest_jobs(sweep))
-                and all(job.get("state") == "running" for job in jobs.values()),
+                lambda: (
+                    (jobs := _manifest_jobs(sweep))
+                    and all(job.get("state") == "running" for job in jobs.values())
+                ),
                 180,
                 proc,
                 out,
@@ -121,9 +123,11 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
                     pass
             jobs = _await(
                 "disconnected jobs in the manifest",
-                lambda: (jobs := _manifest_jobs(sweep))
-                and all(job.get("state") == "disconnected" for job in jobs.values())
-                and jobs,
+                lambda: (
+                    (jobs := _manifest_jobs(sweep))
+                    and all(job.get("state") == "disconnected" for job in jobs.values())
+                    and jobs
+                ),
                 30,
                 proc,
                 out,
@@ -145,9 +149,11 @@ def test_jobs_of_a_killed_startd_show_disconnected_then_are_requeued_and_finish(
             assert status.stdout.count("HTCondor waits until") == 2, status.stdout
             requeued = _await(
                 "the jobs back in the queue",
-                lambda: (jobs := _manifest_jobs(sweep))
-                and all(job.get("reconnect_failures") for job in jobs.values())
-                and time.time(),
+                lambda: (
+                    (jobs := _manifest_jobs(sweep))
+                    and all(job.get("reconnect_failures") for job in jobs.values())
+                    and time.time()
+                ),
                 LEASE_S + 60,
                 proc,
                 out,

@@ -188,7 +188,11 @@ def test_gpu_job_matches_the_simulated_gpu(tmp_path):
 
 def test_unreachable_pool_is_one_line_and_creates_no_job_folder(tmp_path):
     proc = run_script_app(
-        tmp_path, TRIVIAL_APP, "+x=1,2", "hydra.launcher.collector=127.0.0.1:1", "hydra.sweep.dir=sweep",
+        tmp_path,
+        TRIVIAL_APP,
+        "+x=1,2",
+        "hydra.launcher.collector=127.0.0.1:1",
+        "hydra.sweep.dir=sweep",
         timeout=120,
     )
     assert proc.returncode == 1

@@ -52,8 +52,11 @@ def received(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, JobRecord]]:
 def _generic_texts(log_file: str) -> list[str]:
     import htcondor2
 
-    return [str(ev.get("Info")) for ev in htcondor2.JobEventLog(log_file).events(stop_after=0)
-            if ev.type == htcondor2.JobEventType.GENERIC]
+    return [
+        str(ev.get("Info"))
+        for ev in htcondor2.JobEventLog(log_file).events(stop_after=0)
+        if ev.type == htcondor2.JobEventType.GENERIC
+    ]
 
 
 def _expected(base: float) -> list[tuple[int, float]]:
@@ -76,16 +79,17 @@ def test_reports_travel_by_file_on_a_shared_filesystem(tmp_path, received):
     for num, base in enumerate([0.25, 1.5]):
         lines = Path(layout.reports(num)).read_text().splitlines()
         assert [parse_report(line) for line in lines] == _expected(base)
-    (_, _, log_file), = layout.batch_logs()
+    ((_, _, log_file),) = layout.batch_logs()
     assert _generic_texts(log_file) == []  # no chirp: the submit description has no want_io_proxy
 
 
 def test_reports_travel_by_chirp_with_file_transfer(tmp_path, received):
     sweep = tmp_path / "sweep"
-    results = launch(sweep, _reporting_task, [["+base=0.25"], ["+base=1.5"]],
-                     ["hydra.launcher.transfer_files=true"])
+    results = launch(
+        sweep, _reporting_task, [["+base=0.25"], ["+base=1.5"]], ["hydra.launcher.transfer_files=true"]
+    )
     layout = _check(sweep, results, received, [0.25, 1.5])
-    (_, _, log_file), = layout.batch_logs()
+    ((_, _, log_file),) = layout.batch_logs()
     texts = _generic_texts(log_file)
     assert sorted(parse_report(t) for t in texts) == sorted(_expected(0.25) + _expected(1.5))
     assert not any(os.path.exists(layout.reports(num)) for num in (0, 1))
@@ -109,5 +113,5 @@ def test_reports_travel_by_chirp_from_a_container(tmp_path, received):
         ],
     )
     layout = _check(sweep, results, received, [0.5])
-    (_, _, log_file), = layout.batch_logs()
+    ((_, _, log_file),) = layout.batch_logs()
     assert [parse_report(t) for t in _generic_texts(log_file)] == _expected(0.5)

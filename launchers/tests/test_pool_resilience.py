@@ -114,8 +114,9 @@ def test_retries_outside_the_task_but_not_a_raising_task(tmp_path, status_tables
     final = status_tables[-1]
     assert "retried x1" in final and final.count("retried") == 1
 
-    exited, raised = _flaky(tmp_path, "retry_task", ["hydra.launcher.max_retries=1",
-                                                     "hydra.launcher.retry_on_task_error=true"])
+    exited, raised = _flaky(
+        tmp_path, "retry_task", ["hydra.launcher.max_retries=1", "hydra.launcher.retry_on_task_error=true"]
+    )
     assert exited.return_value == "ok:exit" and raised.return_value == "ok:raise"
     assert exited.attempts == 2 and raised.attempts == 2
 
@@ -140,7 +141,7 @@ def test_max_running_keeps_one_job_at_a_time_in_the_queue(tmp_path):
     # so no two ran at once.
     order = [(proc, name) for proc, name, _ in events if name in ("SUBMIT", "EXECUTE", "JOB_TERMINATED")]
     assert order == [(p, n) for p in range(3) for n in ("SUBMIT", "EXECUTE", "JOB_TERMINATED")]
-    assert ("CLUSTER_SUBMIT" in {name for _, name, _ in events})
+    assert "CLUSTER_SUBMIT" in {name for _, name, _ in events}
 
 
 def _env_task(cfg):

@@ -508,8 +508,12 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         status = cli([str(CLI), "status", str(tmp_path / "sweep")])
         assert status.returncode == 3 and "0 failed of 2 jobs" in status.stdout, status.stdout + status.stderr
     finally:
-        subprocess.run([str(CLI), "rm", str(tmp_path / "sweep")], env={**os.environ, "CONDOR_CONFIG": config},
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [str(CLI), "rm", str(tmp_path / "sweep")],
+            env={**os.environ, "CONDOR_CONFIG": config},
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_path):

@@ -44,9 +44,16 @@ def test_a_report_line_gives_back_the_exact_value(value):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "epoch=1 val_acc=0.9", "hydra-htcondor-report step=x value=1", "hydra-htcondor-report step=1",
-     "hydra-htcondor-report step=-1 value=1.0", "hydra-htcondor-report step=1 value=nan",
-     "hydra-htcondor-report step=1 value=0.5 extra", "hydra-htcondor-report step=1 value=abc"],
+    [
+        "",
+        "epoch=1 val_acc=0.9",
+        "hydra-htcondor-report step=x value=1",
+        "hydra-htcondor-report step=1",
+        "hydra-htcondor-report step=-1 value=1.0",
+        "hydra-htcondor-report step=1 value=nan",
+        "hydra-htcondor-report step=1 value=0.5 extra",
+        "hydra-htcondor-report step=1 value=abc",
+    ],
 )
 def test_other_text_is_not_a_report(text):
     assert parse_report(text) is None
@@ -55,9 +62,17 @@ def test_other_text_is_not_a_report(text):
 # -- report(): checks -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("step", "value", "bad"),
-    [(1.0, 0.5, "step=1.0"), (True, 0.5, "step=True"), (-1, 0.5, "step=-1"), ("1", 0.5, "step='1'"),
-     (1, math.nan, "value=nan"), (1, math.inf, "value=inf"), (1, "0.5", "value='0.5'"),
-     (1, None, "value=None"), (1, True, "value=True")],
+    [
+        (1.0, 0.5, "step=1.0"),
+        (True, 0.5, "step=True"),
+        (-1, 0.5, "step=-1"),
+        ("1", 0.5, "step='1'"),
+        (1, math.nan, "value=nan"),
+        (1, math.inf, "value=inf"),
+        (1, "0.5", "value='0.5'"),
+        (1, None, "value=None"),
+        (1, True, "value=True"),
+    ],
 )
 def test_bad_step_or_value_is_one_line_naming_it(step, value, bad):
     with pytest.raises(ValueError) as err:

@@ -260,8 +260,10 @@ def test_a_config_store_node_no_job_reads_needs_no_class_on_the_worker(
 ):
     # A process registers configs it never composes (an imported library's, another app's schema): their
     # classes missing on the worker must not fail the jobs; only a node a job reads needs its class.
-    _write(tmp_path / "libonly" / "lib_schema.py", "from dataclasses import dataclass\n\n\n"
-           "@dataclass\nclass LibThing:\n    size: int = 3\n")
+    _write(
+        tmp_path / "libonly" / "lib_schema.py",
+        "from dataclasses import dataclass\n\n\n@dataclass\nclass LibThing:\n    size: int = 3\n",
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "libonly"))  # the submit side alone has it
     from lib_schema import LibThing  # type: ignore[import-not-found]
 

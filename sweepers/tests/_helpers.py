@@ -15,8 +15,14 @@ JOURNAL = "optuna_journal.log"  # _impl.JOURNAL_FILE, checked by test_sweeper_ba
 
 def command(sweep_dir: Path, *args: str) -> list[str]:
     """The test app's multirun command line with the streaming sweeper, its sweep folder in sweep_dir."""
-    return [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_stream", f"hydra.sweep.dir={sweep_dir}",
-            *args]
+    return [
+        sys.executable,
+        str(APP),
+        "-m",
+        "hydra/sweeper=optuna_stream",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args,
+    ]
 
 
 def run(cwd: Path, sweep_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

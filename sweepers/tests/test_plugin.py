@@ -25,8 +25,9 @@ def test_the_modules_hydra_imports_at_start_up_do_not_load_optuna():
         "import hydra_plugins.hydra_optuna_stream_sweeper.optuna_stream_sweeper\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'optuna'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.strip() == "[]"
 
 

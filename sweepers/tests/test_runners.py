@@ -62,12 +62,14 @@ def test_reports_prune_remove_and_the_removed_jobs_end_is_not_news():
         decisions.append((num, step, value))
         return f"pruned at step {step}" if value > 10 else None
 
-    sweep = ScriptedSweep([
-        [],  # nothing yet: the runner polls again
-        [SweepEvent(0, "state", JobState.RUNNING), _report(0, 0, 3.0), _report(1, 0, 50.0)],
-        [_ended(1), _report(0, 1, 2.0)],  # job 1's abort event after its removal
-        [_ended(0)],
-    ])
+    sweep = ScriptedSweep(
+        [
+            [],  # nothing yet: the runner polls again
+            [SweepEvent(0, "state", JobState.RUNNING), _report(0, 0, 3.0), _report(1, 0, 50.0)],
+            [_ended(1), _report(0, 1, 2.0)],  # job 1's abort event after its removal
+            [_ended(0)],
+        ]
+    )
     runner = HTCondorRunner(sweep, decide, poll_s=0.01)
     runner.submit([(0, ["x=1"]), (1, ["x=9"]), (3, ["x=2"])])
     assert sweep.submitted == [([["x=1"], ["x=9"]], 0), ([["x=2"]], 3)]  # contiguous runs share a call

@@ -45,12 +45,20 @@ def test_batches_with_the_basic_launcher_and_records_each_trial(tmp_path):
 def test_async_defaults_tpe_multivariate_constant_liar_no_pruner(tmp_path):
     shown = subprocess.run(
         [sys.executable, str(APP), "hydra/sweeper=optuna_stream", "--cfg=hydra", "--package=hydra.sweeper"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     sweeper = yaml.safe_load(shown.stdout)
     assert sweeper["sampler"] == {
-        "_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10, "n_ei_candidates": 24,
-        "multivariate": True, "constant_liar": True,
+        "_target_": "optuna.samplers.TPESampler",
+        "seed": None,
+        "n_startup_trials": 10,
+        "n_ei_candidates": 24,
+        "multivariate": True,
+        "constant_liar": True,
     }
     assert sweeper["pruner"] == {"_target_": "optuna.pruners.NopPruner"}
     assert (sweeper["n_trials"], sweeper["n_jobs"], sweeper["max_failure_rate"]) == (20, 2, 0.0)
@@ -98,8 +106,10 @@ def test_sigkill_mid_search_then_the_same_command_completes_exactly_n_trials(tmp
         # Killed with trials finished and a batch running (RUNNING in the journal).
         seen = _wait_for(
             sweep,
-            lambda ts: sum(t.state == TrialState.COMPLETE for t in ts) >= 2
-            and any(t.state == TrialState.RUNNING for t in ts),
+            lambda ts: (
+                sum(t.state == TrialState.COMPLETE for t in ts) >= 2
+                and any(t.state == TrialState.RUNNING for t in ts)
+            ),
             seconds=90,
         )
         os.kill(proc.pid, signal.SIGKILL)
@@ -154,12 +164,22 @@ def test_prunes_in_process_through_the_reporting_handler(tmp_path):
 
 @pytest.mark.parametrize(
     ("group", "pruner"),
-    [("none", "NopPruner"), ("asha", "SuccessiveHalvingPruner"), ("median", "MedianPruner"),
-     ("hyperband", "HyperbandPruner")],
+    [
+        ("none", "NopPruner"),
+        ("asha", "SuccessiveHalvingPruner"),
+        ("median", "MedianPruner"),
+        ("hyperband", "HyperbandPruner"),
+    ],
 )
 def test_pruner_presets(tmp_path, group, pruner):
-    done = run(tmp_path, tmp_path / "s", "x=interval(0, 4)", "steps=2", "hydra.sweeper.n_trials=2",
-               f"hydra/sweeper/pruner={group}")
+    done = run(
+        tmp_path,
+        tmp_path / "s",
+        "x=interval(0, 4)",
+        "steps=2",
+        "hydra.sweeper.n_trials=2",
+        f"hydra/sweeper/pruner={group}",
+    )
     assert done.returncode == 0, done.stdout
     assert f"TPESampler, {pruner}, directions" in done.stdout
 
@@ -187,8 +207,15 @@ def test_a_failing_trial_is_fail_with_its_cause_and_max_failure_rate_stops_the_s
 
 def test_failures_within_max_failure_rate_do_not_stop_the_search(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run(tmp_path, sweep, "x=choice(1, 5)", "fail_above=3", "hydra.sweeper.n_trials=5",
-               "hydra.sweeper.max_failure_rate=1.0", "hydra.sweeper.sampler.seed=1")
+    done = run(
+        tmp_path,
+        sweep,
+        "x=choice(1, 5)",
+        "fail_above=3",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.max_failure_rate=1.0",
+        "hydra.sweeper.sampler.seed=1",
+    )
     assert done.returncode == 0, done.stdout
     trials = study(sweep).get_trials()
     assert len(trials) == 5 and {t.params["x"] for t in trials} == {1, 5}, "the test needs both values"
@@ -198,8 +225,15 @@ def test_failures_within_max_failure_rate_do_not_stop_the_search(tmp_path):
 
 def test_multi_objective(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run(tmp_path, sweep, "x=interval(-5, 5)", "y=interval(-5, 5)", "multi=true",
-               "hydra.sweeper.direction=[minimize,maximize]", "hydra.sweeper.n_trials=6")
+    done = run(
+        tmp_path,
+        sweep,
+        "x=interval(-5, 5)",
+        "y=interval(-5, 5)",
+        "multi=true",
+        "hydra.sweeper.direction=[minimize,maximize]",
+        "hydra.sweeper.n_trials=6",
+    )
     assert done.returncode == 0, done.stdout
     s = study(sweep)
     assert s.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
@@ -252,17 +286,24 @@ def test_a_study_with_other_directions_is_refused(tmp_path):
     assert run(tmp_path, sweep, "x=interval(0, 1)", "hydra.sweeper.n_trials=1").returncode == 0
     other = run(tmp_path, sweep, "x=interval(0, 1)", "hydra.sweeper.direction=maximize")
     assert other.returncode == 1
-    assert error_line(other.stdout).startswith(
-        "hydra.sweeper.direction=['maximize']: the study 'objective' in "
-    ) and "was created with ['minimize']" in other.stdout
+    assert (
+        error_line(other.stdout).startswith("hydra.sweeper.direction=['maximize']: the study 'objective' in ")
+        and "was created with ['minimize']" in other.stdout
+    )
 
 
 def test_storage_url_and_custom_search_space(tmp_path):
     # Any Optuna storage URL; a custom search space adds its own parameter to the trials' overrides.
     sweep = tmp_path / "sweep"
-    done = run(tmp_path, sweep, "x=interval(0, 1)", "hydra.sweeper.n_trials=3",
-               f"hydra.sweeper.storage=sqlite:///{tmp_path}/study.db", "hydra.sweeper.study_name=s1",
-               "hydra.sweeper.custom_search_space=custom_space.add_y")  # app/custom_space.py
+    done = run(
+        tmp_path,
+        sweep,
+        "x=interval(0, 1)",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/study.db",
+        "hydra.sweeper.study_name=s1",
+        "hydra.sweeper.custom_search_space=custom_space.add_y",
+    )  # app/custom_space.py
     assert done.returncode == 0, done.stdout
     s = optuna.load_study(study_name="s1", storage=f"sqlite:///{tmp_path}/study.db")
     assert len(s.get_trials()) == 3 and not (sweep / JOURNAL).exists()

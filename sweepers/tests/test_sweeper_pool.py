@@ -63,9 +63,19 @@ def _procs_per_job(sweep_dir: Path) -> dict[int, int]:
 def test_streams_a_new_job_the_moment_a_trial_ends(tmp_path):
     # Run times 1-10 s (sleep 1 + 3x), two slots: a batch would keep a slot idle while its slower job runs.
     sweep = tmp_path / "sweep"
-    done = run(tmp_path, sweep, *POOL, "x=interval(0, 3)", "sleep_s=1", "sleep_per_x=3",
-               "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3",
-               "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", timeout=300)
+    done = run(
+        tmp_path,
+        sweep,
+        *POOL,
+        "x=interval(0, 3)",
+        "sleep_s=1",
+        "sleep_per_x=3",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=3",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.n_jobs=2",
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout
     assert "no streaming interface" not in done.stdout
     trials = study(sweep).get_trials()
@@ -105,8 +115,9 @@ def _two_running_after_one_finished(sweep: Path) -> None:
 def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path, jobs_end_meanwhile):
     sweep = tmp_path / "sweep"
     args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
-    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command(sweep, *args), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         _two_running_after_one_finished(sweep)
         os.kill(proc.pid, signal.SIGKILL)
@@ -135,8 +146,9 @@ def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
     # hydra.launcher.on_interrupt=remove (the launcher's default): as the launcher's own Ctrl-C does.
     sweep = tmp_path / "sweep"
     args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
-    proc = subprocess.Popen(command(sweep, *args), cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command(sweep, *args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         _two_running_after_one_finished(sweep)
         os.kill(proc.pid, signal.SIGINT)
@@ -167,10 +179,21 @@ def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled
 
     sweep = tmp_path / "sweep"
     # ThresholdPruner: x=9 reports 50 + 6 at step 0, above 20: pruned there; x=2 runs its 6 steps (6 s).
-    done = run(tmp_path, sweep, *POOL, f"hydra.launcher.transfer_files={str(transfer).lower()}",
-               "x=choice(2, 9)", "steps=6", "step_s=1", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2",
-               "hydra.sweeper.sampler.seed=1", "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
-               "+hydra.sweeper.pruner.upper=20", timeout=300)
+    done = run(
+        tmp_path,
+        sweep,
+        *POOL,
+        f"hydra.launcher.transfer_files={str(transfer).lower()}",
+        "x=choice(2, 9)",
+        "steps=6",
+        "step_s=1",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+        "+hydra.sweeper.pruner.upper=20",
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout
     trials = study(sweep).get_trials()
     assert len(trials) == 5 and {t.params["x"] for t in trials} == {2, 9}, "the test needs both values"

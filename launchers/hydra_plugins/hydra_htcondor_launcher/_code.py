@@ -316,8 +316,12 @@ def for_jobs(settings: Settings, *, skip: Iterable[str]) -> Code | None:
     if not settings.ships_code:
         return None
     code = gather(skip=skip, only=settings.code_modules)
-    log.info("HTCondor launcher: the app's code travels with the jobs: %s%s (%s)", CODE_PREFIX, code.digest,
-             code.describe())
+    log.info(
+        "HTCondor launcher: the app's code travels with the jobs: %s%s (%s)",
+        CODE_PREFIX,
+        code.digest,
+        code.describe(),
+    )
     return code
 
 

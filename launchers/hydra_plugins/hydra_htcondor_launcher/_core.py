@@ -42,6 +42,7 @@ def import_htcondor() -> Any:
 def connect(htcondor: Any, settings: Settings, tries: int = _schedd.QUERY_TRIES) -> Any:
     """Locate the schedd and make one cheap query (tried `tries` times, see _schedd.retried), so an
     unreachable pool fails before any folder exists."""
+
     def probe() -> Any:
         schedd = _schedd.locate(htcondor, settings.collector, settings.schedd)
         schedd.query(constraint="false", projection=["ClusterId"], limit=1)

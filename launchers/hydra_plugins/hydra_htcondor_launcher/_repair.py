@@ -32,8 +32,19 @@ from ._errors import HTCondorLauncherError
 from ._layout import SweepLayout, damaged_manifest_path, manifest_path
 from ._manifest import Manifest, ManifestError
 
-_PROJECTION = ["ClusterId", "ProcId", "HydraJobNum", "HydraSweepId", "JobStatus", "ExitCode", "ExitBySignal",
-               "UserLog", "NumJobStarts", "RemoveReason", "HoldReason"]
+_PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "HydraJobNum",
+    "HydraSweepId",
+    "JobStatus",
+    "ExitCode",
+    "ExitBySignal",
+    "UserLog",
+    "NumJobStarts",
+    "RemoveReason",
+    "HoldReason",
+]
 # HTCondor's JobStatus -> the manifest's state (completed ones by their exit code).
 _STATES = {1: "idle", 2: "running", 3: "removed", 5: "held", 6: "running", 7: "running"}
 _HEAD = ("sweep_id", "sweep_dir", "htcondor_dir", "schedd", "collector", "command")
@@ -212,6 +223,9 @@ def repair(sweep_dir: str, htcondor: Any) -> str:
         f"repaired {path}: {len(manifest.jobs)} job(s) ({len(salvaged)} from the damaged file's readable "
         f"lines, {from_pool} found in HTCondor)"
         + (f"; the damaged file is kept as {aside}" if aside else "")
-        + (f"; jobs {skipped} left out: neither their spec nor a manifest line names their overrides"
-           if skipped else "")
+        + (
+            f"; jobs {skipped} left out: neither their spec nor a manifest line names their overrides"
+            if skipped
+            else ""
+        )
     )

@@ -67,7 +67,6 @@ def task_digest(task: TaskFunction) -> str:
     return digest.hexdigest()[:16]
 
 
-
 # JobStatus values of a job still in the queue that a resumed sweep re-attaches to (idle, running, held,
 # transferring output, suspended); removed (3) and completed (4) ones are on their way out.
 _LIVE_STATUS = frozenset({1, 2, 5, 6, 7})
@@ -172,7 +171,13 @@ def _sweep_jobs(
     failing stops the run (PoolUnreachableError): taken for "no jobs", it would submit every queued job of
     a resumed sweep a second time."""
     projection = [
-        "ClusterId", "ProcId", "HydraJobNum", "JobStatus", "UserLog", "NumJobStarts", "JobLeaseDuration"
+        "ClusterId",
+        "ProcId",
+        "HydraJobNum",
+        "JobStatus",
+        "UserLog",
+        "NumJobStarts",
+        "JobLeaseDuration",
     ]
     try:
         ads = _schedd.sweep_ads(schedd, sweep_id, projection, history=history)
@@ -339,5 +344,3 @@ def reused(batch: Batch, job: Job, entry: dict[str, Any], ret: JobReturn) -> HTC
     if cluster is None or proc is None:
         out.htcondor_id = None
     return out
-
-

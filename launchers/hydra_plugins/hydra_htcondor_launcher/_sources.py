@@ -373,7 +373,10 @@ class _UnloadableNode(ConfigNode):
 
     def __init__(self, packed: _PackedNode, error: MissingClassError) -> None:
         self.name, self.group, self.package, self.provider = (
-            packed.name, packed.group, packed.package, packed.provider
+            packed.name,
+            packed.group,
+            packed.package,
+            packed.provider,
         )
         self.error = error
 

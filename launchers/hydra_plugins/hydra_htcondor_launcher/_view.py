@@ -196,9 +196,7 @@ def relocated(manifest: Manifest, sweep_dir: str) -> Manifest:
         if "earlier" in entry:
             entry["earlier"] = [{**sub, "log": moved(sub.get("log"))} for sub in entry["earlier"]]
         jobs[key] = entry
-    return dataclasses.replace(
-        manifest, sweep_dir=new, htcondor_dir=moved(manifest.htcondor_dir), jobs=jobs
-    )
+    return dataclasses.replace(manifest, sweep_dir=new, htcondor_dir=moved(manifest.htcondor_dir), jobs=jobs)
 
 
 # The file paths of a manifest's job entry.

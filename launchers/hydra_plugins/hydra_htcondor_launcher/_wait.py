@@ -205,8 +205,12 @@ class ClusterWatcher:
                 "for the job's lease" if until is None else f"until {clock_time(until)}",
             )
         else:
-            log.warning("%s: HTCondor gave up on its run on %s (%s); it is back in the queue", job, rec.host,
-                        reason or "no reason given")
+            log.warning(
+                "%s: HTCondor gave up on its run on %s (%s); it is back in the queue",
+                job,
+                rec.host,
+                reason or "no reason given",
+            )
 
     def poll(self) -> None:
         """Handle every event written since the last call (never blocks). An event log that cannot be read
@@ -386,8 +390,10 @@ class Follower:
     def table(self) -> str:
         """One table of every job followed; the counts line names the cluster, or the clusters."""
         clusters = sorted({w.cluster for w in self.watchers})
-        title: int | str = clusters[0] if len(clusters) == 1 else (
-            f"HTCondor clusters {', '.join(str(c) for c in clusters)}"
+        title: int | str = (
+            clusters[0]
+            if len(clusters) == 1
+            else (f"HTCondor clusters {', '.join(str(c) for c in clusters)}")
         )
         records = {i: rec for i, rec in enumerate(self.records())}
         elapsed = self.now - (self.start if self.start is not None else self.now)

@@ -79,15 +79,32 @@ def report(step: int, value: float) -> None:
         elif chirp:
             _chirp_ulog(chirp, line)
         else:
-            _once("none", logging.DEBUG, "report(%d, %r): no listener (not an HTCondor launcher job, no "
-                  "handler set); reports are dropped", step, number)
+            _once(
+                "none",
+                logging.DEBUG,
+                "report(%d, %r): no listener (not an HTCondor launcher job, no "
+                "handler set); reports are dropped",
+                step,
+                number,
+            )
     except (OSError, ValueError) as exc:
         # A container job whose starter listens on loopback reaches it only on the host's network.
-        where = f"file {path}" if path else (
-            f"HTCondor's chirp server ({chirp}; a container job may need docker_network_type = host)"
+        where = (
+            f"file {path}"
+            if path
+            else (f"HTCondor's chirp server ({chirp}; a container job may need docker_network_type = host)")
         )
-        _once("failed", logging.WARNING, "report(%d, %r) could not be sent to %s: %s: %s; the job goes on "
-              "(later failures are not repeated)", step, number, where, type(exc).__name__, exc)
+        _once(
+            "failed",
+            logging.WARNING,
+            "report(%d, %r) could not be sent to %s: %s: %s; the job goes on "
+            "(later failures are not repeated)",
+            step,
+            number,
+            where,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _once(key: str, level: int, msg: str, *args: object) -> None:

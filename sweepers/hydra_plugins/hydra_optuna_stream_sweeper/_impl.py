@@ -367,8 +367,11 @@ class StreamSweeperImpl:
         try:
             self._resume(runner)
             # Trials of the study that ended (any state); WAITING ones (enqueued) are asked like new ones.
-            finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                    TrialState.FAIL)))
+            finished = len(
+                study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                )
+            )
             if finished >= self.s.n_trials:
                 log.info("the study already has n_trials=%d trials: nothing to run", self.s.n_trials)
             while True:
