@@ -438,6 +438,7 @@ def test_pool_sweep_with_a_failing_job(tmp_path):
 # Any Hydra app with the report's callback: its task fills its job folder's filesystem, then fails as torch's
 # checkpoint writer does, with an error that does not say the disk is full.
 FILLING_APP = """
+import os
 
 import hydra
 from hydra.core.hydra_config import HydraConfig

@@ -44,7 +44,11 @@ MAX_FILES = 5_000
 MAX_BYTES = 16 * 1024 * 1024
 CODE_SUFFIX = ".py"
 # What a worker has by construction (it runs this launcher): never shipped, even from an editable install.
-WORKER_OWN = frozenset({"hydra", "omegaconf", "cloudpickle", "antlr4", "yaml", "htcondor2", "classad2"})
+# hydra_plugins is Hydra's plugin namespace: its portions (this launcher, an editable sweeper) belong to
+# the environment; shipped first on sys.path they would hide the worker's own portions.
+WORKER_OWN = frozenset(
+    {"hydra", "hydra_plugins", "omegaconf", "cloudpickle", "antlr4", "yaml", "htcondor2", "classad2"}
+)
 _LAUNCHER_DIR = os.path.dirname(os.path.realpath(__file__))
 
 

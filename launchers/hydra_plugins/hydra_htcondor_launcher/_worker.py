@@ -28,7 +28,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _code
 from ._contract import (
     CHIRP_CONFIG_ENV,
     OUTSIDE_FAILURE,
@@ -64,6 +63,8 @@ def _named_cause(exc: BaseException, paths: Iterable[str], code: dict[str, Any] 
     full = _disk_full_error(exc, paths)
     if full is not None:
         return full
+    from . import _code  # late: this module imports without Hydra (packed-env checks)
+
     return _code.named_failure(exc, code)
 
 
@@ -160,6 +161,8 @@ def _run_task(
     # The app's code as submitted, first (_code); then the folders the submitting process imported user
     # code from (those that exist here), so the task function and config types pickled by reference import
     # as they would locally. Appended: the worker's own environment wins over them.
+    from . import _code  # late: this module imports without Hydra (packed-env checks)
+
     _tell(_code.activate(code))
     for path in envelope["sys_path"]:
         if path not in sys.path and os.path.isdir(path):
@@ -248,6 +251,8 @@ def run(spec_file: str, job_id: str, transfer_root: str | None) -> int:
     with open(spec_file, "rb") as f:
         envelope = pickle.load(f)
     job = envelope["place"]
+    from . import _code  # late: this module imports without Hydra (packed-env checks)
+
     shipped = _code.located(envelope.get("code"), transfer_root)
     if transfer_root is None:
         result_file = job["result_path"]
