@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -222,6 +223,10 @@ def condor_pool(pytestconfig: pytest.Config) -> Iterator[CondorPool]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell's background job (`make test &`, nohup) starts with SIGINT ignored, and every child inherits
+    # that: the tests that Ctrl-C a sweep would see it ignored. Their children must get Python's own handler.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "condor_pool_shared" in workerinput:  # an xdist worker
         config.stash[_SHARED] = Path(workerinput["condor_pool_shared"])
