@@ -406,3 +406,32 @@ def _fresh_hydra_version_base() -> Iterator[None]:
     Singleton._instances.pop(VersionBase, None)
     if saved is not None:
         Singleton._instances[VersionBase] = saved
+
+
+def _procs_per_job(sweep_id: str, collector: str | None = None) -> dict[int, int]:
+    """How many procs the schedd ever had per Hydra job number of the sweep (queue and history); the session
+    pool's schedd, or the one of the pool whose collector is `collector`. Asked of the schedd directly, not
+    through the launcher under test."""
+    import htcondor2
+
+    if collector is None:
+        schedd = htcondor2.Schedd()
+    else:
+        schedd = htcondor2.Schedd(htcondor2.Collector(collector).locate(htcondor2.DaemonType.Schedd))
+    constraint = f'HydraSweepId == "{sweep_id}"'
+    proj = ["ClusterId", "ProcId", "HydraJobNum"]
+    ids = {
+        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
+        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
+    }
+    counts: dict[int, int] = {}
+    for num in ids.values():
+        counts[num] = counts.get(num, 0) + 1
+    return counts
+
+
+@pytest.fixture
+def procs_per_job() -> Callable[..., dict[int, int]]:
+    """_procs_per_job: one HTCondor job per Hydra job number is what re-attaching promises (launcher and
+    sweeper tests)."""
+    return _procs_per_job

@@ -59,27 +59,6 @@ def _manifest(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "sweep" / ".htcondor" / "manifest.json").read_text())
 
 
-def _procs_per_job(sweep_id: str, collector: str | None = None) -> dict[int, int]:
-    """How many procs the schedd ever had per Hydra job number of the sweep (queue and history); the session
-    pool's schedd, or the one of the pool whose collector is `collector`."""
-    import htcondor2
-
-    if collector is None:
-        schedd = htcondor2.Schedd()
-    else:
-        schedd = htcondor2.Schedd(htcondor2.Collector(collector).locate(htcondor2.DaemonType.Schedd))
-    constraint = f'HydraSweepId == "{sweep_id}"'
-    proj = ["ClusterId", "ProcId", "HydraJobNum"]
-    ids = {
-        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
-        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
-    }
-    counts: dict[int, int] = {}
-    for num in ids.values():
-        counts[num] = counts.get(num, 0) + 1
-    return counts
-
-
 def _results(out: str) -> list[str]:
     """The launcher's summary lines, e.g. "#0 : +x=1 -> 'ok:1'"."""
     return sorted(
@@ -87,7 +66,7 @@ def _results(out: str) -> list[str]:
     )
 
 
-def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path):
+def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path, procs_per_job):
     args = ("+x=1,2,3", "+sleep=20")
     proc = subprocess.Popen(
         _cmd(tmp_path, *args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -121,7 +100,7 @@ def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path):
         "#1 : +x=2 +sleep=20 -> 'ok:2'",
         "#2 : +x=3 +sleep=20 -> 'ok:3'",
     ]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"done"}
     assert {j["lease_s"] for j in _manifest(tmp_path)["jobs"].values()} == {lease}  # from the queue's ads
 
@@ -132,10 +111,10 @@ def test_sigkilled_submitter_reattaches_and_submits_nothing_twice(tmp_path):
     assert "resuming sweep: 3 reused, 0 re-attached, 0 resubmitted" in out2
     assert "submitted as cluster" not in out2
     assert _results(out2) == _results(out)
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
 
 
-def test_rerun_submits_only_the_failed_job(tmp_path):
+def test_rerun_submits_only_the_failed_job(tmp_path, procs_per_job):
     fix = tmp_path / "fixed"
     args = ("+x=a,fail", f"+fix={fix}")
     first = _run(_cmd(tmp_path, *args), tmp_path)
@@ -147,11 +126,11 @@ def test_rerun_submits_only_the_failed_job(tmp_path):
     assert rerun.returncode == 0, out[-3000:]
     assert "resuming sweep: 1 reused, 0 re-attached, 1 resubmitted" in out
     assert "1 job(s) submitted as cluster" in out
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 2}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 2}
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:a'", "'ok:fail'"]
 
 
-def test_detach_status_collect_changed_overrides_and_afresh(tmp_path):
+def test_detach_status_collect_changed_overrides_and_afresh(tmp_path, procs_per_job):
     args = ("+x=1,2", "+sleep=3", "hydra.launcher.detach=true")
     tic = time.monotonic()
     detached = _run(_cmd(tmp_path, *args), tmp_path, timeout=120)
@@ -172,7 +151,7 @@ def test_detach_status_collect_changed_overrides_and_afresh(tmp_path):
     assert collected.returncode == 0, out[-3000:]
     assert "resuming sweep:" in out and "0 resubmitted" in out
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1}
 
     done = _run([str(CLI), "status", str(tmp_path / "sweep")], tmp_path)
     assert done.returncode == 0 and "2 done" in done.stdout and "'ok:2'" in done.stdout, done.stdout
@@ -217,7 +196,7 @@ def test_status_of_a_finished_sweep_needs_no_pool(tmp_path):
     assert ".htcondor" in status.stdout  # where the logs are
 
 
-def test_basic_sweeper_batches_resume_and_detach_one_batch_per_run(tmp_path):
+def test_basic_sweeper_batches_resume_and_detach_one_batch_per_run(tmp_path, procs_per_job):
     args = ("+x=1,2,3", "hydra.sweeper.max_batch_size=2", "hydra.launcher.detach=true")
     first = _run(_cmd(tmp_path, *args), tmp_path, timeout=120)
     out = first.stdout + first.stderr
@@ -243,7 +222,7 @@ def test_basic_sweeper_batches_resume_and_detach_one_batch_per_run(tmp_path):
     assert "resuming sweep: 1 reused, 0 re-attached, 0 resubmitted" in out
     assert "submitted as cluster" not in out
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'", "'ok:3'"]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1, 2: 1}
 
 
 def test_jobs_lost_by_a_pool_restarted_with_an_empty_queue_fail_within_a_minute(tmp_path, private_pool):
@@ -301,7 +280,7 @@ def _wait_running(tmp_path: Path, n: int) -> None:
     pytest.fail("the jobs never ran")
 
 
-def test_interrupt_keep_leaves_jobs_running_and_the_rerun_reattaches(tmp_path):
+def test_interrupt_keep_leaves_jobs_running_and_the_rerun_reattaches(tmp_path, procs_per_job):
     args = ("+x=1,2", "+sleep=8", "hydra.launcher.on_interrupt=keep")
     proc = subprocess.Popen(
         _cmd(tmp_path, *args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -321,7 +300,7 @@ def test_interrupt_keep_leaves_jobs_running_and_the_rerun_reattaches(tmp_path):
     assert rerun.returncode == 0, out[-3000:]
     assert "0 resubmitted" in out and "re-attached" in out
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1}
 
 
 def test_rm_and_logs_of_a_detached_sweep(tmp_path):
@@ -338,7 +317,7 @@ def test_rm_and_logs_of_a_detached_sweep(tmp_path):
     assert again.returncode == 0 and "removed 0 job(s)" in again.stdout
 
 
-def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path):
+def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path, procs_per_job):
     args = ("+x=1,2",)
     proc = subprocess.Popen(
         _cmd(tmp_path, *args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -368,7 +347,7 @@ def test_sigkilled_after_the_jobs_finished_the_rerun_submits_nothing(tmp_path):
     assert "submitted as cluster" not in out
     assert "resuming sweep:" in out and "0 resubmitted" in out
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1}
     assert {j["state"] for j in _manifest(tmp_path)["jobs"].values()} == {"done"}
 
 
@@ -378,7 +357,7 @@ def _one_line(out: str, needle: str) -> str:
     return lines[0]
 
 
-def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
+def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path, procs_per_job):
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "extra.yaml").write_text("a: 1\n")
@@ -397,7 +376,7 @@ def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
     assert f"the task 'main' ({app})" in line and "changed since 2 job(s) ran (#0, #1)" in line
     assert "config sources" not in line and "running them again" in line
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
-    assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+    assert procs_per_job(sweep_id) == {0: 2, 1: 2}
 
     old = _manifest(tmp_path)["jobs"]["0"]["configs"]
     (conf / "extra.yaml").write_text("a: 2\n")
@@ -406,7 +385,7 @@ def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
     assert reconfigured.returncode == 0, out[-3000:]
     line = _one_line(out, "changed since")
     assert f"the config sources (snapshot config-sources-{old} in " in line and "the task" not in line
-    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+    assert procs_per_job(sweep_id) == {0: 3, 1: 3}
 
     same = _run(_cmd(tmp_path, *args), tmp_path)
     out = same.stdout + same.stderr
@@ -423,10 +402,10 @@ def test_a_changed_task_or_config_runs_the_jobs_again(tmp_path):
     out = legacy.stdout + legacy.stderr
     assert legacy.returncode == 0 and "resuming sweep: 2 reused" in out, out[-3000:]
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'v2:1'", "'v2:2'"]
-    assert _procs_per_job(sweep_id) == {0: 3, 1: 3}
+    assert procs_per_job(sweep_id) == {0: 3, 1: 3}
 
 
-def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed(tmp_path):
+def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed(tmp_path, procs_per_job):
     args = ("+x=1,2", "+sleep=600", "hydra.launcher.detach=true")
     detached = _run(_cmd(tmp_path, *args), tmp_path)
     assert detached.returncode == 0, detached.stderr[-3000:]
@@ -441,19 +420,19 @@ def test_a_changed_task_with_jobs_still_queued_is_refused_until_they_are_removed
         assert len(err) == 1, refused.stderr
         assert "the task code changed since 2 job(s) of the sweep" in err[0] and "still in HTCondor" in err[0]
         assert f"hydra-htcondor rm {sweep}" in err[0]
-        assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+        assert procs_per_job(sweep_id) == {0: 1, 1: 1}
 
         assert _run([str(CLI), "rm", str(sweep)], tmp_path).returncode == 0
         again = _run(_cmd(tmp_path, *args), tmp_path)
         out = again.stdout + again.stderr
         assert again.returncode == 0 and "detached: 2 job(s)" in out, out[-3000:]
-        assert _procs_per_job(sweep_id) == {0: 2, 1: 2}
+        assert procs_per_job(sweep_id) == {0: 2, 1: 2}
     finally:
         _run([str(CLI), "rm", str(sweep)], tmp_path)
 
 
 def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits_nothing(
-    tmp_path, private_pool
+    tmp_path, private_pool, procs_per_job
 ):
     done = private_pool.run("start")
     assert done.returncode == 0, f"private pool start: {done.stderr[-2000:]}"
@@ -485,7 +464,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         assert "3 tries in" in err[0] and "nothing was submitted" in err[0] and "condor_q" in err[0]
         # 3 tries of HTCondor's 20 s timeout and 1 + 2 s between them: bounded, not a hang.
         assert took < 150, took
-        assert _procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
+        assert procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
         # Answering again, the same command re-attaches: the stopped run left nothing to undo.
         resumed = subprocess.run(
             _cmd(tmp_path, *args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
@@ -493,7 +472,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         out = resumed.stdout + resumed.stderr
         assert resumed.returncode == 0, out[-3000:]
         assert "resuming sweep: 0 reused, 2 re-attached, 0 resubmitted" in out, out[-3000:]
-        assert _procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
+        assert procs_per_job(sweep_id, collector=collector) == {0: 1, 1: 1}
 
         # A damaged manifest of jobs still queued: repair finds them in the queue, status follows them.
         (tmp_path / "sweep" / ".htcondor" / "manifest.json").write_text("garbage")
@@ -516,7 +495,7 @@ def test_a_schedd_that_does_not_answer_stops_the_rerun_with_one_line_and_submits
         )
 
 
-def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_path):
+def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_path, procs_per_job):
     args = ("+x=1,2",)
     first = _run(_cmd(tmp_path, *args), tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -547,7 +526,7 @@ def test_a_damaged_manifest_names_repair_which_rebuilds_it_losing_no_result(tmp_
     assert rerun.returncode == 0, out[-3000:]
     assert "resuming sweep: 2 reused" in out and "submitted as cluster" not in out, out[-3000:]
     assert [r.split(" -> ")[1] for r in _results(out)] == ["'ok:1'", "'ok:2'"]
-    assert _procs_per_job(sweep_id) == {0: 1, 1: 1}
+    assert procs_per_job(sweep_id) == {0: 1, 1: 1}
 
     # Gone altogether: the re-run does not start afresh over the stored results, repair brings it back.
     path.unlink()

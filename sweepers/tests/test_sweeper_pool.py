@@ -42,24 +42,6 @@ def _job_times(sweep_dir: Path) -> dict[int, dict[str, int]]:
     return times
 
 
-def _procs_per_job(sweep_dir: Path) -> dict[int, int]:
-    """How many HTCondor jobs the schedd ever had per Hydra job number of the sweep (queue and history)."""
-    import htcondor2
-
-    sweep_id = json.loads(Path(SweepLayout(str(sweep_dir)).manifest).read_text())["sweep_id"]
-    schedd = htcondor2.Schedd()
-    constraint = f'HydraSweepId == "{sweep_id}"'
-    proj = ["ClusterId", "ProcId", "HydraJobNum"]
-    ids = {
-        (int(ad["ClusterId"]), int(ad["ProcId"])): int(ad["HydraJobNum"])
-        for ad in [*schedd.query(constraint, projection=proj), *schedd.history(constraint, proj, match=-1)]
-    }
-    counts: dict[int, int] = {}
-    for num in ids.values():
-        counts[num] = counts.get(num, 0) + 1
-    return counts
-
-
 def test_streams_a_new_job_the_moment_a_trial_ends(tmp_path):
     # Run times 1-10 s (sleep 1 + 3x), two slots: a batch would keep a slot idle while its slower job runs.
     sweep = tmp_path / "sweep"
@@ -112,7 +94,9 @@ def _two_running_after_one_finished(sweep: Path) -> None:
 
 
 @pytest.mark.parametrize("jobs_end_meanwhile", [False, True], ids=["still-running", "ended-while-down"])
-def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp_path, jobs_end_meanwhile):
+def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(
+    tmp_path, jobs_end_meanwhile, procs_per_job
+):
     sweep = tmp_path / "sweep"
     args = (*POOL, "x=interval(0, 3)", "sleep_s=6", "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2")
     proc = subprocess.Popen(
@@ -139,7 +123,8 @@ def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(tmp
     trials = study(sweep).get_trials()
     assert [t.number for t in trials] == list(range(5))  # exactly n_trials
     assert all(t.state == TrialState.COMPLETE for t in trials)  # the re-attached ones told from their jobs
-    assert _procs_per_job(sweep) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
+    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
+    assert procs_per_job(sweep_id) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
 
 
 def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
