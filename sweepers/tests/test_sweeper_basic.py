@@ -197,7 +197,10 @@ def test_a_failing_trial_is_fail_with_its_cause_and_max_failure_rate_stops_the_s
     for t in failed:
         cause = f"ValueError: x={t.params['x']} is above fail_above=3"
         assert t.user_attrs["failure"] == cause
-        assert f"trial {t.number} (job #{t.number}) FAIL: {cause}" in stopped.stdout
+        # With the job's folder, where its log is (Hydra's basic launcher names no other log).
+        assert f"trial {t.number} (job #{t.number}) FAIL: {cause}; job folder {sweep / str(t.number)}" in (
+            stopped.stdout
+        )
     assert error_line(stopped.stdout) == (
         "optuna_stream: 3 trial(s) failed in this run, more than max_failure_rate=0.25 of n_trials=8 allows "
         f"(2); the last: trial {failed[-1].number} (job #{failed[-1].number}): {cause}"

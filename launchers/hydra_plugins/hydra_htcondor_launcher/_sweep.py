@@ -273,6 +273,12 @@ class SweepEngine:
         self._results[num] = ret
         return ret
 
+    def log_paths(self, num: int) -> str:
+        if num not in self.batches:
+            raise KeyError(f"job #{num} is not a job of this sweep")
+        sub = self.batches[num]
+        return sub.job_paths(next(job for job in sub.jobs if job.num == num))
+
     def remove(self, num: int, reason: str) -> None:
         if num not in self.batches:
             raise KeyError(f"job #{num} is not a job of this sweep")

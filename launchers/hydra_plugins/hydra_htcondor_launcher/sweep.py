@@ -89,6 +89,11 @@ class Sweep:
         log paths. Never raises for a job that ended; ValueError for one that has not."""
         return self._engine.result(num)
 
+    def log_paths(self, num: int) -> str:
+        """Where a job's logs are, as every job error names them ("stdout ..., stderr ..., HTCondor log
+        ..."): for a caller that tells a failure its own way. KeyError for a number not of this Sweep."""
+        return self._engine.log_paths(num)
+
     def remove(self, num: int, reason: str) -> None:
         """Remove this one job from HTCondor (condor_rm), e.g. ``remove(3, "pruned at step 2")``. It ends
         REMOVED with ``reason``: its result is FAILED, ``reason`` in its error; poll() returns its "ended"

@@ -323,7 +323,8 @@ class StreamSweeperImpl:
         trial.set_user_attr(ATTR_FAILURE, cause)
         self.study.tell(trial, state=TrialState.FAIL)
         self.failures.append(f"trial {number} (job #{number}): {cause}")
-        log.warning("trial %d (job #%d) FAIL: %s", number, number, cause)
+        logs = f"; {ended.logs}" if ended.logs else ""
+        log.warning("trial %d (job #%d) FAIL: %s%s", number, number, cause, logs)
 
     # --- the search ---
 

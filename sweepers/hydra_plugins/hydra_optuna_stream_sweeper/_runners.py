@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Ended:
     ret: JobReturn | None = None
     pruned: str | None = None  # the sweeper pruned it and removed its job: why
     lost: str | None = None  # no job and no result for it (a resumed sweep): why
+    logs: str | None = None  # where a failed job's logs are (said with its failure on the console)
 
 
 class Runner(ABC):
@@ -109,6 +110,13 @@ def _reporting_handler(decide: Decide) -> Iterator[bool]:
         reporting.set_handler(None)
 
 
+def _job_folder(ret: JobReturn) -> str | None:
+    """A failed job's folder (its log file is there), for a launcher that names no other log."""
+    if ret.status == JobStatus.COMPLETED or ret.hydra_cfg is None:
+        return None
+    return f"job folder {ret.hydra_cfg.hydra.runtime.output_dir}"
+
+
 class BatchRunner(Runner):
     """Any Hydra launcher, through ``launch()``: the jobs submitted since the last ``wait`` are one batch."""
 
@@ -128,7 +136,9 @@ class BatchRunner(Runner):
         with _reporting_handler(self.decide):
             for run in _contiguous(batch):
                 returns = self.launcher.launch([list(o) for _, o in run], initial_job_idx=run[0][0])
-                ended += [Ended(num, ret) for (num, _), ret in zip(run, returns, strict=True)]
+                ended += [
+                    Ended(num, ret, logs=_job_folder(ret)) for (num, _), ret in zip(run, returns, strict=True)
+                ]
         return ended
 
     def reattach(self, nums: Sequence[int]) -> dict[int, str]:
@@ -167,7 +177,9 @@ class HTCondorRunner(Runner):
                     self.pruned[event.num] = reason
                     ended.append(Ended(event.num, pruned=reason))
             elif event.kind == "ended":
-                ended.append(Ended(event.num, self.sweep.result(event.num)))
+                ret = self.sweep.result(event.num)
+                logs = None if ret.status == JobStatus.COMPLETED else self.sweep.log_paths(event.num)
+                ended.append(Ended(event.num, ret, logs=logs))
         return ended
 
     def wait(self) -> list[Ended]:
