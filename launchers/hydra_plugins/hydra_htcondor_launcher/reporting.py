@@ -88,11 +88,14 @@ def report(step: int, value: float) -> None:
                 number,
             )
     except (OSError, ValueError) as exc:
-        # A container job whose starter listens on loopback reaches it only on the host's network.
+        # The starter listens on loopback only: a container job reaches it only on the host's network.
         where = (
             f"file {path}"
             if path
-            else (f"HTCondor's chirp server ({chirp}; a container job may need docker_network_type = host)")
+            else (
+                f"HTCondor's chirp server ({chirp}; a container job reaches it only with "
+                "docker_network_type = host, the launcher's choice unless submit_commands names another)"
+            )
         )
         _once(
             "failed",
