@@ -4,6 +4,7 @@ chirp from inside a container."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import cloudpickle
 import pytest
 from _launch_helpers import launch
 from hydra.core.utils import JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _jobstate
+from hydra_plugins.hydra_htcondor_launcher import _jobstate, _settings
 from hydra_plugins.hydra_htcondor_launcher._contract import parse_report
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord
 from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
@@ -114,3 +115,36 @@ def test_reports_travel_by_chirp_from_a_container(tmp_path, received):
     layout = _check(sweep, results, received, [0.5])
     ((_, _, log_file),) = layout.batch_logs()
     assert [parse_report(t) for t in _generic_texts(log_file)] == _expected(0.5)
+
+
+@pytest.mark.container
+@pytest.mark.usefixtures("container_worker")
+def test_a_network_of_the_users_own_wins_and_one_line_says_the_reports_cannot_travel(tmp_path, received):
+    # Not caplog: the launcher re-configures logging (Hydra's configure_log), dropping the root's handlers.
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger(_settings.__name__).addHandler(handler)
+    sweep = tmp_path / "sweep"
+    try:
+        results = launch(
+            sweep,
+            _reporting_task,
+            [["+base=0.5"]],
+            [
+                "hydra.launcher.env_mode=container",
+                "hydra.launcher.container_image=docker://mnist-app-test-worker:latest",
+                "hydra.launcher.transfer_files=true",
+                "+hydra.launcher.submit_commands.docker_network_type=none",
+            ],
+        )
+    finally:
+        logging.getLogger(_settings.__name__).removeHandler(handler)
+    assert [r.status for r in results] == [JobStatus.COMPLETED]  # a report that cannot travel fails nothing
+    assert received == {}
+    assert len(warnings) == 1 and "submit_commands.docker_network_type='none'" in warnings[0], warnings
+    assert "cannot reach HTCondor's chirp server" in warnings[0]
+    # The job's log (its stdout, Hydra's job logging) says so once (--network=none: a loopback only).
+    out = Path(SweepLayout(str(sweep)).stdout(0)).read_text()
+    assert out.count("could not be sent to HTCondor's chirp server") == 1, out
+    assert "ConnectionRefusedError" in out, out
