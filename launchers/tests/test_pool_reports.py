@@ -96,30 +96,31 @@ def test_reports_travel_by_chirp_with_file_transfer(tmp_path, received):
     assert not any(os.path.exists(layout.reports(num)) for num in (0, 1))
 
 
+def _in_a_container(sweep: Path, image: str, *overrides: str) -> list:
+    """One job of _reporting_task (base 0.5) in the worker image (container_worker.image)."""
+    container = [
+        "hydra.launcher.env_mode=container",
+        f"hydra.launcher.container_image={image}",
+        "hydra.launcher.transfer_files=true",
+    ]
+    return launch(sweep, _reporting_task, [["+base=0.5"]], [*container, *overrides])
+
+
 @pytest.mark.container
-@pytest.mark.usefixtures("container_worker")
-def test_reports_travel_by_chirp_from_a_container(tmp_path, received):
+def test_reports_travel_by_chirp_from_a_container(tmp_path, received, container_worker):
     sweep = tmp_path / "sweep"
-    results = launch(
-        sweep,
-        _reporting_task,
-        [["+base=0.5"]],
-        [
-            "hydra.launcher.env_mode=container",
-            "hydra.launcher.container_image=docker://mnist-app-test-worker:latest",
-            # No network setting: HTCondor's chirp server listens on loopback only, and the launcher puts the
-            # container on the host's network for it (launchers/README.md, "Intermediate reports").
-            "hydra.launcher.transfer_files=true",
-        ],
-    )
+    # No network setting: HTCondor's chirp server listens on loopback only, and the launcher puts the
+    # container on the host's network for it (launchers/README.md, "Intermediate reports").
+    results = _in_a_container(sweep, container_worker.image)
     layout = _check(sweep, results, received, [0.5])
     ((_, _, log_file),) = layout.batch_logs()
     assert [parse_report(t) for t in _generic_texts(log_file)] == _expected(0.5)
 
 
 @pytest.mark.container
-@pytest.mark.usefixtures("container_worker")
-def test_a_network_of_the_users_own_wins_and_one_line_says_the_reports_cannot_travel(tmp_path, received):
+def test_a_network_of_the_users_own_wins_and_one_line_says_the_reports_cannot_travel(
+    tmp_path, received, container_worker
+):
     # Not caplog: the launcher re-configures logging (Hydra's configure_log), dropping the root's handlers.
     warnings: list[str] = []
     handler = logging.Handler(logging.WARNING)
@@ -127,16 +128,8 @@ def test_a_network_of_the_users_own_wins_and_one_line_says_the_reports_cannot_tr
     logging.getLogger(_settings.__name__).addHandler(handler)
     sweep = tmp_path / "sweep"
     try:
-        results = launch(
-            sweep,
-            _reporting_task,
-            [["+base=0.5"]],
-            [
-                "hydra.launcher.env_mode=container",
-                "hydra.launcher.container_image=docker://mnist-app-test-worker:latest",
-                "hydra.launcher.transfer_files=true",
-                "+hydra.launcher.submit_commands.docker_network_type=none",
-            ],
+        results = _in_a_container(
+            sweep, container_worker.image, "+hydra.launcher.submit_commands.docker_network_type=none"
         )
     finally:
         logging.getLogger(_settings.__name__).removeHandler(handler)
