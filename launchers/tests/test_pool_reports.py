@@ -4,6 +4,7 @@ chirp from inside a container."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import cloudpickle
 import pytest
 from _launch_helpers import launch
 from hydra.core.utils import JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _jobstate
+from hydra_plugins.hydra_htcondor_launcher import _jobstate, _settings
 from hydra_plugins.hydra_htcondor_launcher._contract import parse_report
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord
 from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
@@ -95,23 +96,48 @@ def test_reports_travel_by_chirp_with_file_transfer(tmp_path, received):
     assert not any(os.path.exists(layout.reports(num)) for num in (0, 1))
 
 
+def _in_a_container(sweep: Path, image: str, *overrides: str) -> list:
+    """One job of _reporting_task (base 0.5) in the worker image (container_worker.image)."""
+    container = [
+        "hydra.launcher.env_mode=container",
+        f"hydra.launcher.container_image={image}",
+        "hydra.launcher.transfer_files=true",
+    ]
+    return launch(sweep, _reporting_task, [["+base=0.5"]], [*container, *overrides])
+
+
 @pytest.mark.container
-@pytest.mark.usefixtures("container_worker")
-def test_reports_travel_by_chirp_from_a_container(tmp_path, received):
+def test_reports_travel_by_chirp_from_a_container(tmp_path, received, container_worker):
     sweep = tmp_path / "sweep"
-    results = launch(
-        sweep,
-        _reporting_task,
-        [["+base=0.5"]],
-        [
-            "hydra.launcher.env_mode=container",
-            "hydra.launcher.container_image=docker://mnist-app-test-worker:latest",
-            "hydra.launcher.transfer_files=true",
-            # The test pool's starter listens on 127.0.0.1 only: a container reaches it on the host's network
-            # (launchers/README.md, "Intermediate reports").
-            "+hydra.launcher.submit_commands.docker_network_type=host",
-        ],
-    )
+    # No network setting: HTCondor's chirp server listens on loopback only, and the launcher puts the
+    # container on the host's network for it (launchers/README.md, "Intermediate reports").
+    results = _in_a_container(sweep, container_worker.image)
     layout = _check(sweep, results, received, [0.5])
     ((_, _, log_file),) = layout.batch_logs()
     assert [parse_report(t) for t in _generic_texts(log_file)] == _expected(0.5)
+
+
+@pytest.mark.container
+def test_a_network_of_the_users_own_wins_and_one_line_says_the_reports_cannot_travel(
+    tmp_path, received, container_worker
+):
+    # Not caplog: the launcher re-configures logging (Hydra's configure_log), dropping the root's handlers.
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger(_settings.__name__).addHandler(handler)
+    sweep = tmp_path / "sweep"
+    try:
+        results = _in_a_container(
+            sweep, container_worker.image, "+hydra.launcher.submit_commands.docker_network_type=none"
+        )
+    finally:
+        logging.getLogger(_settings.__name__).removeHandler(handler)
+    assert [r.status for r in results] == [JobStatus.COMPLETED]  # a report that cannot travel fails nothing
+    assert received == {}
+    assert len(warnings) == 1 and "submit_commands.docker_network_type='none'" in warnings[0], warnings
+    assert "cannot reach HTCondor's chirp server" in warnings[0]
+    # The job's log (its stdout, Hydra's job logging) says so once (--network=none: a loopback only).
+    out = Path(SweepLayout(str(sweep)).stdout(0)).read_text()
+    assert out.count("could not be sent to HTCondor's chirp server") == 1, out
+    assert "ConnectionRefusedError" in out, out

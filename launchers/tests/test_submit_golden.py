@@ -149,6 +149,36 @@ def test_requirements_are_and_combined_never_replaced():
     assert desc["gpus_minimum_capability"] == "7.5" and desc["gpus_minimum_memory"] == "10000"
 
 
+CONTAINER = CASES["container_transfer"]
+
+
+@pytest.mark.parametrize(
+    ("commands", "network", "warned"),
+    [
+        ({}, "host", False),  # the launcher's choice: chirp's server listens on loopback only
+        ({"docker_network_type": "host"}, "host", False),
+        ({"Docker_Network_Type": "none"}, "none", True),  # the user's, in any case, wins
+        ({"docker_network_type": ""}, "", True),  # docker's default network
+    ],
+    ids=["unset", "host", "none", "default"],
+)
+def test_container_jobs_get_the_host_network_for_chirp_unless_the_user_names_one(
+    commands, network, warned, caplog
+):
+    with caplog.at_level("WARNING", logger="hydra_plugins.hydra_htcondor_launcher._settings"):
+        settings = _validate(_conf(**CONTAINER, submit_commands=commands))
+    plan = _submit.build_submit(settings, sweep_dir=SWEEP, cwd=CWD, job_nums=[0], job_subdirs=["0"])
+    desc = plan.description
+    assert [value for key, value in desc.items() if key.lower() == "docker_network_type"] == [network]
+    lines = [r.getMessage() for r in caplog.records]
+    if warned:
+        assert len(lines) == 1, lines
+        assert f"hydra.launcher.submit_commands.docker_network_type={network!r}:" in lines[0]
+        assert "reports" in lines[0] and "cannot reach HTCondor's chirp server" in lines[0]
+    else:
+        assert lines == []
+
+
 def test_packed_wrapper_runs_python_from_the_unpacked_env(tmp_path):
     """Run the generated wrapper for real on a tarball of a tiny fake environment."""
     import subprocess

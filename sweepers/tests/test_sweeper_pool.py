@@ -155,20 +155,33 @@ def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
     assert left == []
 
 
-@pytest.mark.parametrize("transfer", [False, True], ids=["shared", "transfer_files"])
-def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled(tmp_path, transfer):
-    # The pool's report channel (a report file on a shared filesystem, chirp into the event log with file
-    # transfer) is h-chirp's _reports; until it is merged the launcher's records get no reports.
-    pytest.importorskip("hydra_plugins.hydra_htcondor_launcher._reports", reason="h-chirp's report channel")
+# Each mode's report channel: the job's report file on a shared filesystem; chirp into the event log with file
+# transfer; chirp from a container job, whose network the launcher makes the host's (the starter listens on
+# loopback only).
+MODES = {
+    "shared": ("hydra.launcher.transfer_files=false",),
+    "transfer_files": ("hydra.launcher.transfer_files=true",),
+    "container": ("hydra.launcher.transfer_files=true", "hydra.launcher.env_mode=container"),
+}
+
+
+@pytest.mark.parametrize(
+    "mode", ["shared", "transfer_files", pytest.param("container", marks=pytest.mark.container)]
+)
+def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled(tmp_path, mode, request):
     import htcondor2
 
+    mode_args = MODES[mode]
+    if mode == "container":  # the engine and the worker image (root conftest), as for every container test
+        image = request.getfixturevalue("container_worker").image
+        mode_args = (*mode_args, f"hydra.launcher.container_image={image}")
     sweep = tmp_path / "sweep"
     # ThresholdPruner: x=9 reports 50 + 6 at step 0, above 20: pruned there; x=2 runs its 6 steps (6 s).
     done = run(
         tmp_path,
         sweep,
         *POOL,
-        f"hydra.launcher.transfer_files={str(transfer).lower()}",
+        *mode_args,
         "x=choice(2, 9)",
         "steps=6",
         "step_s=1",

@@ -9,6 +9,7 @@ need each other, and returns the same fields normalized (paths absolute, the wor
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 from ._contract import WORKER_EXIT_CODES
 from ._errors import ConfigError
 from .config import Bound, CodeSnapshot, EnvMode, HTCondorLauncherConf, OnInterrupt
+
+log = logging.getLogger(__name__)
 
 # Submit commands the launcher writes itself, and the setting that controls each; passing one through
 # submit_commands would silently replace the launcher's value.
@@ -81,6 +84,12 @@ EXECUTE_SIDE_VARIABLES = (
     "X509_USER_PROXY",
     "BEARER_TOKEN_FILE",
 )
+# HTCondor's chirp server (want_io_proxy: a job's reports) listens on the execute machine's loopback only,
+# and a docker container has a loopback of its own: a container job reaches it only on the host's network.
+# The launcher asks for that network unless submit_commands names one (launchers/README.md, "Intermediate
+# reports").
+DOCKER_NETWORK = "docker_network_type"
+CHIRP_NETWORK = "host"
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B?)?\s*$", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMAND_NAME = re.compile(r"^[+A-Za-z_][A-Za-z0-9_.+]*$")
@@ -120,6 +129,11 @@ class Settings(HTCondorLauncherConf):
         if self.code_snapshot == CodeSnapshot.auto:
             return not self.shared_filesystem
         return self.code_snapshot == CodeSnapshot.always
+
+    @property
+    def docker_network(self) -> str | None:
+        """The docker network a user named in submit_commands (any case of docker_network_type), or None."""
+        return next((v for k, v in self.submit_commands.items() if k.lower() == DOCKER_NETWORK), None)
 
     @property
     def getenv_command(self) -> str | None:
@@ -382,4 +396,16 @@ def validate(conf: HTCondorLauncherConf, *, cwd: str, sweep_dir: str, default_py
         code_snapshot=code_snapshot,
         code_modules=code_modules,
     )
-    return Settings(**values)
+    settings = Settings(**values)
+    network = settings.docker_network
+    if env_mode == EnvMode.container and network is not None and network.strip().lower() != CHIRP_NETWORK:
+        log.warning(
+            "hydra.launcher.submit_commands.%s=%r: the jobs' reports (reporting.report, what a pruning "
+            "sweeper reads) cannot reach HTCondor's chirp server, which listens on the execute machine's "
+            "loopback only, reachable from a docker container on the host's network (%s, the launcher's "
+            "choice when unset); they are dropped",
+            DOCKER_NETWORK,
+            network,
+            CHIRP_NETWORK,
+        )
+    return settings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ._contract import NO_PACKED_PYTHON, TASK_RAISED
 from ._errors import ConfigError
 from ._layout import SweepLayout
-from ._settings import Settings
+from ._settings import CHIRP_NETWORK, DOCKER_NETWORK, Settings
 from .config import EnvMode
 
 WORKER_MODULE = "hydra_plugins.hydra_htcondor_launcher._worker"
@@ -216,6 +216,9 @@ def build_submit(
         # The job's intermediate reports (reporting.report) travel by chirp into the event log; on a shared
         # filesystem they go to a file instead.
         desc["want_io_proxy"] = "true"
+        if settings.env_mode == EnvMode.container and settings.docker_network is None:
+            # Chirp's server listens on the execute machine's loopback only (_settings.DOCKER_NETWORK).
+            desc[DOCKER_NETWORK] = CHIRP_NETWORK
     if settings.checkpoint_exit_code is not None:
         # The task saved its state and asks for a restart (README, "Checkpoints and evictions").
         desc["checkpoint_exit_code"] = str(settings.checkpoint_exit_code)

@@ -14,9 +14,9 @@ Where a report goes:
   binary needed, which a container image lacks);
 - else (a plain local run) nowhere: a debug line, once.
 
-A channel that fails (a full disk, a starter out of reach) never fails the job: a warning, once, on the
-job's stderr log; later failures are debug lines. Standard library only: Hydra's plugin scan imports this
-module at every start.
+A channel that fails (a full disk, a starter out of reach) never fails the job: a warning, once, in the
+job's log (with Hydra's job logging: its stdout and the job folder's .log); later failures are debug lines.
+Standard library only: Hydra's plugin scan imports this module at every start.
 """
 
 from __future__ import annotations
@@ -88,11 +88,14 @@ def report(step: int, value: float) -> None:
                 number,
             )
     except (OSError, ValueError) as exc:
-        # A container job whose starter listens on loopback reaches it only on the host's network.
+        # The starter listens on loopback only: a container job reaches it only on the host's network.
         where = (
             f"file {path}"
             if path
-            else (f"HTCondor's chirp server ({chirp}; a container job may need docker_network_type = host)")
+            else (
+                f"HTCondor's chirp server ({chirp}; a container job reaches it only with "
+                "docker_network_type = host, the launcher's choice unless submit_commands names another)"
+            )
         )
         _once(
             "failed",
