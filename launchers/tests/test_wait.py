@@ -58,7 +58,9 @@ class FakeBindings:
         return Log()
 
     def schedd(self):
-        return types.SimpleNamespace(act=lambda action, spec: self.actions.append((action.value, spec)))
+        return types.SimpleNamespace(
+            act=lambda action, spec, reason=None: self.actions.append((action.value, spec))
+        )
 
 
 _POLICY = {f.name for f in dataclasses.fields(_wait.WatchPolicy)}

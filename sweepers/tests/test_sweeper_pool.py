@@ -198,16 +198,16 @@ def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled
     times = _job_times(sweep)
     manifest = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())
     status = {
-        int(ad["HydraJobNum"]): int(ad["JobStatus"])
+        int(ad["HydraJobNum"]): (int(ad["JobStatus"]), ad.get("RemoveReason"))
         for ad in htcondor2.Schedd().history(
-            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus"], match=-1
+            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus", "RemoveReason"], match=-1
         )
     }
     for t in trials:
         if t.params["x"] == 9:
             assert t.state == TrialState.PRUNED and t.intermediate_values == {0: 56.0}
             # Removed from HTCondor with the reason, long before its 6 steps were over.
-            assert status[t.number] == 3  # REMOVED
+            assert status[t.number] == (3, "pruned at step 0")  # REMOVED, HTCondor knows why
             assert manifest["jobs"][str(t.number)]["abort_reason"] == "pruned at step 0"
             assert times[t.number]["end"] - times[t.number]["execute"] < 6
             # Its slot refilled: while trials were left to ask, a new job was submitted right after it ended.

@@ -98,9 +98,11 @@ class ClusterWatcher:
         self._unreadable_since: float | None = None
 
     # -- schedd actions ------------------------------------------------------------------------
-    def _act(self, action: str, job_spec: str | list[str]) -> None:
+    def _act(self, action: str, job_spec: str | list[str], reason: str | None = None) -> None:
         try:
-            self.schedd.act(getattr(self.htcondor.JobAction, action), job_spec)
+            # The reason reaches the job's ad (RemoveReason) and its event log's abort event: condor_q,
+            # condor_history and the pool's admins see why, not "Python-initiated action".
+            self.schedd.act(getattr(self.htcondor.JobAction, action), job_spec, reason=reason)
         except Exception as exc:
             log.warning("HTCondor %s of %s failed: %s", action.lower(), job_spec, exc)
 
@@ -113,9 +115,9 @@ class ClusterWatcher:
         their job numbers."""
         if recs:
             if self.whole_cluster and len(recs) == len(self.records):
-                self._act("Remove", f"ClusterId == {self.cluster}")
+                self._act("Remove", f"ClusterId == {self.cluster}", reason)
             else:
-                self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in recs])
+                self._act("Remove", [f"{self.cluster}.{rec.proc}" for rec in recs], reason)
             for rec in recs:
                 _jobstate.remove_requested(rec, reason)
         return [rec.num for rec in recs]
