@@ -352,10 +352,8 @@ def _legend(ax: Any, keys: Sequence[str], marks: bool = True) -> None:
     handles: list[Any] = []
     for key in keys:
         if marks and (key in _END_MARKERS or key == EVICTED):
-            marker = "X" if key == EVICTED else _END_MARKERS[key]
-            handles.append(
-                Line2D([], [], ls="", marker=marker, ms=8, color=_STATE_COLORS[key], label=f"{key} (end)")
-            )
+            marker, label = ("X", key) if key == EVICTED else (_END_MARKERS[key], f"{key} (end)")
+            handles.append(Line2D([], [], ls="", marker=marker, ms=8, color=_STATE_COLORS[key], label=label))
         else:
             handles.append(Patch(color=_STATE_COLORS[key], label=key))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
