@@ -340,7 +340,8 @@ def test_the_report_shows_each_trials_state_from_the_study(tmp_path):
     ]
     assert rows[2]["optuna_failure"].startswith("lost: ") and float(rows[1]["last_reported_value"]) == 0.6
     text = table_text(sweep)
-    assert "1 done, 1 failed, 1 pruned, 1 running" in text and "PRUNED at step 1 (0.6)" in text
+    assert "1 done, 1 failed, 1 pruned, 1 running" in text
+    assert "PRUNED at step 1 (0.6)" in text and "RUNNING (step 1: 0.6)" in text
     html = (sweep_dir / "report.html").read_text()
     assert "<tr class='pruned' data-job='1'>" in html and "Optuna optimisation history (val/acc)" in html
 

@@ -84,6 +84,8 @@ class Trial:
             return f"PRUNED at step {step} ({_short_number(self.intermediate[step])})"
         if self.state == "COMPLETE" and self.values:
             return f"COMPLETE ({', '.join(_short_number(v) for v in self.values)})"
+        if self.state == "RUNNING" and step is not None:  # how it is going
+            return f"RUNNING (step {step}: {_short_number(self.intermediate[step])})"
         return self.state
 
 
