@@ -428,6 +428,8 @@ EVENT_LOG = """\
 
 
 def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
+    from hydra_plugins.hydra_htcondor_launcher.view import JobState
+
     (tmp_path / ".htcondor").mkdir()
     (tmp_path / ".htcondor" / "batch-4-6.log").write_text(EVENT_LOG)
     (tmp_path / ".htcondor" / "4.err").write_text("Traceback ...\nRuntimeError: worker lost its data\n")
@@ -448,15 +450,15 @@ def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
     ]
     assert [t - t0 for t in cj.evicted_at] == [20]
     # Each run's slot, and the slot view: node1's partitionable slot ran jobs 4 and 6 at once (two rows),
-    # job 4 then ran again on node2's.
+    # job 4, evicted there, then ran on node2's; job 6 was removed while it ran (an eviction, then the abort).
     assert [seg.slot for seg in cj.timeline] == [None, "slot1_1@node1", None, "slot1_3@node2", None]
     assert [
-        (row.label, [(run.num, run.slot, run.start - t0, (run.end or 0) - t0) for run in row.runs])
+        (row.label, [(run.num, run.slot, run.start - t0, (run.end or 0) - t0, run.then) for run in row.runs])
         for row in slot_rows(sweep)
     ] == [
-        ("slot1@node1 #1", [(4, "slot1_1@node1", 5, 20)]),
-        ("slot1@node1 #2", [(6, "slot1_2@node1", 6, 50)]),
-        ("slot1@node2", [(4, "slot1_3@node2", 30, 60)]),
+        ("slot1@node1 #1", [(4, "slot1_1@node1", 5, 20, JobState.IDLE)]),
+        ("slot1@node1 #2", [(6, "slot1_2@node1", 6, 50, JobState.REMOVED)]),
+        ("slot1@node2", [(4, "slot1_3@node2", 30, 60, JobState.DONE)]),
     ]
     assert evicted.status == "failed"
     assert (

@@ -167,6 +167,9 @@ class Run:
     start: float
     end: float | None
     state: JobState  # RUNNING, or DISCONNECTED while HTCondor lost touch with the slot
+    # What followed it (IDLE: evicted or requeued, HELD, DONE, FAILED, REMOVED...); None while it runs.
+    then: JobState | None = None
+    latest: bool = True  # a run of the job's latest submission (a re-run may have submitted it again)
 
 
 @dataclass
@@ -201,9 +204,16 @@ def slot_rows(sweep: Sweep) -> list[SlotRow]:
     for job in sweep.jobs:
         if job.condor is None:
             continue
-        for seg in job.condor.timeline:
-            if seg.slot is not None:
-                runs.append(Run(job.num, seg.slot, seg.start, seg.end, seg.state))
+        for attempt in job.condor.attempts:
+            timeline = attempt.timeline
+            for i, seg in enumerate(timeline):
+                if seg.slot is not None:
+                    # A removal of a running job logs an eviction first, in the same second: its end is
+                    # the removal.
+                    after = [x for x in timeline[i + 1 :] if x.state.final or x.end != x.start]
+                    then = after[0].state if after else None
+                    latest = attempt is job.condor.latest
+                    runs.append(Run(job.num, seg.slot, seg.start, seg.end, seg.state, then, latest))
     groups: dict[str, list[list[Run]]] = {}
     for run in sorted(runs, key=lambda r: (r.start, r.num)):
         lanes = groups.setdefault(_slot_group(run.slot), [])

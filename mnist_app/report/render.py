@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 
 from hydra_plugins.hydra_htcondor_launcher.view import JobState
 
-from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, PRUNED, Job, Sweep, slot_rows
+from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, PRUNED, Job, Run, Sweep, slot_rows
 
 SUMMARY_CSV = "summary.csv"
 REPORT_HTML = "report.html"
@@ -402,7 +402,8 @@ def plot_condor_timeline(sweep: Sweep) -> str | None:
     ax.set_ylim(len(jobs) - 0.5, -0.5)  # top to bottom in job order
     ax.set_xlabel("seconds since the first submission")
     ax.grid(axis="x", alpha=0.3)
-    _legend(ax, list(_STATE_COLORS))
+    pruned = any(job.status == PRUNED for job in jobs)
+    _legend(ax, [key for key in _STATE_COLORS if key != PRUNED or pruned])
     return _png(fig)
 
 
@@ -419,16 +420,13 @@ def plot_slots(sweep: Sweep) -> str | None:
     fig = _figure(9, 0.42 * len(rows) + 1.6)
     ax = fig.subplots()
     width = max(now - t0, 1.0)
+    used: list[str] = []
     for y, row in enumerate(rows):
         for run in row.runs:
             end = now if run.end is None else run.end
             job = by_num[run.num]
-            if run.state is not JobState.RUNNING:
-                key = _LEGEND[run.state]
-            elif run.end is None or not job.status or job.status not in (DONE, FAILED, PRUNED):
-                key = "running"
-            else:
-                key = _outcome(job)
+            key = _run_key(run, job)
+            used += [] if key in used else [key]
             ax.broken_barh(
                 [(run.start - t0, end - run.start)], (y - 0.38, 0.76), color=_STATE_COLORS[key], ec="white"
             )
@@ -442,13 +440,31 @@ def plot_slots(sweep: Sweep) -> str | None:
     ax.set_yticks(range(len(rows)), [row.label for row in rows], fontsize=8 if len(rows) > 12 else 10)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, width * 1.01)
+    pruned = any(job.status == PRUNED for job in sweep.jobs)
     ax.set_xlabel(
-        "seconds since the first submission (bar: a job's run, labelled with its number; "
-        "tick: where the sweeper pruned it)"
+        "seconds since the first submission (bar: a job's run, labelled with its number, coloured by how it "
+        "ended" + ("; tick: where the sweeper pruned it)" if pruned else ")"),
+        fontsize=9,
     )
     ax.grid(axis="x", alpha=0.3)
-    _legend(ax, ["running", "disconnected", DONE, FAILED, PRUNED], marks=False)
+    _legend(ax, [key for key in _STATE_COLORS if key in used], marks=False)
     return _png(fig)
+
+
+def _run_key(run: Run, job: Job) -> str:
+    """A run's colour key in the slot view: how the run ended (the job's own outcome for its last run:
+    done, failed or pruned; an earlier run's eviction, hold or end), running while it runs."""
+    if run.state is not JobState.RUNNING:
+        return _LEGEND[run.state]  # disconnected
+    if run.then is None or run.then is JobState.DISCONNECTED:  # a disconnected run may go on
+        return "running"
+    if run.then is JobState.IDLE:
+        return EVICTED  # evicted, or its run ended and HTCondor queued it again
+    if run.then is JobState.HELD:
+        return "held"
+    if run.latest and run.then.final:
+        return _outcome(job)
+    return _LEGEND.get(run.then, DONE)
 
 
 def plot_history(sweep: Sweep) -> str | None:
