@@ -8,7 +8,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _app_helpers import FAST, QUICK, only_sweep_dir
+from _app_helpers import (
+    FAST,
+    POOL_SEARCH_EPOCHS,
+    POOL_SEARCH_LR,
+    POOL_SEARCH_TRIALS,
+    PRUNE_BELOW,
+    QUICK,
+    only_sweep_dir,
+)
 from _app_helpers import app_env as app_env_for
 from _app_helpers import run_app as run_app_in
 from hydra import compose, initialize_config_dir
@@ -25,8 +33,10 @@ def fast() -> list[str]:
 
 @pytest.fixture(scope="session")
 def pool_optuna_sweep(condor_pool, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sweep folder of one Optuna search on the pool (``hparams_search=optuna``, 3 trials at once on
-    ``launcher=htcondor_cpu``), run once for the tests that only read it: mark them
+    """The sweep folder of one Optuna search on the pool with pruning on (``hparams_search=optuna`` on
+    ``launcher=htcondor_cpu``): 4 trials of ``model.lr=choice(POOL_SEARCH_LR)``, 2 in flight, a
+    ThresholdPruner on the val/acc that mnist_app reports each epoch (so the diverging trials are pruned
+    and their slots refilled), run once for the tests that only read it: mark them
     ``@pytest.mark.shares("pool_optuna_sweep")`` so that parallel runs keep them on one worker."""
     cwd = tmp_path_factory.mktemp("pool_optuna_sweep")
     proc = run_app_in(
@@ -34,9 +44,15 @@ def pool_optuna_sweep(condor_pool, tmp_path_factory: pytest.TempPathFactory) -> 
         "-m",
         "hparams_search=optuna",
         "launcher=htcondor_cpu",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.n_jobs=3",
+        # One searched parameter, on the command line (the preset's params dropped).
+        "hydra.sweeper.params=null",
+        f"model.lr=choice({','.join(str(v) for v in POOL_SEARCH_LR)})",
+        f"hydra.sweeper.n_trials={POOL_SEARCH_TRIALS}",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+        f"+hydra.sweeper.pruner.lower={PRUNE_BELOW}",
         *QUICK,
+        f"trainer.max_epochs={POOL_SEARCH_EPOCHS}",
         env=app_env_for(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,13 +16,22 @@ from typing import Any
 
 import pytest
 import yaml
-from _app_helpers import QUICK, app_env, only_sweep_dir, run_app
+from _app_helpers import (
+    POOL_SEARCH_EPOCHS,
+    POOL_SEARCH_LR,
+    POOL_SEARCH_TRIALS,
+    PRUNE_BELOW,
+    QUICK,
+    app_env,
+    only_sweep_dir,
+    run_app,
+)
 from _browser import headless
 
 from mnist_app.report import NotASweepError, load_sweep
 from mnist_app.report.__main__ import main as report_main
-from mnist_app.report.collect import DONE, STATUS_OF, Job, Sweep
-from mnist_app.report.render import render_html, table_text
+from mnist_app.report.collect import DONE, STATUS_OF, Job, Sweep, slot_rows
+from mnist_app.report.render import plot_history, render_html, table_text
 
 # summary.csv column -> metrics.json key
 METRIC_COLUMNS = {
@@ -90,6 +99,8 @@ window.addEventListener('load', () => {
   const out = {images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
                widths: imgs.map(i => i.naturalWidth), jobs: rows.map(r => r.dataset.job),
                best: rows.filter(r => r.classList.contains('best')).map(r => r.dataset.job),
+               alts: imgs.filter(i => i.complete && i.naturalWidth > 0).map(i => i.alt),
+               classes: Object.fromEntries(rows.map(r => [r.dataset.job, r.className])),
                header: [...document.querySelectorAll('#jobs thead th')].map(th => th.textContent),
                cells: rows.map(r => [...r.cells].map(c => c.textContent))};
   const pre = document.createElement('pre');
@@ -127,12 +138,13 @@ def open_in_browser(report: Path, out_dir: Path) -> dict[str, Any]:
     return json.loads(match.group(1).replace("&quot;", '"'))
 
 
-def check_in_browser(sweep_dir: Path, out_dir: Path, n_jobs: int, n_images: int) -> None:
+def check_in_browser(sweep_dir: Path, out_dir: Path, n_jobs: int, n_images: int) -> dict[str, Any]:
     seen = open_in_browser(sweep_dir / "report.html", out_dir)
     assert seen["images"] == n_images, seen
     assert seen["loaded"] == n_images and all(w > 0 for w in seen["widths"]), seen
     assert sorted(seen["jobs"], key=int) == [str(n) for n in range(n_jobs)], seen
     assert len(seen["best"]) == 1, seen
+    return seen
 
 
 # --- a real local sweep ---
@@ -253,6 +265,109 @@ def test_the_optuna_line_reads_one_objective_and_a_pareto_front(tmp_path):
     assert "Pareto front of 2 trial(s)" in render_html(multi)
 
 
+def _study_sweep(sweep_dir: Path, directions: list[str]) -> Any:
+    """A sweep folder as the streaming sweeper leaves one (its study in the folder's journal, its config in
+    multirun.yaml); job folders are the caller's. Returns the study to fill, written by Optuna itself."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    sweep_dir.mkdir()
+    cfg = {
+        "optimized_metric": "val/acc",
+        "hydra": {
+            "sweeper": {"storage": None, "study_name": "s", "direction": directions},
+            "job": {"name": "app"},
+            "runtime": {"cwd": "/nonexistent"},  # a relative storage path only would be read from there
+        },
+    }
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(cfg))
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log")))
+    return optuna.create_study(storage=storage, study_name="s", directions=directions)
+
+
+def _job_folder(sweep_dir: Path, num: int, x: float, status: dict[str, Any] | None) -> None:
+    hydra_dir = sweep_dir / str(num) / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([f"x={x}"]))
+    if status is not None:
+        (sweep_dir / str(num) / "job_status.json").write_text(json.dumps({"job": num, **status}))
+
+
+def test_the_report_shows_each_trials_state_from_the_study(tmp_path):
+    """Trial states come from the study (read as the sweeper found it: hydra.sweeper.storage, study_name):
+    a pruned job (here pruned in-process: its task raised TrialPruned) is PRUNED with its last report, not
+    failed; a FAIL carries the sweeper's cause where the job left none; a running trial is running."""
+    from optuna.trial import TrialState
+
+    sweep_dir = tmp_path / "sweep"
+    study = _study_sweep(sweep_dir, ["maximize"])
+    outcomes = [
+        ("COMPLETE", {"status": "done"}),
+        ("PRUNED", {"status": "failed", "error": "TrialPruned: pruned at step 1"}),
+        ("FAIL", None),  # its job left nothing: the sweeper's cause stands
+        ("RUNNING", None),
+    ]
+    for num, (state, status) in enumerate(outcomes):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        for step in range(2):
+            trial.report(0.5 + 0.1 * step, step)
+        if state == "COMPLETE":
+            study.tell(trial, 0.9)
+        elif state == "PRUNED":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif state == "FAIL":
+            trial.set_user_attr("failure", "lost: neither HTCondor nor the sweep folder knows its job")
+            study.tell(trial, state=TrialState.FAIL)
+        _job_folder(sweep_dir, num, trial.params["x"], status)
+    sweep = load_sweep(sweep_dir)
+    assert [(j.status, j.trial.state if j.trial else None) for j in sweep.jobs] == [
+        ("done", "COMPLETE"),
+        ("pruned", "PRUNED"),
+        ("failed", "FAIL"),
+        ("running", "RUNNING"),
+    ]
+    assert sweep.jobs[1].error is None
+    assert sweep.jobs[2].error == "lost: neither HTCondor nor the sweep folder knows its job"
+    assert report_main([str(sweep_dir)]) == 0
+    rows = read_summary(sweep_dir)
+    assert [(r["status"], r["optuna_state"], r["pruned_at_step"], r["last_reported_step"]) for r in rows] == [
+        ("done", "COMPLETE", "", "1"),
+        ("pruned", "PRUNED", "1", "1"),
+        ("failed", "FAIL", "", "1"),
+        ("running", "RUNNING", "", "1"),
+    ]
+    assert rows[2]["optuna_failure"].startswith("lost: ") and float(rows[1]["last_reported_value"]) == 0.6
+    text = table_text(sweep)
+    assert "1 done, 1 failed, 1 pruned, 1 running" in text
+    assert "PRUNED at step 1 (0.6)" in text and "RUNNING (step 1: 0.6)" in text
+    html = (sweep_dir / "report.html").read_text()
+    assert "<tr class='pruned' data-job='1'>" in html and "Optuna optimisation history (val/acc)" in html
+
+
+def test_the_history_of_a_multi_objective_study_has_a_panel_per_objective(tmp_path):
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    sweep_dir = tmp_path / "sweep"
+    study = _study_sweep(sweep_dir, ["minimize", "maximize"])
+    for num in range(3):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, [x, 1 - x])
+        _job_folder(sweep_dir, num, x, {"status": "done"})
+    sweep = load_sweep(sweep_dir)
+    assert sweep.study is not None and sweep.study.directions == ["minimize", "maximize"]
+    png = plot_history(sweep)
+    assert png is not None
+    height, width, _ = imread(io.BytesIO(base64.b64decode(png))).shape
+    assert height > 600 and width == 900  # two panels of 340 px, 9 inches wide
+    assert "Optuna optimisation history (2 objectives: one panel each)" in render_html(sweep)
+
+
 # --- HTCondor event logs (a hand-written log in HTCondor's own format: evictions and holds on demand) ---
 
 EVENT_LOG = """\
@@ -313,6 +428,8 @@ EVENT_LOG = """\
 
 
 def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
+    from hydra_plugins.hydra_htcondor_launcher.view import JobState
+
     (tmp_path / ".htcondor").mkdir()
     (tmp_path / ".htcondor" / "batch-4-6.log").write_text(EVENT_LOG)
     (tmp_path / ".htcondor" / "4.err").write_text("Traceback ...\nRuntimeError: worker lost its data\n")
@@ -332,6 +449,17 @@ def test_event_log_gives_attempts_evictions_waits_and_timeline(tmp_path):
         ("done", 60, 60),
     ]
     assert [t - t0 for t in cj.evicted_at] == [20]
+    # Each run's slot, and the slot view: node1's partitionable slot ran jobs 4 and 6 at once (two rows),
+    # job 4, evicted there, then ran on node2's; job 6 was removed while it ran (an eviction, then the abort).
+    assert [seg.slot for seg in cj.timeline] == [None, "slot1_1@node1", None, "slot1_3@node2", None]
+    assert [
+        (row.label, [(run.num, run.slot, run.start - t0, (run.end or 0) - t0, run.then) for run in row.runs])
+        for row in slot_rows(sweep)
+    ] == [
+        ("slot1@node1 #1", [(4, "slot1_1@node1", 5, 20, JobState.IDLE)]),
+        ("slot1@node1 #2", [(6, "slot1_2@node1", 6, 50, JobState.REMOVED)]),
+        ("slot1@node2", [(4, "slot1_3@node2", 30, 60, JobState.DONE)]),
+    ]
     assert evicted.status == "failed"
     assert (
         evicted.error
@@ -431,8 +559,8 @@ def test_pool_sweep_with_a_failing_job(tmp_path):
         assert row["host"] and int(row["attempts"]) == 1 and row["evictions"] == "0"
         assert float(row["queue_wait_s"]) >= 0
     check_log_sorted(output, rows)
-    # Three plots: metric against model.lr, validation curves, the HTCondor timeline.
-    check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
+    # Four plots: metric against model.lr, validation curves, the HTCondor timeline by job and by slot.
+    check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=4)
 
 
 # Any Hydra app with the report's callback: its task fills its job folder's filesystem, then fails as torch's
@@ -494,6 +622,20 @@ def test_pool_sweep_on_a_full_disk_names_it_in_the_error_column(tmp_path, tmpfs)
     assert where in (load_sweep(sweep).jobs[0].error or "")
 
 
+# The plots of an Optuna search on the pool: the history, metric vs params, validation curves, the HTCondor
+# timeline by job and by slot.
+OPTUNA_POOL_PLOTS = (
+    "optimisation history",
+    "metric vs params",
+    "validation curves",
+    "HTCondor timeline",
+    "HTCondor slots",
+)
+# The longest a slot freed by a pruned trial may wait for the next trial's job to be submitted (the event
+# logs count whole seconds).
+REFILL_S = 3
+
+
 @pytest.mark.condor
 @pytest.mark.slow
 @pytest.mark.shares("pool_optuna_sweep")
@@ -501,7 +643,7 @@ def test_optuna_search_on_the_pool_marks_the_best_trial(pool_optuna_sweep, tmp_p
     sweep_dir = pool_optuna_sweep
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     sweep = load_sweep(sweep_dir)
-    assert sweep.metric == "val/acc" and sweep.maximize and len(sweep.jobs) == 3
+    assert sweep.metric == "val/acc" and sweep.maximize and len(sweep.jobs) == POOL_SEARCH_TRIALS
     best = sweep.best()
     assert best is not None
     assert best.metric("val/acc") == pytest.approx(results["best_value"])
@@ -512,11 +654,107 @@ def test_optuna_search_on_the_pool_marks_the_best_trial(pool_optuna_sweep, tmp_p
             else best.params[key] == value
         )
     rows = read_summary(sweep_dir)
-    assert [r["optuna_trial"] for r in rows] == ["0", "1", "2"]
+    assert [r["optuna_trial"] for r in rows] == [str(n) for n in range(POOL_SEARCH_TRIALS)]
     html = (sweep_dir / "report.html").read_text()
     assert f"best trial {best.num} (job {best.num})" in html
     assert re.search(rf"<tr class='best' data-job='{best.num}'>", html)
-    check_in_browser(sweep_dir, tmp_path, n_jobs=3, n_images=3)
+    seen = check_in_browser(sweep_dir, tmp_path, n_jobs=POOL_SEARCH_TRIALS, n_images=len(OPTUNA_POOL_PLOTS))
+    assert sorted(seen["alts"]) == sorted(OPTUNA_POOL_PLOTS), seen
+
+
+def _journal_study(sweep_dir: Path) -> Any:
+    """The sweep's study, read with Optuna's own API from the journal the sweeper writes."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna_journal.log")))
+    return optuna.load_study(study_name="mnist_app", storage=storage)  # hparams_search/optuna's name
+
+
+@pytest.mark.condor
+@pytest.mark.slow
+@pytest.mark.shares("pool_optuna_sweep")
+def test_optuna_search_on_the_pool_prunes_and_the_report_shows_it(pool_optuna_sweep, tmp_path):
+    """hparams_search=optuna on the pool with a pruner (issue 22): each trial's intermediate values are its
+    job's val/acc per epoch; a diverging trial is PRUNED, its HTCondor job removed with the reason and its
+    slot refilled; the study reaches n_trials; summary.csv and report.html (in a real browser) show the
+    pruned state apart from failures, and the optimisation history."""
+    import htcondor2
+    from hydra_plugins.hydra_htcondor_launcher.view import JobState, read_sweep
+    from optuna.trial import TrialState
+
+    from mnist_app.report.collect import slot_rows
+
+    sweep_dir = pool_optuna_sweep
+    trials = _journal_study(sweep_dir).get_trials()
+    assert [t.number for t in trials] == list(range(POOL_SEARCH_TRIALS))  # n_trials reached
+    assert {t.params["model.lr"] for t in trials} == set(POOL_SEARCH_LR), "the test needs both lr values"
+    sweep = load_sweep(sweep_dir)
+    jobs = {job.num: job for job in sweep.jobs}
+    view = read_sweep(str(sweep_dir))
+    manifest = json.loads((sweep_dir / ".htcondor" / "manifest.json").read_text())
+    schedd_status = {
+        int(ad["HydraJobNum"]): int(ad["JobStatus"])
+        for ad in htcondor2.Schedd().history(
+            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus"], match=-1
+        )
+    }
+    rows = {int(r["job"]): r for r in read_summary(sweep_dir)}
+    pruned = [t for t in trials if t.params["model.lr"] == max(POOL_SEARCH_LR)]
+    for t in trials:
+        job, row = jobs[t.number], rows[t.number]
+        curve = dict(job.val_curve)  # the job's own val/acc per epoch (Lightning's CSV log)
+        if t in pruned:
+            assert t.state == TrialState.PRUNED, (t.number, t.state)
+            # Pruned at its first report (epoch 0), its value the job's val/acc there.
+            assert list(t.intermediate_values) == [0] and t.intermediate_values[0] < PRUNE_BELOW
+            assert t.intermediate_values[0] == curve[0]
+            # Removed from HTCondor by the sweeper, with the reason.
+            assert schedd_status[t.number] == 3  # REMOVED
+            record = view.jobs[t.number].record
+            assert record.state is JobState.REMOVED and record.abort_reason == "pruned at step 0"
+            # The report: pruned with its step and value, not a failure.
+            assert job.status == "pruned" and job.error is None
+            assert (row["status"], row["optuna_state"], row["pruned_at_step"]) == ("pruned", "PRUNED", "0")
+            assert float(row["last_reported_value"]) == t.intermediate_values[0] and row["error"] == ""
+        else:
+            assert t.state == TrialState.COMPLETE, (t.number, t.state)
+            assert t.intermediate_values == curve and sorted(curve) == list(range(POOL_SEARCH_EPOCHS))
+            metrics = json.loads((job.job_dir / "metrics.json").read_text())
+            assert t.value == metrics["val/acc"] == curve[POOL_SEARCH_EPOCHS - 1]
+            assert schedd_status[t.number] == 4  # COMPLETED
+            assert (row["status"], row["optuna_state"], row["pruned_at_step"]) == ("done", "COMPLETE", "")
+    # Each pruned trial's slot refilled: the next job submitted after the sweeper pruned it (when trials
+    # were left to ask) came right away.
+    refilled = 0
+    for t in pruned:
+        assert t.datetime_complete is not None
+        when = t.datetime_complete.timestamp()
+        later = sorted(j.submitted for j in view.jobs.values() if j.submitted and j.submitted >= int(when))
+        if later:
+            assert later[0] - when <= REFILL_S, (t.number, when, later)
+            refilled += 1
+    assert refilled, "no pruned trial was followed by another: the test needs one"
+    # The slot view holds every job's run once, on the pool's one partitionable slot.
+    runs = sorted(run.num for row in slot_rows(sweep) for run in row.runs)
+    assert runs == list(range(POOL_SEARCH_TRIALS))
+
+    # The browser shows the trial state of each job, pruned rows apart from failed ones.
+    seen = check_in_browser(sweep_dir, tmp_path, n_jobs=POOL_SEARCH_TRIALS, n_images=len(OPTUNA_POOL_PLOTS))
+    header = seen["header"]
+    shown = {int(cells[1]): cells for cells in seen["cells"]}
+    for t in trials:
+        cells = shown[t.number]
+        if t in pruned:
+            assert cells[header.index("status")] == "pruned"
+            assert cells[header.index("trial")] == f"PRUNED at step 0 ({t.intermediate_values[0]:.4g})"
+            assert seen["classes"][str(t.number)] == "pruned"
+        else:
+            assert cells[header.index("trial")] == f"COMPLETE ({t.value:.4g})"
+    assert "optimisation history" in seen["alts"]
+    html = (sweep_dir / "report.html").read_text()
+    assert f"Optuna optimisation history ({sweep.metric})" in html
+    assert f"{len(pruned)} pruned" in html  # the counts line
 
 
 # Any Hydra app: what job x does (ok, sleep, or fail when unsaid) is in a file the test writes, so a re-run

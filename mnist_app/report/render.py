@@ -6,6 +6,7 @@ import base64
 import csv
 import html
 import io
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import Any, TypeGuard
 
 from hydra_plugins.hydra_htcondor_launcher.view import JobState
 
-from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, Job, Sweep
+from mnist_app.report.collect import DONE, FAILED, FINAL_METRICS, PRUNED, Job, Run, Sweep, slot_rows
 
 SUMMARY_CSV = "summary.csv"
 REPORT_HTML = "report.html"
@@ -39,9 +40,22 @@ def columns(sweep: Sweep) -> list[str]:
     cols += ["epochs", "wall_time_s", "train_images_per_sec"]
     if sweep.on_htcondor:
         cols += ["host", "attempts", "evictions", "queue_wait_s"]
-    if sweep.optuna is not None:
+    if sweep.optuna is not None or sweep.study is not None:
         cols.append("optuna_trial")
+    if sweep.study is not None:
+        cols += STUDY_COLUMNS
     return [*cols, "error", "job_dir"]
+
+
+# summary.csv's columns from the study: the trial's state, its last report (step, value), the step it was
+# pruned at, and a FAIL's cause as the sweeper recorded it.
+STUDY_COLUMNS = [
+    "optuna_state",
+    "last_reported_step",
+    "last_reported_value",
+    "pruned_at_step",
+    "optuna_failure",
+]
 
 
 def row(sweep: Sweep, job: Job) -> dict[str, Any]:
@@ -59,10 +73,17 @@ def row(sweep: Sweep, job: Job) -> dict[str, Any]:
         out["attempts"] = cj.starts if cj else None
         out["evictions"] = cj.evictions if cj else None
         out["queue_wait_s"] = cj.queue_wait_s if cj else None
-    if sweep.optuna is not None:
+    if sweep.optuna is not None or sweep.study is not None:
         # Both Optuna sweepers (hydra-optuna-sweeper in batches, optuna_stream as slots free up) run trial N
         # as job N.
         out["optuna_trial"] = job.num
+    if sweep.study is not None:
+        trial = job.trial
+        out["optuna_state"] = trial.state if trial else None
+        out["last_reported_step"] = trial.last_step if trial else None
+        out["last_reported_value"] = trial.last_value if trial else None
+        out["pruned_at_step"] = trial.last_step if trial and trial.state == "PRUNED" else None
+        out["optuna_failure"] = trial.failure if trial else None
     out["error"] = job.error
     out["job_dir"] = os.path.relpath(job.job_dir, sweep.sweep_dir) if job.job_dir else None
     return out
@@ -106,7 +127,10 @@ def _short(text: str | None, limit: int = _ERROR_CHARS) -> str:
 
 def table_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
     """The text/HTML table: ranked by the optimised metric, the best first and marked."""
-    header = ["", "job", *sweep.swept, "status", sweep.metric]
+    header = ["", "job", *sweep.swept, "status"]
+    if sweep.study is not None:
+        header.append("trial")
+    header.append(sweep.metric)
     header += [k for k in FINAL_METRICS if k != sweep.metric] + ["epochs", "time_s"]
     if sweep.on_htcondor:
         header += ["host", "attempts", "evicted", "wait_s"]
@@ -117,7 +141,10 @@ def table_rows(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
     rows = []
     for job in sweep.ranked():
         cells = ["*" if job is best else "", str(job.num), *(_fmt(job.params.get(k)) for k in sweep.swept)]
-        cells += [job.status, _fmt(job.metric(sweep.metric))]
+        cells.append(job.status)
+        if sweep.study is not None:
+            cells.append(job.trial.describe() if job.trial else "")
+        cells.append(_fmt(job.metric(sweep.metric)))
         cells += [_fmt(job.metric(k)) for k in FINAL_METRICS if k != sweep.metric]
         cells += [_fmt(job.metrics.get("epochs")), _fmt(job.metric("wall_time_s"), 1)]
         if sweep.on_htcondor:
@@ -201,7 +228,10 @@ _STATE_COLORS = {
     EVICTED: "#9467bd",
     DONE: "#2ca02c",
     FAILED: "#d62728",
+    PRUNED: "#e377c2",  # the sweeper stopped the trial: a decision of the search, not a failure
 }
+# How a job's end is marked: done and failed a dot, pruned a diamond (its own colour, in greys too).
+_END_MARKERS = {DONE: "o", FAILED: "o", PRUNED: "D"}
 
 
 def _figure(width: float, height: float) -> Any:
@@ -297,20 +327,56 @@ def plot_val_curves(sweep: Sweep) -> str | None:
     return _png(fig)
 
 
-def plot_condor_timeline(sweep: Sweep) -> str | None:
-    """Every HTCondor submission of every job on one time axis: a bar per state, a cross per eviction, a
-    dot where a submission ended (the last one's coloured by the job's outcome)."""
-    jobs = [j for j in sweep.jobs if j.condor is not None and j.condor.timeline]
-    if not jobs:
+def _time_span(sweep: Sweep) -> tuple[float, float] | None:
+    """The HTCondor timeline's first submission and its end (now, while a job is unfinished)."""
+    segments = [seg for j in sweep.jobs if j.condor is not None for seg in j.condor.timeline]
+    if not segments:
         return None
-    from matplotlib.patches import Patch
-
-    segments = [seg for j in jobs if j.condor is not None for seg in j.condor.timeline]
     t0 = min(seg.start for seg in segments)
     ends = [seg.end for seg in segments if seg.end is not None]
     # An unfinished job's current state lasts until now.
-    now = time.time() if any(seg.end is None for seg in segments) else max(ends, default=t0)
-    fig = _figure(8, 0.45 * len(jobs) + 1.4)
+    return t0, time.time() if any(seg.end is None for seg in segments) else max(ends, default=t0)
+
+
+def _outcome(job: Job) -> str:
+    """The colour key of a job's end: pruned, failed or done (the job's own outcome: its task may fail
+    where HTCondor saw none)."""
+    return job.status if job.status in (PRUNED, FAILED) else DONE
+
+
+def _legend(ax: Any, keys: Sequence[str], marks: bool = True) -> None:
+    """The legend right of the plot: a patch per colour, or (``marks``) the end and eviction marks."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    for key in keys:
+        if marks and (key in _END_MARKERS or key == EVICTED):
+            marker, label = ("X", key) if key == EVICTED else (_END_MARKERS[key], f"{key} (end)")
+            handles.append(Line2D([], [], ls="", marker=marker, ms=8, color=_STATE_COLORS[key], label=label))
+        else:
+            handles.append(Patch(color=_STATE_COLORS[key], label=key))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def _prune_tick(ax: Any, job: Job, y: float, t0: float, color: str = _STATE_COLORS[PRUNED]) -> None:
+    """A tick where the sweeper pruned the job's trial (its job runs on until HTCondor has removed it)."""
+    trial = job.trial
+    if job.status == PRUNED and trial is not None and trial.completed is not None:
+        # In whole seconds, as the event log counts them.
+        ax.plot([math.floor(trial.completed) - t0], [y], "|", color=color, ms=14, mew=2)
+
+
+def plot_condor_timeline(sweep: Sweep) -> str | None:
+    """Every HTCondor submission of every job on one time axis: a bar per state, a cross per eviction, a
+    mark where a submission ended (the last one's coloured by the job's outcome; a pruned job's a diamond,
+    and a tick where the sweeper pruned it, before HTCondor removed it)."""
+    jobs = [j for j in sweep.jobs if j.condor is not None and j.condor.timeline]
+    span = _time_span(sweep)
+    if not jobs or span is None:
+        return None
+    t0, now = span
+    fig = _figure(9, 0.32 * len(jobs) + 1.6)
     ax = fig.subplots()
     for y, job in enumerate(jobs):
         assert job.condor is not None
@@ -323,20 +389,145 @@ def plot_condor_timeline(sweep: Sweep) -> str | None:
             for when in attempt.evicted_at:
                 ax.plot([when - t0], [y], "X", color=_STATE_COLORS[EVICTED], ms=9)
             if attempt.ended is not None:
-                # The job's own outcome colours its last end: its task may fail where HTCondor saw none.
-                outcome = FAILED if attempt is job.condor.latest and job.status == FAILED else DONE
-                failed = FAILED in (_LEGEND[attempt.record.state], outcome)
-                ax.plot([attempt.ended - t0], [y], "o", color=_STATE_COLORS[FAILED if failed else DONE], ms=9)
-    ax.set_yticks(range(len(jobs)), [f"job {j.num}" for j in jobs])
-    ax.invert_yaxis()
+                # The job's own outcome marks its last end; an earlier submission's end is HTCondor's.
+                if attempt is job.condor.latest:
+                    outcome = _outcome(job)
+                else:
+                    outcome = FAILED if _LEGEND[attempt.record.state] == FAILED else DONE
+                ax.plot(
+                    [attempt.ended - t0], [y], _END_MARKERS[outcome], color=_STATE_COLORS[outcome], ms=8
+                )
+        _prune_tick(ax, job, y, t0)
+    ax.set_yticks(range(len(jobs)), [f"job {j.num}" for j in jobs], fontsize=8 if len(jobs) > 12 else 10)
+    ax.set_ylim(len(jobs) - 0.5, -0.5)  # top to bottom in job order
     ax.set_xlabel("seconds since the first submission")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(
-        handles=[Patch(color=c, label=s) for s, c in _STATE_COLORS.items()],
-        fontsize=7,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
+    pruned = any(job.status == PRUNED for job in jobs)
+    _legend(ax, [key for key in _STATE_COLORS if key != PRUNED or pruned])
+    return _png(fig)
+
+
+def plot_slots(sweep: Sweep) -> str | None:
+    """The HTCondor runs by execute slot (``collect.slot_rows``): each row one slot, its jobs one after
+    another (a bar per run, labelled with the job's number, coloured by the job's outcome), so the gaps
+    show how long a slot stayed empty between two jobs."""
+    rows = slot_rows(sweep)
+    span = _time_span(sweep)
+    if not rows or span is None:
+        return None
+    t0, now = span
+    by_num = {job.num: job for job in sweep.jobs}
+    fig = _figure(9, 0.42 * len(rows) + 1.6)
+    ax = fig.subplots()
+    width = max(now - t0, 1.0)
+    used: list[str] = []
+    for y, row in enumerate(rows):
+        for run in row.runs:
+            end = now if run.end is None else run.end
+            job = by_num[run.num]
+            key = _run_key(run, job)
+            used += [] if key in used else [key]
+            ax.broken_barh(
+                [(run.start - t0, end - run.start)], (y - 0.38, 0.76), color=_STATE_COLORS[key], ec="white"
+            )
+            if (end - run.start) / width > 0.025:  # room for the label
+                ax.text(
+                    (run.start + end) / 2 - t0, y, str(run.num), ha="center", va="center", fontsize=7,
+                    color="white", fontweight="bold",
+                )
+            if run is row.runs[-1] or row.runs[row.runs.index(run) + 1].num != run.num:
+                _prune_tick(ax, job, y, t0, color="#7b1f5e")  # darker: on the pruned job's own bar
+    ax.set_yticks(range(len(rows)), [row.label for row in rows], fontsize=8 if len(rows) > 12 else 10)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, width * 1.01)
+    pruned = any(job.status == PRUNED for job in sweep.jobs)
+    ax.set_xlabel(
+        "seconds since the first submission (bar: a job's run, labelled with its number, coloured by how it "
+        "ended" + ("; tick: where the sweeper pruned it)" if pruned else ")"),
+        fontsize=9,
     )
+    ax.grid(axis="x", alpha=0.3)
+    _legend(ax, [key for key in _STATE_COLORS if key in used], marks=False)
+    return _png(fig)
+
+
+def _run_key(run: Run, job: Job) -> str:
+    """A run's colour key in the slot view: how the run ended (the job's own outcome for its last run:
+    done, failed or pruned; an earlier run's eviction, hold or end), running while it runs."""
+    if run.state is not JobState.RUNNING:
+        return _LEGEND[run.state]  # disconnected
+    if run.then is None or run.then is JobState.DISCONNECTED:  # a disconnected run may go on
+        return "running"
+    if run.then is JobState.IDLE:
+        return EVICTED  # evicted, or its run ended and HTCondor queued it again
+    if run.then is JobState.HELD:
+        return "held"
+    if run.latest and run.then.final:
+        return _outcome(job)
+    return _LEGEND.get(run.then, DONE)
+
+
+def plot_history(sweep: Sweep) -> str | None:
+    """The study's optimisation history: each finished trial's objective value in the order the trials
+    ended (an asynchronous search ends them out of number order), the best so far as a line, a pruned
+    trial at its last reported value, a failed one on the axis. A multi-objective study: one panel per
+    objective."""
+    study = sweep.study
+    if study is None:
+        return None
+    finished = study.finished()
+    if not any(t.state == "COMPLETE" for t in finished) and not any(t.intermediate for t in finished):
+        return None
+    n_obj = len(study.directions)
+    fig = _figure(9, 3.4 * n_obj)
+    axes = fig.subplots(n_obj, 1, squeeze=False).ravel()
+    xs = list(range(1, len(finished) + 1))
+    for k, (ax, direction) in enumerate(zip(axes, study.directions, strict=True)):
+        pick = max if direction == "maximize" else min
+        best: float | None = None
+        best_x: list[int] = []
+        best_y: list[float] = []
+        done_x, done_y, pruned_x, pruned_y, failed_x = [], [], [], [], []
+        for x, trial in zip(xs, finished, strict=True):
+            if trial.state == "COMPLETE" and trial.values is not None:
+                value = trial.values[k]
+                done_x.append(x)
+                done_y.append(value)
+                best = value if best is None else pick(best, value)
+            elif trial.state == "PRUNED" and trial.last_value is not None:
+                pruned_x.append(x)
+                pruned_y.append(trial.last_value)
+            elif trial.state == "FAIL":
+                failed_x.append(x)
+            if best is not None:
+                best_x.append(x)
+                best_y.append(best)
+        ax.plot(done_x, done_y, "o", color=_STATE_COLORS[DONE], ms=6, label="complete: objective value")
+        if pruned_x:
+            color = _STATE_COLORS[PRUNED]
+            ax.plot(pruned_x, pruned_y, "D", color=color, ms=6, label="pruned: last reported value")
+        if failed_x:
+            ax.plot(
+                failed_x, [0.0] * len(failed_x), "x", color=_STATE_COLORS[FAILED], ms=8, mew=2,
+                transform=ax.get_xaxis_transform(), clip_on=False, label="failed (no value)",
+            )
+        if best_x:
+            ax.step(best_x, best_y, where="post", color="#ff7f0e", lw=2, label="best so far")
+        if len(finished) <= 40:  # each mark named by its trial (= job) number
+            for x, trial in zip(xs, finished, strict=True):
+                y = trial.values[k] if trial.state == "COMPLETE" and trial.values else trial.last_value
+                if y is not None and trial.state != "FAIL":
+                    ax.annotate(
+                        f"#{trial.number}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
+                        fontsize=7, color="#555",
+                    )
+        what = (study.objective or "objective") if n_obj == 1 else f"objective {k}"
+        ax.set_title(f"{what} ({direction})", fontsize=9)
+        ax.set_ylabel(f"{what} value" if what.startswith("objective") else what)
+        ax.set_xlabel("trials in the order they ended (#: trial number = job number)")
+        ax.set_xticks(xs if len(xs) <= 30 else xs[:: max(1, len(xs) // 15)])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     return _png(fig)
 
 
@@ -350,6 +541,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white
 th { background: #f0f0f0; } div.table { overflow-x: auto; }
 td.text, th.text { text-align: left; white-space: normal; max-width: 40em; }
 tr.best { background: #fff3c4; font-weight: bold; } tr.failed { background: #fde2e2; }
+tr.pruned { background: #fbe3f3; color: #555; }
 div.plots { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
 p.meta { color: #555; } img { max-width: 100%; border: 1px solid #eee; }
 """
@@ -368,7 +560,7 @@ def render_html(sweep: Sweep) -> str:
     head = "".join(f"<th{' class=text' if h == 'error' else ''}>{html.escape(h)}</th>" for h in header)
     body = []
     for job, cells in zip(ranked, rows, strict=True):
-        cls = "best" if cells[0] == "*" else ("failed" if job.status == FAILED else "")
+        cls = "best" if cells[0] == "*" else (job.status if job.status in (FAILED, PRUNED) else "")
         if errors:  # the whole first line of the error, wrapped
             cells = [*cells[:-1], " ".join((job.error or "").split())]
         tds = "".join(
@@ -384,8 +576,15 @@ def render_html(sweep: Sweep) -> str:
         ),
         ("Validation accuracy per epoch", _img(plot_val_curves(sweep), "validation curves")),
     ]
+    if sweep.study is not None:
+        n_obj = len(sweep.study.directions)
+        which = f"{n_obj} objectives: one panel each" if n_obj > 1 else (sweep.study.objective or "objective")
+        sections.insert(
+            0, (f"Optuna optimisation history ({which})", _img(plot_history(sweep), "optimisation history"))
+        )
     if sweep.on_htcondor:
         sections.append(("HTCondor job timeline", _img(plot_condor_timeline(sweep), "HTCondor timeline")))
+        sections.append(("HTCondor execute slots", _img(plot_slots(sweep), "HTCondor slots")))
     plots = "".join(f"<div><h2>{html.escape(title)}</h2>{img}</div>" for title, img in sections)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sweep report: {html.escape(sweep.sweep_dir.name)}</title>

@@ -10,7 +10,7 @@ import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 APP = Path(__file__).resolve().parent / "app" / "objective.py"
-JOURNAL = "optuna_journal.log"  # _impl.JOURNAL_FILE, checked by test_sweeper_basic's first test
+JOURNAL = "optuna_journal.log"  # study.JOURNAL_FILE, checked by test_sweeper_basic's first test
 
 
 def command(sweep_dir: Path, *args: str) -> list[str]:

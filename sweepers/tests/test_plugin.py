@@ -23,6 +23,7 @@ def test_the_modules_hydra_imports_at_start_up_do_not_load_optuna():
         "import sys\n"
         "import hydra_plugins.hydra_optuna_stream_sweeper.config\n"
         "import hydra_plugins.hydra_optuna_stream_sweeper.optuna_stream_sweeper\n"
+        "import hydra_plugins.hydra_optuna_stream_sweeper.study\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'optuna'))\n"
     )
     done = subprocess.run(

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 from _helpers import APP, JOURNAL, command, error_line, run, study
-from hydra_plugins.hydra_optuna_stream_sweeper import _impl
+from hydra_plugins.hydra_optuna_stream_sweeper import study as study_module
 from optuna.trial import TrialState
 
 FALLBACK = "BasicLauncher has no streaming interface: trials run in batches of n_jobs"
@@ -24,8 +24,11 @@ def test_batches_with_the_basic_launcher_and_records_each_trial(tmp_path):
     done = run(tmp_path, sweep, "x=interval(-5, 5)", "y=choice(-1, 0, 1)", "hydra.sweeper.n_trials=5")
     assert done.returncode == 0, done.stdout
     assert done.stdout.count(FALLBACK) == 1  # said once, in one line
-    assert JOURNAL == _impl.JOURNAL_FILE
+    assert JOURNAL == study_module.JOURNAL_FILE
     s = study(sweep)
+    # The public reader finds it as the sweeper did (no saved config here: the journal's only study).
+    loaded = study_module.load_study(sweep)
+    assert loaded is not None and loaded.study_name == s.study_name and len(loaded.trials) == 5
     trials = s.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
     assert all(t.state == TrialState.COMPLETE for t in trials)

@@ -25,6 +25,9 @@ class Segment:
     state: JobState
     start: float
     end: float | None = None
+    # The slot a run was on (running or disconnected: the EXECUTE event's SlotName, as JobRecord.host
+    # shows it); None in other states.
+    slot: str | None = None
 
 
 @dataclass
@@ -301,11 +304,12 @@ def _take(attempt: Attempt, name: str, event: Any, ts: float) -> None:
     if attempt.submitted is None:
         attempt.submitted = ts
     timeline = attempt.timeline
+    slot = rec.host if rec.state in _jobstate.ON_SLOT else None
     if not timeline:
-        timeline.append(Segment(rec.state, ts))
+        timeline.append(Segment(rec.state, ts, slot=slot))
     elif rec.state is not before:
         timeline[-1].end = ts
-        timeline.append(Segment(rec.state, ts))
+        timeline.append(Segment(rec.state, ts, slot=slot))
     if rec.evictions > evictions:
         attempt.evicted_at.append(ts)
     del attempt.evicted_at[rec.evictions :]  # a removal's eviction is taken back by its abort

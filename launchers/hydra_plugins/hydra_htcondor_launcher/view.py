@@ -21,8 +21,9 @@ manifest (an older sweep, a lost one) is read from its batch event logs alone.
 - ``JobView``: ``num``, ``overrides``, ``state`` (a ``JobState``), ``record`` (the launcher's ``JobRecord``:
   exit code, signal, hold and abort reasons, holds, releases...), ``ids`` (``cluster.proc`` of every
   submission), ``attempts``, ``host``, ``starts``, ``evictions``, ``submitted``/``started``/``ended``,
-  ``queue_wait_s``, ``running_s()``, ``timeline`` (``Segment``: state, start, end), ``evicted_at``, ``paths``
-  (the job's files), ``returned`` (its return value as the launcher noted it), ``notes``.
+  ``queue_wait_s``, ``running_s()``, ``timeline`` (``Segment``: state, start, end, and a run's slot),
+  ``evicted_at``, ``paths`` (the job's files), ``returned`` (its return value as the launcher noted it),
+  ``notes``.
 
 This module is light on purpose (Hydra imports every public module of the plugin package at start-up): the
 reader (``_view``) and the HTCondor bindings load at first use.

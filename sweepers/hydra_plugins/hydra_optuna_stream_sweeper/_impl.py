@@ -32,17 +32,12 @@ from optuna.trial import Trial, TrialState
 
 from . import _space
 from ._runners import Ended, Runner, make_runner
+from .study import ATTR_FAILURE, ATTR_JOB, ATTR_LOST, ATTR_OVERRIDES, is_url, storage_location, study_name
 
 log = logging.getLogger(__name__)
 
-# The study's journal in the sweep folder (storage: null), and the best trial's summary beside it.
-JOURNAL_FILE = "optuna_journal.log"
+# The best trial's summary in the sweep folder (the study's journal and the trials' user attributes: .study).
 RESULTS_FILE = "optimization_results.yaml"
-# User attributes every trial records (the dashboard shows them).
-ATTR_JOB = "job_num"
-ATTR_OVERRIDES = "overrides"
-ATTR_FAILURE = "failure"  # a FAIL's cause, one line
-ATTR_LOST = "lost"  # a FAIL that is no trial's fault (its job was lost): not counted by max_failure_rate
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -145,9 +140,9 @@ class Settings:
 def open_storage(storage: str | None, sweep_dir: str) -> tuple[str | BaseStorage, str]:
     """The study's storage and how to name it (for the log and the dashboard): a URL as it is, else a
     journal file (storage: null -> the sweep folder's)."""
-    if storage is not None and "://" in storage:
-        return storage, storage
-    path = os.path.abspath(storage if storage is not None else os.path.join(sweep_dir, JOURNAL_FILE))
+    path = storage_location(storage, sweep_dir)
+    if is_url(path):
+        return path, path
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return JournalStorage(JournalFileBackend(path)), path
 
@@ -236,7 +231,7 @@ class StreamSweeperImpl:
                 "nsgaii, gp, qmc or grid (or a config whose _target_ is an optuna.samplers class)"
             )
         storage, where = open_storage(self.s.storage, self.sweep_dir)
-        name = self.s.study_name or str(self.config.hydra.job.name)
+        name = study_name(self.s.study_name, str(self.config.hydra.job.name))
         study = optuna.create_study(
             storage=storage,
             sampler=sampler,
