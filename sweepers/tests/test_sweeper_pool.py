@@ -198,9 +198,11 @@ def test_a_trial_that_reports_bad_values_is_pruned_removed_and_its_slot_refilled
     times = _job_times(sweep)
     manifest = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())
     status = {
-        int(ad["HydraJobNum"]): (int(ad["JobStatus"]), ad.get("RemoveReason"))
+        int(ad["HydraJobNum"]): (int(ad["JobStatus"]), str(ad.get("RemoveReason")).split(" (by user")[0])
         for ad in htcondor2.Schedd().history(
-            f'HydraSweepId == "{manifest["sweep_id"]}"', ["HydraJobNum", "JobStatus", "RemoveReason"], match=-1
+            f'HydraSweepId == "{manifest["sweep_id"]}"',
+            ["HydraJobNum", "JobStatus", "RemoveReason"],
+            match=-1,
         )
     }
     for t in trials:

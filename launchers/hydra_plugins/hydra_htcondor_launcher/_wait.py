@@ -101,8 +101,11 @@ class ClusterWatcher:
     def _act(self, action: str, job_spec: str | list[str], reason: str | None = None) -> None:
         try:
             # The reason reaches the job's ad (RemoveReason) and its event log's abort event: condor_q,
-            # condor_history and the pool's admins see why, not "Python-initiated action".
-            self.schedd.act(getattr(self.htcondor.JobAction, action), job_spec, reason=reason)
+            # condor_history and the pool's admins see why, not "Python-initiated action". As a (text,
+            # code) pair: htcondor2 25.14's act() drops a plain str reason (the sweeper's pool pruning test
+            # checks RemoveReason, so a change there fails loudly).
+            why = None if reason is None else (reason, None)
+            self.schedd.act(getattr(self.htcondor.JobAction, action), job_spec, reason=why)
         except Exception as exc:
             log.warning("HTCondor %s of %s failed: %s", action.lower(), job_spec, exc)
 
