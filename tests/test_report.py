@@ -346,6 +346,24 @@ def test_the_report_shows_each_trials_state_from_the_study(tmp_path):
     assert "<tr class='pruned' data-job='1'>" in html and "Optuna optimisation history (val/acc)" in html
 
 
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_an_app_without_metrics_is_ranked_by_its_trials_values(tmp_path, direction):
+    """Any Hydra app: no metrics.json, so the best job is the COMPLETE trial with the best returned value,
+    in the study's direction (a one-element direction list as the sweeper accepts it)."""
+    sweep_dir = tmp_path / "sweep"
+    study = _study_sweep(sweep_dir, [direction])
+    for num, value in enumerate([0.3, 0.8, 0.5]):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, value)
+        _job_folder(sweep_dir, num, trial.params["x"], {"status": "done"})
+    sweep = load_sweep(sweep_dir)
+    best = sweep.best()
+    assert best is not None and best.num == (0 if direction == "minimize" else 1)
+    text = table_text(sweep)
+    assert f"best: job {best.num} (objective {best.trial.values[0]:.4f})" in text, text.splitlines()[0]
+
+
 def test_the_history_of_a_multi_objective_study_has_a_panel_per_objective(tmp_path):
     import base64
     import io

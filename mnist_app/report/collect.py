@@ -140,16 +140,26 @@ class Sweep:
     optuna: dict[str, Any] | None = None  # optimization_results.yaml, when the Optuna sweeper wrote it
     study: Study | None = None  # the sweep's Optuna study, when it stored one
 
+    def score(self, job: Job) -> float | None:
+        """What ranks a job: the optimised metric it wrote, else (an app that writes no metrics.json) its
+        COMPLETE trial's value in a single-objective study: what the task returned."""
+        value = job.metric(self.metric)
+        trial = job.trial
+        if value is None and self.study is not None and len(self.study.directions) == 1 and trial is not None:
+            if trial.state == "COMPLETE" and trial.values:
+                return trial.values[0]
+        return value
+
     def ranked(self) -> list[Job]:
-        """Jobs best first by the optimised metric; jobs without it last, in job order."""
-        scored = [(value, j) for j in self.jobs if (value := j.metric(self.metric)) is not None]
-        rest = [j for j in self.jobs if j.metric(self.metric) is None]
+        """Jobs best first by their score; jobs without one last, in job order."""
+        scored = [(value, j) for j in self.jobs if (value := self.score(j)) is not None]
+        rest = [j for j in self.jobs if self.score(j) is None]
         scored.sort(key=lambda pair: -pair[0] if self.maximize else pair[0])  # stable: ties in job order
         return [j for _, j in scored] + rest
 
     def best(self) -> Job | None:
         ranked = self.ranked()
-        return ranked[0] if ranked and ranked[0].metric(self.metric) is not None else None
+        return ranked[0] if ranked and self.score(ranked[0]) is not None else None
 
     def counts(self) -> dict[str, int]:
         out = {DONE: 0, FAILED: 0, PRUNED: 0, RUNNING: 0, HELD: 0, DISCONNECTED: 0, PENDING: 0}
@@ -398,9 +408,7 @@ def read_study(sweep_dir: Path, cfg: DictConfig) -> Study | None:
     return Study(loaded.study_name, [d.name.lower() for d in loaded.directions], trials)
 
 
-def _with_trial(
-    status: str, error: str | None, trial: Trial | None, guessed: bool
-) -> tuple[str, str | None]:
+def _with_trial(status: str, error: str | None, trial: Trial | None, guessed: bool) -> tuple[str, str | None]:
     """A job's status and error once its trial is known: a pruned trial's ended job is PRUNED, not failed;
     a FAIL trial's job failed, with the sweeper's cause where the job itself left none. ``guessed``: the
     status is a guess (a local job without its status file: running), which the study overrules."""
@@ -454,6 +462,8 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     cfg = _sweep_config(sweep_dir, folders, condor)
     metric = str(OmegaConf.select(cfg, "optimized_metric", default=None) or "test/acc")
     direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    if OmegaConf.is_list(direction) and len(direction) == 1:  # a one-objective study given as a list
+        direction = direction[0]
     if isinstance(direction, str):
         maximize = direction.lower().startswith("max")
     else:  # the basic sweeper has no direction: losses go down, everything else up

@@ -113,7 +113,11 @@ def write_csv(sweep: Sweep) -> Path:
 def _counts_line(sweep: Sweep) -> str:
     counts = ", ".join(f"{n} {name}" for name, n in sweep.counts().items() if n or name in (DONE, FAILED))
     best = sweep.best()
-    where = f"; best: job {best.num} ({sweep.metric} {_fmt(best.metric(sweep.metric))})" if best else ""
+    if best is None:
+        where = ""
+    else:  # an app that writes no metrics.json is ranked by what its trials returned
+        what = sweep.metric if best.metric(sweep.metric) is not None else "objective"
+        where = f"; best: job {best.num} ({what} {_fmt(sweep.score(best))})"
     direction = "max" if sweep.maximize else "min"
     return (
         f"sweep {sweep.sweep_dir}: {len(sweep.jobs)} jobs: {counts}; by {sweep.metric} ({direction}){where}"
@@ -394,9 +398,7 @@ def plot_condor_timeline(sweep: Sweep) -> str | None:
                     outcome = _outcome(job)
                 else:
                     outcome = FAILED if _LEGEND[attempt.record.state] == FAILED else DONE
-                ax.plot(
-                    [attempt.ended - t0], [y], _END_MARKERS[outcome], color=_STATE_COLORS[outcome], ms=8
-                )
+                ax.plot([attempt.ended - t0], [y], _END_MARKERS[outcome], color=_STATE_COLORS[outcome], ms=8)
         _prune_tick(ax, job, y, t0)
     ax.set_yticks(range(len(jobs)), [f"job {j.num}" for j in jobs], fontsize=8 if len(jobs) > 12 else 10)
     ax.set_ylim(len(jobs) - 0.5, -0.5)  # top to bottom in job order
@@ -432,8 +434,14 @@ def plot_slots(sweep: Sweep) -> str | None:
             )
             if (end - run.start) / width > 0.025:  # room for the label
                 ax.text(
-                    (run.start + end) / 2 - t0, y, str(run.num), ha="center", va="center", fontsize=7,
-                    color="white", fontweight="bold",
+                    (run.start + end) / 2 - t0,
+                    y,
+                    str(run.num),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                    fontweight="bold",
                 )
             if run is row.runs[-1] or row.runs[row.runs.index(run) + 1].num != run.num:
                 _prune_tick(ax, job, y, t0, color="#7b1f5e")  # darker: on the pruned job's own bar
@@ -508,8 +516,15 @@ def plot_history(sweep: Sweep) -> str | None:
             ax.plot(pruned_x, pruned_y, "D", color=color, ms=6, label="pruned: last reported value")
         if failed_x:
             ax.plot(
-                failed_x, [0.0] * len(failed_x), "x", color=_STATE_COLORS[FAILED], ms=8, mew=2,
-                transform=ax.get_xaxis_transform(), clip_on=False, label="failed (no value)",
+                failed_x,
+                [0.0] * len(failed_x),
+                "x",
+                color=_STATE_COLORS[FAILED],
+                ms=8,
+                mew=2,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="failed (no value)",
             )
         if best_x:
             ax.step(best_x, best_y, where="post", color="#ff7f0e", lw=2, label="best so far")
@@ -518,8 +533,13 @@ def plot_history(sweep: Sweep) -> str | None:
                 y = trial.values[k] if trial.state == "COMPLETE" and trial.values else trial.last_value
                 if y is not None and trial.state != "FAIL":
                     ax.annotate(
-                        f"#{trial.number}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
-                        fontsize=7, color="#555",
+                        f"#{trial.number}",
+                        (x, y),
+                        textcoords="offset points",
+                        xytext=(0, 6),
+                        ha="center",
+                        fontsize=7,
+                        color="#555",
                     )
         what = (study.objective or "objective") if n_obj == 1 else f"objective {k}"
         ax.set_title(f"{what} ({direction})", fontsize=9)
