@@ -257,7 +257,10 @@ def main() -> None:
     optuna2 = check_interpreters(args.baseline_python)
     slots = pool_slots()
     if slots != args.jobs:
-        refuse(f"the pool offers {slots} CPU slots; accepted: --jobs={args.jobs} (CONDOR_POOL_CPUS=...)")
+        refuse(
+            f"the pool offers {slots} CPU slots; accepted: exactly --jobs={args.jobs} "
+            f"(CONDOR_POOL_CPUS={args.jobs} scripts/condor-pool start)"
+        )
     rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ahead, after = probe_claim_reuse(Path(tmp), slots)
