@@ -179,7 +179,8 @@ class OptunaStreamSweeperConf:
     n_trials: int = 20
 
     # Trials in flight at once: with launcher=htcondor a new one is submitted the moment one ends; with any
-    # other launcher, batches of n_jobs.
+    # other launcher, batches of n_jobs. On a pool, one or two above the slots you get keeps a trial queued,
+    # which HTCondor starts the moment a slot frees (no negotiation cycle; README "Searching on a pool").
     n_jobs: int = 2
 
     # The share of n_trials that may fail in one run; one failure more stops the search with an error.
