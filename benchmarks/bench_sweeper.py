@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import htcondor2
@@ -35,6 +36,37 @@ AS_BATCHES = (
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
+
+
+@dataclass(frozen=True)
+class JobTimes:
+    """One job's times from its event log (whole seconds): execute is None for a job removed before it
+    ran; end is its termination or its removal (a pruned trial's job)."""
+
+    num: int  # its Hydra job number
+    submit: int
+    execute: int | None
+    end: int | None
+
+    @property
+    def busy(self) -> int:
+        """Slot-seconds: execute to end (0 for a job that never ran)."""
+        return 0 if self.execute is None or self.end is None else self.end - self.execute
+
+
+def job_times(sweep: Path) -> list[JobTimes]:
+    """Every job of a sweep folder's batch event logs (streaming: a cluster per job, a log per cluster)."""
+    ends = (htcondor2.JobEventType.JOB_TERMINATED, htcondor2.JobEventType.JOB_ABORTED)
+    jobs = []
+    for first, _last, path in SweepLayout(str(sweep)).batch_logs():
+        times: dict[int, dict[htcondor2.JobEventType, int]] = {}
+        for event in htcondor2.JobEventLog(path).events(stop_after=0):
+            times.setdefault(event.proc, {}).setdefault(event.type, event.timestamp)
+        for proc, job in times.items():  # a batch's procs are its jobs in order
+            end = min((job[kind] for kind in ends if kind in job), default=None)
+            execute = job.get(htcondor2.JobEventType.EXECUTE)
+            jobs.append(JobTimes(first + proc, job[htcondor2.JobEventType.SUBMIT], execute, end))
+    return jobs
 
 
 def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -62,21 +94,16 @@ def run(mode: str, folder: Path, args: argparse.Namespace) -> dict[str, float]:
         raise SystemExit(f"{mode}: exit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     said_batches = "no streaming interface" in done.stdout
     assert said_batches == (mode == "batch"), f"{mode}: the sweeper ran the other way"
-    submit, start, end = [], [], []  # per job, the event logs' whole seconds
-    for _first, _last, path in SweepLayout(str(sweep)).batch_logs():
-        times: dict[int, dict[htcondor2.JobEventType, int]] = {}
-        for event in htcondor2.JobEventLog(path).events(stop_after=0):
-            times.setdefault(event.proc, {}).setdefault(event.type, event.timestamp)
-        for job in times.values():
-            submit.append(job[htcondor2.JobEventType.SUBMIT])
-            start.append(job[htcondor2.JobEventType.EXECUTE])
-            end.append(job[htcondor2.JobEventType.JOB_TERMINATED])
+    jobs = job_times(sweep)
+    submit = [j.submit for j in jobs]
+    end = [j.end for j in jobs if j.end is not None]
     span = max(end) - min(submit)
-    busy = sum(e - s for s, e in zip(start, end, strict=True))
+    busy = sum(j.busy for j in jobs)
     # A slot's wait for its next job: each submission after the first n_jobs against the earliest end not
     # yet matched (streaming: the end that freed it; batches: the slowest of the batch comes later).
     refill = [s - e for s, e in zip(sorted(submit)[args.jobs :], sorted(end), strict=False)]
-    dispatch = [e - s for s, e in zip(submit, start, strict=True)]  # HTCondor: submitted -> executing
+    # HTCondor: submitted -> executing
+    dispatch = [j.execute - j.submit for j in jobs if j.execute is not None]
     storage = JournalStorage(JournalFileBackend(str(sweep / "optuna_journal.log")))
     best = optuna.load_study(study_name="objective", storage=storage).best_value
     return {
