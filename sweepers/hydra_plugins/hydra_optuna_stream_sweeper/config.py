@@ -121,11 +121,12 @@ class SuccessiveHalvingPrunerConfig(PrunerConfig):
     _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
     # In the job's steps (its report(step, value) calls; mnist_app's are epochs, from 1). Rungs come at
     # steps 1, 3, 9...: for a search of a few epochs a trial is judged after its 1st and 3rd, and 1 in 9
-    # runs to the end. Not Optuna's defaults ("auto", 4): "auto" waits for a first COMPLETE trial, so the
-    # first n_jobs trials in flight all run to their end and can still be pruned at their last report
-    # (their whole cost spent, their result thrown away); and with 4 the rungs of a 6-epoch search are 1
-    # and 4, 1 in 16 finishing, which keeps 1 or 2 of ~20 trials for TPE to learn from. For jobs that
-    # report hundreds of steps, set min_resource to the steps worth a first look (or "auto").
+    # runs to the end once each rung has seen a few trials (before that, Optuna promotes a trial only when
+    # it is the best so far). Not Optuna's defaults ("auto", 4): "auto" waits for a first COMPLETE trial,
+    # so the first n_jobs trials in flight all run to their end and can still be pruned at their last
+    # report (their whole cost spent, their result thrown away); and with 4 the rungs of a 6-epoch search
+    # are 1 and 4, 1 in 16 finishing, which keeps 1 or 2 of ~20 trials for TPE to learn from. For jobs
+    # that report hundreds of steps, set min_resource to the steps worth a first look (or "auto").
     min_resource: Any = 1
     reduction_factor: int = 3
     min_early_stopping_rate: int = 0
