@@ -122,10 +122,12 @@ class ThroughputTimer(L.Callback):
 
 
 class ReportMetric(L.Callback):
-    """The optimized metric at the end of every validation epoch, as ``report(epoch, value)``: a sweeper
-    that prunes (HTCondor launcher jobs, or a handler in-process) sees how a run is going. A test metric,
-    known only after training, is reported by its validation counterpart (``test/acc`` -> ``val/acc``).
-    Nobody listening (a plain run) costs nothing but the call."""
+    """The optimized metric at the end of every validation epoch, as ``report(epochs, value)``: a sweeper
+    that prunes (HTCondor launcher jobs, or a handler in-process) sees how a run is going. The step is the
+    number of epochs trained, from 1 (Lightning's ``current_epoch`` + 1), so a pruner's resource counts
+    epochs (ASHA's ``min_resource: 1`` judges a trial after its first epoch) and "pruned at epoch 3" means
+    three epochs were trained. A test metric, known only after training, is reported by its validation
+    counterpart (``test/acc`` -> ``val/acc``). Nobody listening (a plain run) costs nothing but the call."""
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
@@ -147,4 +149,4 @@ class ReportMetric(L.Callback):
                     ", ".join(sorted(trainer.callback_metrics)) or "none",
                 )
             return
-        report(trainer.current_epoch, float(value))
+        report(trainer.current_epoch + 1, float(value))

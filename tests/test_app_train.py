@@ -57,10 +57,11 @@ def test_run_folder_contents(two_epochs):
 def test_the_optimized_metric_is_reported_at_every_validation_epoch(two_epochs):
     out, _, reports = two_epochs
     # optimized_metric=test/acc is known only after training: its validation counterpart is reported, once
-    # per epoch (not at the sanity check), with the values the CSV logger wrote.
+    # per epoch (not at the sanity check), with the values the CSV logger wrote; the step is the number of
+    # epochs trained (1, 2), what the sweeper's pruners count and its reasons say ("pruned at epoch 1").
     rows = csv.DictReader((out / "csv" / "metrics.csv").open())
     logged = [float(r["val/acc"]) for r in rows if r["val/acc"]]
-    assert [step for step, _ in reports] == [0, 1]
+    assert [step for step, _ in reports] == [1, 2]
     assert [value for _, value in reports] == pytest.approx(logged, abs=1e-6)
     assert all(isinstance(value, float) for _, value in reports) and reports[-1][1] > 0.9
 

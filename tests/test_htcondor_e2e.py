@@ -7,11 +7,14 @@ import subprocess
 from pathlib import Path
 
 import cloudpickle
+import optuna
 import pytest
 import yaml
 from _app_helpers import FAST as APP_FAST
 from _app_helpers import only_sweep_dir, run_app
 from hydra.core.utils import JobStatus
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
@@ -96,3 +99,46 @@ def test_optuna_sweeper_gets_real_values_from_the_pool(pool_optuna_sweep):
     accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["val/acc"] for n in (0, 1, 2)]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(accs))
+
+
+def test_the_search_on_the_pool_prunes_with_asha_by_epoch(tmp_path):
+    # The app's search with the asha preset (min_resource 1, reduction_factor 3) on its epoch reports (the
+    # number of epochs trained, from 1), one trial at a time: the seed alone orders the trials. With fewer
+    # than 3 trials at a rung, ASHA promotes only the best so far: a trial worse after epoch 1 than every
+    # earlier one stops there, its job removed with "pruned at epoch 1"; the others train both epochs, none
+    # judged at epoch 2 (the next rung is epoch 3).
+    proc = _run(
+        tmp_path,
+        "-m",
+        "hparams_search=optuna",
+        "launcher=htcondor_cpu",
+        "hydra/sweeper/pruner=asha",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.sampler.seed=1",
+        "model.lr=choice(0.001, 1.0)",  # seed 1 asks 1.0, 1.0, 0.001: the last is far behind after epoch 1
+        "data.batch_size=64",
+        "model.scheduler.gamma=0.7",
+        *APP_FAST,
+        # Whole epochs (~3 s): a pruned trial's job is still training epoch 2 when the sweeper removes it.
+        "trainer.max_epochs=2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = only_sweep_dir(tmp_path)
+    storage = JournalStorage(JournalFileBackend(str(sweep / "optuna_journal.log")))
+    trials = optuna.load_study(study_name="mnist_app", storage=storage).get_trials()
+    assert len(trials) == 3
+    manifest = json.loads((sweep / ".htcondor" / "manifest.json").read_text())
+    first: list[float] = []  # each trial's val/acc after epoch 1, in trial order
+    for t in trials:
+        first.append(t.intermediate_values[1])
+        if first[-1] < max(first):
+            assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [1], t
+            entry = manifest["jobs"][str(t.number)]
+            assert entry["abort_reason"] == "pruned at epoch 1", entry
+            assert f"trial {t.number} (job #{t.number}): pruned at epoch 1" in proc.stdout + proc.stderr
+        else:
+            assert t.state == TrialState.COMPLETE and list(t.intermediate_values) == [1, 2], t
+            metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
+            assert t.value == pytest.approx(metrics["val/acc"]) and metrics["epochs"] == 2
+    assert any(t.state == TrialState.PRUNED for t in trials), "the test needs a pruned trial"

@@ -8,10 +8,12 @@ import sys
 import cloudpickle
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_htcondor_launcher import _cli, _schedd, _wait
+from hydra_plugins.hydra_htcondor_launcher import _cli, _resume, _schedd, _wait
+from hydra_plugins.hydra_htcondor_launcher._errors import ConfigError
 from hydra_plugins.hydra_htcondor_launcher._jobstate import JobRecord, JobState
 from hydra_plugins.hydra_htcondor_launcher._layout import manifest_path
 from hydra_plugins.hydra_htcondor_launcher._manifest import Manifest, ManifestError, record_of
+from omegaconf import OmegaConf
 
 
 def _manifest(tmp_path, jobs=None):
@@ -406,3 +408,24 @@ def test_salvage_keeps_the_head_and_every_whole_job_line_of_a_cut_manifest(tmp_p
     assert head["command"] == ["app.py", "-m"]
     assert sorted(jobs) == ["0", "1"] and jobs["1"]["overrides"] == ["+x=2"]
     assert _salvage("{ damaged") == ({}, {})
+
+
+@pytest.mark.parametrize(
+    ("target", "refused"),
+    [
+        ("hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", True),
+        # Names with "optuna" in them that keep their job numbers: our streaming sweeper (trial number ==
+        # job number, continued by its study), and any other sweeper so named.
+        ("hydra_plugins.hydra_optuna_stream_sweeper.optuna_stream_sweeper.OptunaStreamSweeper", False),
+        ("my_sweepers.optuna_grid.Sweeper", False),
+        ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper", False),
+    ],
+)
+def test_only_hydras_optuna_sweeper_is_refused_resume_and_detach(target, refused):
+    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": target}}})
+    said = "hydra.launcher.detach=true is not supported with the Optuna sweeper"
+    if refused:
+        with pytest.raises(ConfigError, match=said):
+            _resume.refuse_sampling_sweeper(config, "hydra.launcher.detach=true")
+    else:
+        _resume.refuse_sampling_sweeper(config, "hydra.launcher.detach=true")

@@ -44,7 +44,7 @@ class ScriptedSweep:
         return sorted(self.live)
 
     def close(self):
-        pass
+        self.closed_with = sorted(self.live)
 
 
 def _report(num, step, value):
@@ -87,6 +87,17 @@ def test_wait_returns_when_nothing_but_pruned_jobs_is_left():
     runner.submit([(2, ["x=1"])])
     assert [e.num for e in runner.wait()] == [2]
     assert runner.wait() == []  # job 2 is still "active" in HTCondor until its abort event, but not ours
+
+
+def test_close_waits_for_the_removed_jobs_to_end_so_the_manifest_records_their_removal():
+    # Job 4 was pruned (removed); its abort event comes two polls later. Job 5 is another trial's job, kept
+    # running (on_interrupt=keep): close does not wait for it.
+    sweep = ScriptedSweep([[_report(4, 1, 99.0)], [], [], [_ended(4)]])
+    runner = HTCondorRunner(sweep, lambda n, s, v: "pruned at epoch 1" if n == 4 else None, poll_s=0.01)
+    runner.submit([(4, ["x=1"]), (5, ["x=2"])])
+    assert runner.wait() == [Ended(4, pruned="pruned at epoch 1")]
+    runner.close()
+    assert sweep.script == [] and sweep.closed_with == [5]
 
 
 def test_reattach_reports_only_the_lost_and_stop_removes_the_rest():

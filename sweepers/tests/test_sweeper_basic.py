@@ -151,6 +151,7 @@ def test_prunes_in_process_through_the_reporting_handler(tmp_path):
         "hydra.sweeper.sampler.seed=1",
         "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
         "+hydra.sweeper.pruner.upper=20",
+        "hydra.sweeper.step_name=round",  # the app's word for its steps, in the reason (default: step)
     )
     assert done.returncode == 0, done.stdout
     trials = study(sweep).get_trials()
@@ -159,7 +160,7 @@ def test_prunes_in_process_through_the_reporting_handler(tmp_path):
         if t.params["x"] == 9:  # reports 50 + 4 at step 0: pruned there, the job stopped
             assert t.state == TrialState.PRUNED and t.intermediate_values == {0: 54.0}
             assert t.value == 54.0  # Optuna keeps a pruned trial's last report as its value
-            assert f"trial {t.number} (job #{t.number}): pruned at step 0" in done.stdout
+            assert f"trial {t.number} (job #{t.number}): pruned at round 0" in done.stdout
         else:
             assert t.state == TrialState.COMPLETE
             assert t.intermediate_values == {0: 5.0, 1: 4.0, 2: 3.0, 3: 2.0}
@@ -267,6 +268,11 @@ def test_multi_objective(tmp_path):
             ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=asha"],
             "hydra.sweeper.pruner=SuccessiveHalvingPruner with 2 directions: Optuna prunes single-objective "
             "studies only; accepted: hydra/sweeper/pruner=none",
+        ),
+        (
+            ["hydra.sweeper.step_name=' '"],
+            "hydra.sweeper.step_name=' ': accepted: a word for what a report's step counts (step, epoch, "
+            "...)",
         ),
         (
             ["hydra.sweeper.custom_search_space=nowhere.func"],

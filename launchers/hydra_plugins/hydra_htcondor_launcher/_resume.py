@@ -104,7 +104,8 @@ def open_manifest(batch: Batch, current: Manifest | None = None, *, sampling_ok:
         return current
     if settings.resume and os.path.exists(path):
         if not sampling_ok:
-            refuse_sampling_sweeper(batch, "hydra.launcher.resume=true in a sweep folder with a manifest")
+            what = "hydra.launcher.resume=true in a sweep folder with a manifest"
+            refuse_sampling_sweeper(batch.config, what)
         return Manifest.load(batch.sweep_dir)
     if settings.resume:
         _refuse_lost_manifest(batch)
@@ -150,12 +151,20 @@ def _refuse_lost_manifest(batch: Batch) -> None:
         )
 
 
-def refuse_sampling_sweeper(batch: Batch, what: str) -> None:
-    """A sweeper that samples its jobs (Optuna) gives job #N other overrides on every run: the manifest's
-    job numbers cannot name its trials, and a detached run would need the results of batch 1 before
-    batch 2 exists. Its own storage (hydra.sweeper.storage + study_name) is how such a study resumes."""
-    target = str(OmegaConf.select(batch.config, "hydra.sweeper._target_", default="") or "")
-    if "optuna" in target.lower():
+# Hydra's Optuna sweeper (hydra-optuna-sweeper), by its exact target: no sweeper says in a property whether
+# its job numbers name the same jobs on every run, and a substring ("optuna") also caught sweepers that keep
+# them (optuna_stream: trial number == job number, continued by the study) and any sweeper so named.
+HYDRA_OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def refuse_sampling_sweeper(config: Any, what: str) -> None:
+    """Hydra's Optuna sweeper (``config``: the job's config, ``hydra.sweeper._target_``) samples its jobs
+    afresh on every run, numbered from 0: the manifest's job numbers cannot name its trials, and a
+    detached run would need the results of batch 1 before batch 2 exists. Its own storage
+    (hydra.sweeper.storage + study_name) is how such a study resumes. Any other sweeper whose job #N
+    changes between runs meets ``check_overrides``."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    if target == HYDRA_OPTUNA_SWEEPER:
         raise ConfigError(
             f"{what} is not supported with the Optuna sweeper ({target}): it samples new trials on every "
             "run, so job numbers do not name the same trials; resume the study with Optuna's own storage "

@@ -360,7 +360,7 @@ def launch(
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     sweep = SweepEngine.from_launcher(launcher, sampling_ok=False)
     if sweep.settings.detach:
-        _resume.refuse_sampling_sweeper(sweep.base, "hydra.launcher.detach=true")
+        _resume.refuse_sampling_sweeper(sweep.base.config, "hydra.launcher.detach=true")
     nums = sweep.submit(job_overrides, initial_job_idx)
     if sweep.settings.detach and sweep.records:
         log.info("detached: %d job(s) in HTCondor, none waited for; %s", len(sweep.records), sweep.hint)

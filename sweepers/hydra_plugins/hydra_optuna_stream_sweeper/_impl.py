@@ -77,6 +77,7 @@ class Settings:
     n_trials: int
     n_jobs: int
     max_failure_rate: float
+    step_name: str
     params: dict[str, Any] | None
     custom_search_space: Any
 
@@ -112,6 +113,12 @@ class Settings:
                 "Optuna storage URL (sqlite:///study.db) or a journal file's path"
             )
         study_name = params.get("study_name")
+        step_name = params.get("step_name", "step")
+        if not isinstance(step_name, str) or not step_name.strip():
+            raise SweeperConfigError(
+                f"hydra.sweeper.step_name={step_name!r}: accepted: a word for what a report's step counts "
+                "(step, epoch, ...)"
+            )
         custom = params.get("custom_search_space")
         extender = None
         if custom:
@@ -132,6 +139,7 @@ class Settings:
             n_trials=whole("n_trials", 1),
             n_jobs=whole("n_jobs", 1),
             max_failure_rate=float(rate),
+            step_name=step_name.strip(),
             params=OmegaConf.to_container(raw) if OmegaConf.is_config(raw) else raw,  # type: ignore[arg-type]
             custom_search_space=extender,
         )
@@ -254,7 +262,7 @@ class StreamSweeperImpl:
         if trial is None or len(self.s.directions) > 1 or not math.isfinite(value):
             return None
         trial.report(value, step)
-        return f"pruned at step {step}" if trial.should_prune() else None
+        return f"pruned at {self.s.step_name} {step}" if trial.should_prune() else None
 
     def _handle(self, number: int) -> Trial:
         """A handle on a stored RUNNING trial of an earlier run. Optuna's Trial needs the storage's trial id,

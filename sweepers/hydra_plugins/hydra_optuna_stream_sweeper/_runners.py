@@ -32,6 +32,8 @@ Job = tuple[int, Sequence[str]]  # (job number == trial number, overrides)
 
 STREAMING_MODULE = "hydra_plugins.hydra_htcondor_launcher.sweep"
 REPORTING_MODULE = "hydra_plugins.hydra_htcondor_launcher.reporting"
+# How long close() waits for the jobs the sweeper removed to end (measured: 2-3 s for mnist_app's).
+REMOVED_END_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,17 @@ class HTCondorRunner(Runner):
         return self.stop("interrupted (Ctrl-C)")
 
     def close(self) -> None:
-        self.sweep.close()
+        # A removed job ends with HTCondor's abort event, 2-3 s after its removal (the job stops at SIGTERM):
+        # waited for here, so that the manifest saved at close says REMOVED with the reason ("pruned at
+        # epoch 1") instead of "running" when the search's last trials were pruned. Bounded: a job slow to
+        # die is left to HTCondor, and hydra-htcondor status reads its end from the event log.
+        deadline = time.monotonic() + REMOVED_END_S
+        try:
+            while [n for n in self.sweep.active() if n in self.pruned] and time.monotonic() < deadline:
+                self.sweep.poll()  # their "ended" events are not news: the trials were told already
+                time.sleep(self.poll_s)
+        finally:
+            self.sweep.close()
 
 
 def make_runner(launcher: Launcher, decide: Decide) -> Runner:
