@@ -94,9 +94,11 @@ def test_cuda_on_the_simulated_gpu_fails_with_the_apps_one_line_error(tmp_path):
 
 @pytest.mark.shares("pool_optuna_sweep")
 def test_optuna_sweeper_gets_real_values_from_the_pool(pool_optuna_sweep):
-    # The search tests/test_report.py reads too (tests/conftest.py): maximize val/acc over 3 trials at once.
+    # The search tests/test_report.py reads too (tests/conftest.py): maximize val/acc, some trials pruned
+    # (no metrics.json); the best value is the best the completed jobs wrote.
     sweep = pool_optuna_sweep
-    accs = [json.loads((sweep / str(n) / "metrics.json").read_text())["val/acc"] for n in (0, 1, 2)]
+    accs = [json.loads(p.read_text())["val/acc"] for p in sweep.glob("*/metrics.json")]
+    assert accs, "no trial of the search completed"
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(accs))
 

@@ -724,20 +724,22 @@ def test_optuna_search_on_the_pool_prunes_and_the_report_shows_it(pool_optuna_sw
         curve = dict(job.val_curve)  # the job's own val/acc per epoch (Lightning's CSV log)
         if t in pruned:
             assert t.state == TrialState.PRUNED, (t.number, t.state)
-            # Pruned at its first report (epoch 0), its value the job's val/acc there.
-            assert list(t.intermediate_values) == [0] and t.intermediate_values[0] < PRUNE_BELOW
-            assert t.intermediate_values[0] == curve[0]
+            # Pruned at its first report (step 1: epochs trained), its value the job's val/acc there
+            # (Lightning's CSV counts epochs from 0).
+            assert list(t.intermediate_values) == [1] and t.intermediate_values[1] < PRUNE_BELOW
+            assert t.intermediate_values[1] == curve[0]
             # Removed from HTCondor by the sweeper, with the reason.
             assert schedd_status[t.number] == 3  # REMOVED
             record = view.jobs[t.number].record
-            assert record.state is JobState.REMOVED and record.abort_reason == "pruned at step 0"
+            assert record.state is JobState.REMOVED and record.abort_reason == "pruned at epoch 1"
             # The report: pruned with its step and value, not a failure.
             assert job.status == "pruned" and job.error is None
-            assert (row["status"], row["optuna_state"], row["pruned_at_step"]) == ("pruned", "PRUNED", "0")
-            assert float(row["last_reported_value"]) == t.intermediate_values[0] and row["error"] == ""
+            assert (row["status"], row["optuna_state"], row["pruned_at_step"]) == ("pruned", "PRUNED", "1")
+            assert float(row["last_reported_value"]) == t.intermediate_values[1] and row["error"] == ""
         else:
             assert t.state == TrialState.COMPLETE, (t.number, t.state)
-            assert t.intermediate_values == curve and sorted(curve) == list(range(POOL_SEARCH_EPOCHS))
+            assert t.intermediate_values == {e + 1: v for e, v in curve.items()}
+            assert sorted(curve) == list(range(POOL_SEARCH_EPOCHS))
             metrics = json.loads((job.job_dir / "metrics.json").read_text())
             assert t.value == metrics["val/acc"] == curve[POOL_SEARCH_EPOCHS - 1]
             assert schedd_status[t.number] == 4  # COMPLETED
@@ -765,7 +767,7 @@ def test_optuna_search_on_the_pool_prunes_and_the_report_shows_it(pool_optuna_sw
         cells = shown[t.number]
         if t in pruned:
             assert cells[header.index("status")] == "pruned"
-            assert cells[header.index("trial")] == f"PRUNED at step 0 ({t.intermediate_values[0]:.4g})"
+            assert cells[header.index("trial")] == f"PRUNED at step 1 ({t.intermediate_values[1]:.4g})"
             assert seen["classes"][str(t.number)] == "pruned"
         else:
             assert cells[header.index("trial")] == f"COMPLETE ({t.value:.4g})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -33,6 +34,9 @@ def test_the_modules_hydra_imports_at_start_up_do_not_load_optuna():
 
 
 def test_config_groups():
+    # Registered when the module is first imported (Hydra's plugin discovery, or here: a test that runs
+    # alone in a worker has not discovered plugins yet).
+    importlib.import_module("hydra_plugins.hydra_optuna_stream_sweeper.config")
     repo = ConfigStore.instance().repo["hydra"]
     assert "optuna_stream.yaml" in repo["sweeper"]
     assert {f"{n}.yaml" for n in ("tpe", "random", "cmaes", "nsgaii", "gp", "qmc", "grid")} <= set(
