@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,28 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 APP = Path(__file__).resolve().parent / "app" / "objective.py"
 JOURNAL = "optuna_journal.log"  # study.JOURNAL_FILE, checked by test_sweeper_basic's first test
+
+
+# The HTCondor launcher on the test pool, as the sweeper's pool tests run it.
+POOL = ("hydra/launcher=htcondor", "hydra.launcher.request_memory=256MB", "hydra.launcher.poll_interval=0.2")
+
+
+def sweep_id(sweep_dir: Path) -> str:
+    """The sweep's id in HTCondor (HydraSweepId), from the launcher's manifest."""
+    from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
+
+    return str(json.loads(Path(SweepLayout(str(sweep_dir)).manifest).read_text())["sweep_id"])
+
+
+def left_in_queue(sweep_dir: Path) -> list:
+    """The sweep's jobs still in HTCondor's queue, removed ones on their way out (JobStatus 3) aside."""
+    import htcondor2
+
+    return list(
+        htcondor2.Schedd().query(
+            f'HydraSweepId == "{sweep_id(sweep_dir)}" && JobStatus != 3', projection=["ProcId"]
+        )
+    )
 
 
 def command(sweep_dir: Path, *args: str) -> list[str]:

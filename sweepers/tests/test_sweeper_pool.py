@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from _helpers import command, run, study
+from _helpers import POOL, command, left_in_queue, run, study, sweep_id
 from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
 from optuna.trial import TrialState
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
-POOL = ("hydra/launcher=htcondor", "hydra.launcher.request_memory=256MB", "hydra.launcher.poll_interval=0.2")
 # The longest a free slot may wait for its next job (the event logs count whole seconds).
 REFILL_S = 3
 
@@ -123,8 +122,7 @@ def test_sigkill_then_the_same_command_reattaches_its_jobs_one_job_per_trial(
     trials = study(sweep).get_trials()
     assert [t.number for t in trials] == list(range(5))  # exactly n_trials
     assert all(t.state == TrialState.COMPLETE for t in trials)  # the re-attached ones told from their jobs
-    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
-    assert procs_per_job(sweep_id) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
+    assert procs_per_job(sweep_id(sweep)) == dict.fromkeys(range(5), 1)  # one HTCondor job per trial
 
 
 def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
@@ -147,12 +145,7 @@ def test_ctrl_c_removes_the_jobs_in_flight_and_tells_their_trials(tmp_path):
     for t in removed:
         assert t.user_attrs["failure"] == "removed: the sweeper was interrupted (Ctrl-C)"
         assert t.user_attrs["lost"] is True
-    import htcondor2
-
-    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
-    # Nothing of the sweep is left in the queue but removed jobs on their way out (JobStatus 3).
-    left = htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}" && JobStatus != 3', projection=["ProcId"])
-    assert left == []
+    assert left_in_queue(sweep) == []  # removed jobs on their way out aside
 
 
 # Each mode's report channel: the job's report file on a shared filesystem; chirp into the event log with file

@@ -3,11 +3,8 @@ the console, and max_failure_rate stops the search, removing the jobs still in f
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from _helpers import error_line, run, study
+from _helpers import POOL, error_line, left_in_queue, run, study
 from hydra_plugins.hydra_htcondor_launcher._layout import SweepLayout
 from optuna.trial import TrialState
 
@@ -15,17 +12,13 @@ pytestmark = [pytest.mark.condor, pytest.mark.slow]
 
 
 def test_failing_jobs_are_fail_with_their_cause_and_max_failure_rate_removes_the_jobs_in_flight(tmp_path):
-    import htcondor2
-
     sweep = tmp_path / "sweep"
     # x > 2.5 raises at once; x <= 2.5 runs for 60 s. With this seed x is 2.75, 3.54 (two failures), then
     # 1.45 (runs) and 2.55 (the third failure): the search stops while trial 2 is still in flight.
     done = run(
         tmp_path,
         sweep,
-        "hydra/launcher=htcondor",
-        "hydra.launcher.request_memory=256MB",
-        "hydra.launcher.poll_interval=0.2",
+        *POOL,
         "x=interval(0, 5)",
         "fail_above=2.5",
         "sleep_s=60",
@@ -63,7 +56,5 @@ def test_failing_jobs_are_fail_with_their_cause_and_max_failure_rate_removes_the
     for t in stopped:
         assert t.state == TrialState.FAIL and t.user_attrs["lost"] is True, t
         assert t.user_attrs["failure"].startswith("removed: the search stopped"), t.user_attrs
-    sweep_id = json.loads(Path(SweepLayout(str(sweep)).manifest).read_text())["sweep_id"]
-    left = htcondor2.Schedd().query(f'HydraSweepId == "{sweep_id}" && JobStatus != 3', projection=["ProcId"])
-    assert left == []
+    assert left_in_queue(sweep) == []
     assert not (sweep / "optimization_results.yaml").exists()
