@@ -267,17 +267,20 @@ class SweepEngine:
             rec = self.records.get(num)
             if rec is None or not rec.final:
                 raise ValueError(f"job #{num} has not ended (or is not a job of this sweep)")
-            sub = self.batches[num]
-            job = next(job for job in sub.jobs if job.num == num)
-            ret = _results.collect_one(sub, job, rec)
+            ret = _results.collect_one(*self._batch_job(num), rec)
         self._results[num] = ret
         return ret
+
+    def _batch_job(self, num: int) -> tuple[Batch, Job]:
+        """Job `num` as its cluster's Batch holds it (with that batch: its paths, its records)."""
+        sub = self.batches[num]
+        return sub, next(job for job in sub.jobs if job.num == num)
 
     def log_paths(self, num: int) -> str:
         if num not in self.batches:
             raise KeyError(f"job #{num} is not a job of this sweep")
-        sub = self.batches[num]
-        return sub.job_paths(next(job for job in sub.jobs if job.num == num))
+        sub, job = self._batch_job(num)
+        return sub.job_paths(job)
 
     def remove(self, num: int, reason: str) -> None:
         if num not in self.batches:
